@@ -1,0 +1,165 @@
+//! The library's error type.
+//!
+//! Owns every way a library call can fail, each variant naming the file or the
+//! version involved so that a front end can print one clear line. It must not
+//! format for a particular front end (no log levels, no exit codes).
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error on a named file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another process (or another handle in this one) holds the store.
+    #[error("{}: the store is already open in another process (only one writer may use a store)", path.display())]
+    StoreLocked { path: PathBuf },
+
+    /// The file is not a cln-backup store (not redb, or redb without our tables).
+    #[error("{}: not a cln-backup store ({reason})", path.display())]
+    NotAStore { path: PathBuf, reason: String },
+
+    /// The store was written by a newer cln-backup.
+    #[error("{}: store format {found} is newer than this cln-backup supports (format {supported}); upgrade cln-backup", path.display())]
+    FormatTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    /// `create` was asked for a path that already exists.
+    #[error("{}: already exists; refusing to overwrite an existing store", path.display())]
+    AlreadyExists { path: PathBuf },
+
+    /// The store's own checks failed: redb checksums, hash chain, or a record that does not decode.
+    #[error("{}: store is corrupt: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+
+    /// redb reported an error other than corruption (for example the disk is full).
+    #[error("{}: storage error: {source}", path.display())]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+
+    /// A change arrived whose version does not follow the head.
+    #[error("version {got} does not follow the backup's version {head}: expected {expected} (or {head} for a lone PRAGMA report)")]
+    Gap { head: u32, expected: u32, got: u32 },
+
+    /// A change with no statements (PostgreSQL nodes send these).
+    #[error("change for version {version} has no statements; only SQLite nodes are supported")]
+    EmptyChange { version: u32 },
+
+    /// A new version whose last statement is not the `data_version` bump to it.
+    #[error("change for version {version} does not end with the data_version bump from {expected_from} (last statement: {last:?})")]
+    MissingBump {
+        version: u32,
+        expected_from: u32,
+        last: String,
+    },
+
+    /// A repeated version that carries a bump: that is an uncommitted transaction being replaced, not a repeat.
+    #[error("change for version {version} repeats the head version but ends with a data_version bump; rewind the uncommitted change first")]
+    RepeatWithBump { version: u32 },
+
+    /// Rewind asked for when it cannot be done safely.
+    #[error("cannot rewind: {reason}")]
+    Rewind { reason: &'static str },
+
+    /// A snapshot was offered at a version the store cannot take it at.
+    #[error("cannot store a snapshot at version {version}: {reason}")]
+    SnapshotVersion { version: u32, reason: String },
+
+    /// A version was asked for that the store no longer (or never) held.
+    #[error("version {asked} is not restorable from this store (restorable: {range})")]
+    NotRestorable { asked: u64, range: String },
+
+    /// Another writer changed the log while a compaction was being prepared.
+    #[error("the change log moved under the compaction (version {version} changed); nothing was pruned, try again")]
+    CompactionRaced { version: u32 },
+
+    /// SQLite failed while replaying or reading a database.
+    #[error("{}: SQLite: {source}{}", path.display(), context.as_deref().map(|c| format!(" (while running: {c})")).unwrap_or_default())]
+    Sqlite {
+        path: PathBuf,
+        context: Option<String>,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The restored database does not check out.
+    #[error("{}: restored database failed its check: {what}", path.display())]
+    RestoreCheck { path: PathBuf, what: String },
+
+    /// A restore destination exists and replacing it was not asked for.
+    #[error("{}: destination exists; pass --force to replace it", path.display())]
+    DestinationExists { path: PathBuf },
+
+    /// A legacy `.dbak` file that cannot be read.
+    #[error("{}: legacy backup: {what}", path.display())]
+    Legacy { path: PathBuf, what: String },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+
+    pub(crate) fn sqlite(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
+        Error::Sqlite {
+            path: path.into(),
+            context: None,
+            source,
+        }
+    }
+
+    pub(crate) fn legacy(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Legacy {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+
+    /// Map any redb error onto ours, keeping corruption and locking distinct
+    /// from other storage failures.
+    pub(crate) fn redb(path: impl Into<PathBuf>, source: impl Into<redb::Error>) -> Self {
+        let path = path.into();
+        match source.into() {
+            redb::Error::DatabaseAlreadyOpen => Error::StoreLocked { path },
+            redb::Error::Corrupted(what) => Error::Corrupt { path, what },
+            redb::Error::TableDoesNotExist(t) => Error::NotAStore {
+                path,
+                reason: format!("table {t} is missing"),
+            },
+            redb::Error::TableTypeMismatch { .. } => Error::NotAStore {
+                path,
+                reason: "its tables have other types than a cln-backup store's".into(),
+            },
+            other => Error::Storage {
+                path,
+                source: other,
+            },
+        }
+    }
+}

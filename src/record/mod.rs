@@ -1,0 +1,231 @@
+//! The stored record format: what one row of each store table holds.
+//!
+//! Owns the versioned envelopes (serde + postcard) for change records,
+//! snapshot headers and store metadata, and the hash chain that links change
+//! records: each record's hash covers the previous record's hash, its own
+//! store version and its payload, so a missing, reordered or altered record
+//! is detected on read. It must not open files or know about redb.
+//!
+//! Envelopes are enums whose variant index postcard writes first: a new
+//! layout is a new variant, and old variants keep decoding.
+
+pub mod codec;
+
+use crate::version::Seq;
+use serde::{Deserialize, Serialize};
+
+/// The store format this build writes, and the newest it can read.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A chain hash (BLAKE3).
+pub type Hash = [u8; 32];
+
+/// One transaction as lightningd reported it, with the time it was stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// Milliseconds since the Unix epoch when the store took it.
+    pub time_ms: u64,
+    /// The statements, in order, exactly as lightningd sent them.
+    pub statements: Vec<String>,
+}
+
+/// A decoded change record: every transaction reported with one `data_version`.
+///
+/// Usually one; lone `PRAGMA foreign_keys` reports that repeat the version follow
+/// the transaction they came after, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Store version (extended across u32 wraps).
+    pub seq: Seq,
+    /// The transactions, in the order lightningd reported them.
+    pub transactions: Vec<Transaction>,
+}
+
+impl Change {
+    /// lightningd's `data_version` for this change.
+    pub fn data_version(&self) -> u32 {
+        crate::version::data_version(self.seq)
+    }
+}
+
+/// One stored transaction: statements encoded by [`codec`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredPart {
+    pub time_ms: u64,
+    pub statements: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum ChangeEnvelope {
+    V1 { hash: Hash, parts: Vec<StoredPart> },
+}
+
+/// A change record as stored: encoded parts plus the chain hash.
+#[derive(Clone, Debug)]
+pub struct StoredChange {
+    pub hash: Hash,
+    pub parts: Vec<StoredPart>,
+}
+
+/// Hash of a change record given the hash it chains from.
+pub fn chain_hash(prev: &Hash, seq: Seq, parts: &[StoredPart]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cln-backup/change/v1");
+    h.update(prev);
+    h.update(&seq.to_le_bytes());
+    for p in parts {
+        h.update(&p.time_ms.to_le_bytes());
+        h.update(&(p.statements.len() as u64).to_le_bytes());
+        h.update(&p.statements);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The hash a store's first record chains from.
+pub fn genesis_hash(store_id: &[u8; 16]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cln-backup/genesis/v1");
+    h.update(store_id);
+    *h.finalize().as_bytes()
+}
+
+/// The hash the first change after a snapshot chains from: it binds the
+/// snapshot's content to the chain that led to it.
+pub fn snapshot_anchor(prev: &Hash, seq: Seq, content_hash: &Hash) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cln-backup/snapshot/v1");
+    h.update(prev);
+    h.update(&seq.to_le_bytes());
+    h.update(content_hash);
+    *h.finalize().as_bytes()
+}
+
+impl StoredChange {
+    /// Build a record chained from `prev`.
+    pub fn new(prev: &Hash, seq: Seq, parts: Vec<StoredPart>) -> Self {
+        StoredChange {
+            hash: chain_hash(prev, seq, &parts),
+            parts,
+        }
+    }
+
+    /// Serialise into the versioned envelope.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let env = ChangeEnvelope::V1 {
+            hash: self.hash,
+            parts: self.parts.clone(),
+        };
+        postcard::to_stdvec(&env).unwrap_or_default()
+    }
+
+    /// Parse the envelope. Does not check the chain; see [`StoredChange::check`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        match postcard::from_bytes::<ChangeEnvelope>(bytes) {
+            Ok(ChangeEnvelope::V1 { hash, parts }) => Ok(StoredChange { hash, parts }),
+            Err(e) => Err(format!("change record does not decode: {e}")),
+        }
+    }
+
+    /// Check that this record, stored under `seq`, chains from `prev`.
+    pub fn check(&self, prev: &Hash, seq: Seq) -> bool {
+        chain_hash(prev, seq, &self.parts) == self.hash
+    }
+
+    /// Decode the statements.
+    pub fn decode(&self, seq: Seq) -> Result<Change, codec::DecodeError> {
+        let transactions = self
+            .parts
+            .iter()
+            .map(|p| {
+                Ok(Transaction {
+                    time_ms: p.time_ms,
+                    statements: codec::decode(&p.statements)?,
+                })
+            })
+            .collect::<Result<_, codec::DecodeError>>()?;
+        Ok(Change { seq, transactions })
+    }
+}
+
+/// A snapshot's header: where its chunks are and how to check them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// Bytes of the uncompressed SQLite image.
+    pub size: u64,
+    /// Number of chunks, keyed `(seq, 0..chunks)`.
+    pub chunks: u32,
+    /// Bytes stored (compressed), for status.
+    pub stored_bytes: u64,
+    /// BLAKE3 of the uncompressed image.
+    pub content_hash: Hash,
+    /// The hash the first change after this snapshot chains from.
+    pub anchor: Hash,
+    /// Whether replay continues with foreign keys enforced (false only when a
+    /// compaction point fell between lone `PRAGMA foreign_keys = OFF` and `ON`).
+    pub foreign_keys: bool,
+    pub created_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SnapshotEnvelope {
+    V1(SnapshotHeader),
+}
+
+impl SnapshotHeader {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(&SnapshotEnvelope::V1(self.clone())).unwrap_or_default()
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        match postcard::from_bytes::<SnapshotEnvelope>(bytes) {
+            Ok(SnapshotEnvelope::V1(h)) => Ok(h),
+            Err(e) => Err(format!("snapshot header does not decode: {e}")),
+        }
+    }
+}
+
+/// What the last compaction did, kept for status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionRecord {
+    pub time_ms: u64,
+    pub snapshot_seq: Seq,
+    pub changes_before: u64,
+    pub changes_after: u64,
+    pub duration_ms: u64,
+}
+
+/// Store-wide metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Random identity of this store, seeds the hash chain.
+    pub store_id: [u8; 16],
+    pub created_ms: u64,
+    /// The store version a rewind went back to; a second rewind is refused while
+    /// the head is still there.
+    pub rewound_at: Option<Seq>,
+    pub last_compaction: Option<CompactionRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum MetaEnvelope {
+    V1(Meta),
+}
+
+impl Meta {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(&MetaEnvelope::V1(self.clone())).unwrap_or_default()
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        match postcard::from_bytes::<MetaEnvelope>(bytes) {
+            Ok(MetaEnvelope::V1(m)) => Ok(m),
+            Err(e) => Err(format!("metadata does not decode: {e}")),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

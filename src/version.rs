@@ -1,0 +1,124 @@
+//! lightningd's `data_version` and the store's extended version.
+//!
+//! Owns the arithmetic of versions: lightningd's `data_version` is a u32 that
+//! wraps from 4294967295 to 0; the store keys changes by a monotonic u64
+//! (`epoch << 32 | data_version`) so that order survives the wrap. Also owns
+//! recognising the version bump that ends every lightningd transaction.
+//! It must not touch storage.
+
+/// A store version: monotonic, extended across u32 wraps of `data_version`.
+pub type Seq = u64;
+
+/// The `data_version` lightningd reports for a store version.
+pub fn data_version(seq: Seq) -> u32 {
+    seq as u32
+}
+
+/// The store version that follows `seq` (wraps `data_version` into the next epoch).
+pub fn next(seq: Seq) -> Seq {
+    seq + 1
+}
+
+/// The store version with `data_version == dv` nearest at or below `head`,
+/// used to interpret a user's `--to-version` given as a plain data_version.
+pub fn seq_at_or_below(head: Seq, dv: u64) -> Option<Seq> {
+    if dv > u64::from(u32::MAX) {
+        // Already an extended version.
+        return (dv <= head).then_some(dv);
+    }
+    let epoch = head >> 32;
+    let candidate = (epoch << 32) | dv;
+    if candidate <= head {
+        Some(candidate)
+    } else if epoch > 0 {
+        Some(((epoch - 1) << 32) | dv)
+    } else {
+        None
+    }
+}
+
+const BUMP_PREFIX: &str =
+    "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = ";
+
+/// If `stmt` is lightningd's version bump, the version it bumps *from*.
+///
+/// lightningd ends every transaction with
+/// `UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = N`.
+/// A u32 written through SQLite's integer formatting is never negative here, but
+/// accept a trailing `;` or whitespace.
+pub fn bump_from(stmt: &str) -> Option<u32> {
+    let rest = stmt
+        .trim_end()
+        .trim_end_matches(';')
+        .trim_end()
+        .strip_prefix(BUMP_PREFIX)?;
+    rest.parse::<u32>().ok()
+}
+
+/// The bump a transaction ends with, if it ends with one.
+pub fn transaction_bump<S: AsRef<str>>(statements: &[S]) -> Option<u32> {
+    statements.last().and_then(|s| bump_from(s.as_ref()))
+}
+
+/// Is this transaction a lone `PRAGMA foreign_keys = ...` report, which lightningd
+/// ran outside any transaction? Returns the state it sets.
+pub fn lone_foreign_keys_pragma<S: AsRef<str>>(statements: &[S]) -> Option<bool> {
+    match statements {
+        [only] => foreign_keys_pragma(only.as_ref()),
+        _ => None,
+    }
+}
+
+/// Parse `PRAGMA foreign_keys = ON|OFF|1|0|TRUE|FALSE|YES|NO` (any case, optional `;`).
+pub fn foreign_keys_pragma(stmt: &str) -> Option<bool> {
+    let s = stmt.trim().trim_end_matches(';').trim();
+    let lower = s.to_ascii_lowercase();
+    let rest = lower.strip_prefix("pragma")?.trim_start();
+    let rest = rest.strip_prefix("foreign_keys")?.trim_start();
+    let value = rest.strip_prefix('=')?.trim();
+    match value {
+        "on" | "1" | "true" | "yes" => Some(true),
+        "off" | "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// The bump statement lightningd would write for a transaction that produces `version`.
+pub fn bump_statement(version: u32) -> String {
+    format!("{BUMP_PREFIX}{}", version.wrapping_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bump_round_trip_and_wrap() {
+        assert_eq!(bump_from(&bump_statement(45)), Some(44));
+        assert_eq!(bump_from(&bump_statement(0)), Some(u32::MAX));
+        assert_eq!(bump_from("UPDATE vars SET intval = 3"), None);
+        assert_eq!(data_version(next(u64::from(u32::MAX))), 0);
+    }
+
+    #[test]
+    fn pragma_recognised() {
+        assert_eq!(
+            foreign_keys_pragma("PRAGMA foreign_keys = OFF;"),
+            Some(false)
+        );
+        assert_eq!(foreign_keys_pragma("pragma foreign_keys=1"), Some(true));
+        assert_eq!(foreign_keys_pragma("PRAGMA foreign_key_check"), None);
+        assert_eq!(
+            lone_foreign_keys_pragma(&["PRAGMA foreign_keys = ON;", "x"]),
+            None
+        );
+    }
+
+    #[test]
+    fn to_version_lookup() {
+        let head = (1u64 << 32) | 5;
+        assert_eq!(seq_at_or_below(head, 3), Some((1 << 32) | 3));
+        assert_eq!(seq_at_or_below(head, 9), Some(9));
+        assert_eq!(seq_at_or_below(7, 9), None);
+    }
+}

@@ -47,30 +47,19 @@ pub fn compact(store: &Store, progress: Option<&Progress>) -> Result<Stats> {
         duration_ms: 0,
     };
     if head == 0 || head - 1 <= lo || reader.change_count() < 2 {
-        return Ok(Stats {
-            duration_ms: started.elapsed().as_millis() as u64,
-            ..nothing
-        });
+        return Ok(Stats { duration_ms: started.elapsed().as_millis() as u64, ..nothing });
     }
     let point = head - 1;
     let dir = match store.path().parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".cln-backup-compact-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
+    let tmp =
+        tempfile::Builder::new().prefix(".cln-backup-compact-").tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
     let replayed = restore::replay_into(&reader, point, tmp.path(), progress)?;
     drop(reader);
     let mut image = std::fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
-    let record = store.publish_compaction(
-        point,
-        replayed.last_hash,
-        replayed.foreign_keys,
-        &mut image,
-        started,
-    )?;
+    let record = store.publish_compaction(point, replayed.last_hash, replayed.foreign_keys, &mut image, started)?;
     let after = store.status()?;
     Ok(Stats {
         compacted: true,

@@ -31,11 +31,7 @@ pub enum Error {
 
     /// The store was written by a newer cln-backup.
     #[error("{}: store format {found} is newer than this cln-backup supports (format {supported}); upgrade cln-backup", path.display())]
-    FormatTooNew {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    FormatTooNew { path: PathBuf, found: u32, supported: u32 },
 
     /// `create` was asked for a path that already exists.
     #[error("{}: already exists; refusing to overwrite an existing store", path.display())]
@@ -63,11 +59,7 @@ pub enum Error {
 
     /// A new version whose last statement is not the `data_version` bump to it.
     #[error("change for version {version} does not end with the data_version bump from {expected_from} (last statement: {last:?})")]
-    MissingBump {
-        version: u32,
-        expected_from: u32,
-        last: String,
-    },
+    MissingBump { version: u32, expected_from: u32, last: String },
 
     /// A repeated version that carries a bump: that is an uncommitted transaction being replaced, not a repeat.
     #[error("change for version {version} repeats the head version but ends with a data_version bump; rewind the uncommitted change first")]
@@ -113,32 +105,19 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
-        Error::Corrupt {
-            path: path.into(),
-            what: what.into(),
-        }
+        Error::Corrupt { path: path.into(), what: what.into() }
     }
 
     pub(crate) fn sqlite(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
-        Error::Sqlite {
-            path: path.into(),
-            context: None,
-            source,
-        }
+        Error::Sqlite { path: path.into(), context: None, source }
     }
 
     pub(crate) fn legacy(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
-        Error::Legacy {
-            path: path.into(),
-            what: what.into(),
-        }
+        Error::Legacy { path: path.into(), what: what.into() }
     }
 
     /// Map any redb error onto ours, keeping corruption and locking distinct
@@ -148,18 +127,11 @@ impl Error {
         match source.into() {
             redb::Error::DatabaseAlreadyOpen => Error::StoreLocked { path },
             redb::Error::Corrupted(what) => Error::Corrupt { path, what },
-            redb::Error::TableDoesNotExist(t) => Error::NotAStore {
-                path,
-                reason: format!("table {t} is missing"),
-            },
-            redb::Error::TableTypeMismatch { .. } => Error::NotAStore {
-                path,
-                reason: "its tables have other types than a cln-backup store's".into(),
-            },
-            other => Error::Storage {
-                path,
-                source: other,
-            },
+            redb::Error::TableDoesNotExist(t) => Error::NotAStore { path, reason: format!("table {t} is missing") },
+            redb::Error::TableTypeMismatch { .. } => {
+                Error::NotAStore { path, reason: "its tables have other types than a cln-backup store's".into() }
+            }
+            other => Error::Storage { path, source: other },
         }
     }
 }

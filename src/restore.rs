@@ -113,19 +113,12 @@ impl Replayer {
     pub fn open(path: &Path, foreign_keys: bool) -> Result<Replayer> {
         let sq = |e| Error::sqlite(path, e);
         let conn = Connection::open(path).map_err(sq)?;
-        let journal_mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(sq)?;
+        let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(sq)?;
         // The file is private until it is renamed into place, and discarded on
         // failure, so the replay need not sync each batch; `finish` syncs once.
-        conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY;")
+        conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY;").map_err(sq)?;
+        conn.execute_batch(if foreign_keys { "PRAGMA foreign_keys = ON" } else { "PRAGMA foreign_keys = OFF" })
             .map_err(sq)?;
-        conn.execute_batch(if foreign_keys {
-            "PRAGMA foreign_keys = ON"
-        } else {
-            "PRAGMA foreign_keys = OFF"
-        })
-        .map_err(sq)?;
         Ok(Replayer {
             conn,
             path: path.to_path_buf(),
@@ -209,20 +202,14 @@ impl Replayer {
         }
         let has_vars: bool = self
             .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='vars'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='vars'", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map_err(sq)?
             > 0;
         let found: Option<i64> = if has_vars {
             self.conn
-                .query_row(
-                    "SELECT intval FROM vars WHERE name='data_version'",
-                    [],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT intval FROM vars WHERE name='data_version'", [], |r| r.get(0))
                 .map(Some)
                 .or_else(|e| match e {
                     rusqlite::Error::QueryReturnedNoRows => Ok(None),
@@ -241,16 +228,12 @@ impl Replayer {
                 path: self.path.clone(),
                 what: format!(
                     "data_version is {} but the backup's version is {expect_version}",
-                    found
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "missing".into())
+                    found.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())
                 ),
             });
         }
         let fk = self.foreign_keys;
-        self.conn
-            .close()
-            .map_err(|(_, e)| Error::sqlite(&self.path, e))?;
+        self.conn.close().map_err(|(_, e)| Error::sqlite(&self.path, e))?;
         Ok(fk)
     }
 }
@@ -309,13 +292,8 @@ impl Staged {
         let dest = self.dest;
         let file = self.tmp.as_file();
         file.sync_all().map_err(|e| Error::io(self.tmp.path(), e))?;
-        let bytes = file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| Error::io(self.tmp.path(), e))?;
-        self.tmp
-            .persist(&dest)
-            .map_err(|e| Error::io(&dest, e.error))?;
+        let bytes = file.metadata().map(|m| m.len()).map_err(|e| Error::io(self.tmp.path(), e))?;
+        self.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         crate::store::sync_dir(&dest)?;
         Ok((dest, bytes))
     }
@@ -329,10 +307,7 @@ pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
         None => Ok(hi),
         Some(v) => match version::seq_at_or_below(hi, v) {
             Some(seq) if seq >= lo => Ok(seq),
-            _ => Err(Error::NotRestorable {
-                asked: v,
-                range: range(),
-            }),
+            _ => Err(Error::NotRestorable { asked: v, range: range() }),
         },
     }
 }
@@ -340,17 +315,9 @@ pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
 /// Replay a store's snapshot and changes up to `upto` into `path` (a new or
 /// empty file). Returns the replayer's counts, whether foreign keys are on at
 /// `upto`, and the chain hash of the last change replayed.
-pub fn replay_into(
-    reader: &Reader<'_>,
-    upto: Seq,
-    path: &Path,
-    progress: Option<&Progress>,
-) -> Result<Replayed> {
+pub fn replay_into(reader: &Reader<'_>, upto: Seq, path: &Path, progress: Option<&Progress>) -> Result<Replayed> {
     {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
         reader.copy_snapshot(&mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Error::io(path, e))?;
@@ -376,12 +343,7 @@ pub fn replay_into(
     }
     let statements = replayer.statements;
     let foreign_keys = replayer.finish(data_version(upto))?;
-    Ok(Replayed {
-        changes: count,
-        statements,
-        foreign_keys,
-        last_hash: changes.last_hash(),
-    })
+    Ok(Replayed { changes: count, statements, foreign_keys, last_hash: changes.last_hash() })
 }
 
 /// What [`replay_into`] did.
@@ -419,22 +381,14 @@ mod tests {
     #[test]
     fn mends_pre_4090_statements() {
         assert_eq!(
-            fix_pre_4090(
-                "UPDATE outputs SET status=2, reserved_til=1891733WHERE prev_out_tx=x'00'"
-            ),
+            fix_pre_4090("UPDATE outputs SET status=2, reserved_til=1891733WHERE prev_out_tx=x'00'"),
             "UPDATE outputs SET status=2, reserved_til=1891733 WHERE prev_out_tx=x'00'"
         );
         assert_eq!(
             fix_pre_4090("UPDATE channels SET peer_id=5WHERE channels.id=3"),
             "UPDATE channels SET peer_id=5 WHERE channels.id=3"
         );
-        assert!(matches!(
-            fix_pre_4090("UPDATE t SET a=5 WHERE b=1"),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            fix_pre_4090("UPDATE t SET peer_id=5WHERE other=1"),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(fix_pre_4090("UPDATE t SET a=5 WHERE b=1"), Cow::Borrowed(_)));
+        assert!(matches!(fix_pre_4090("UPDATE t SET peer_id=5WHERE other=1"), Cow::Borrowed(_)));
     }
 }

@@ -37,8 +37,7 @@ pub fn seq_at_or_below(head: Seq, dv: u64) -> Option<Seq> {
     }
 }
 
-const BUMP_PREFIX: &str =
-    "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = ";
+const BUMP_PREFIX: &str = "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = ";
 
 /// If `stmt` is lightningd's version bump, the version it bumps *from*.
 ///
@@ -47,11 +46,7 @@ const BUMP_PREFIX: &str =
 /// A u32 written through SQLite's integer formatting is never negative here, but
 /// accept a trailing `;` or whitespace.
 pub fn bump_from(stmt: &str) -> Option<u32> {
-    let rest = stmt
-        .trim_end()
-        .trim_end_matches(';')
-        .trim_end()
-        .strip_prefix(BUMP_PREFIX)?;
+    let rest = stmt.trim_end().trim_end_matches(';').trim_end().strip_prefix(BUMP_PREFIX)?;
     rest.parse::<u32>().ok()
 }
 
@@ -102,16 +97,10 @@ mod tests {
 
     #[test]
     fn pragma_recognised() {
-        assert_eq!(
-            foreign_keys_pragma("PRAGMA foreign_keys = OFF;"),
-            Some(false)
-        );
+        assert_eq!(foreign_keys_pragma("PRAGMA foreign_keys = OFF;"), Some(false));
         assert_eq!(foreign_keys_pragma("pragma foreign_keys=1"), Some(true));
         assert_eq!(foreign_keys_pragma("PRAGMA foreign_key_check"), None);
-        assert_eq!(
-            lone_foreign_keys_pragma(&["PRAGMA foreign_keys = ON;", "x"]),
-            None
-        );
+        assert_eq!(lone_foreign_keys_pragma(&["PRAGMA foreign_keys = ON;", "x"]), None);
     }
 
     #[test]

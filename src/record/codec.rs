@@ -106,8 +106,7 @@ fn decompress_text(frame: &[u8]) -> Result<Vec<u8>, DecodeError> {
             );
         }
         let d = slot.as_mut().ok_or(DecodeError::Empty)?;
-        d.decompress(frame, size as usize)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))
+        d.decompress(frame, size as usize).map_err(|e| DecodeError::Malformed(e.to_string()))
     })
 }
 
@@ -180,9 +179,7 @@ fn is_ident(b: u8) -> bool {
 
 /// Encode one transaction's statements.
 pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
-    let representable = statements
-        .iter()
-        .all(|s| !s.as_ref().bytes().any(|b| b == STMT_SEP || b == BLOB_MARK));
+    let representable = statements.iter().all(|s| !s.as_ref().bytes().any(|b| b == STMT_SEP || b == BLOB_MARK));
     if !representable {
         let plain: Vec<&str> = statements.iter().map(|s| s.as_ref()).collect();
         let mut out = vec![CODEC_PLAIN];
@@ -209,12 +206,7 @@ pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
             }
         }
     }
-    let split = Split {
-        text: compress_text(&text),
-        blob_lens,
-        blobs,
-        blobs_compressed,
-    };
+    let split = Split { text: compress_text(&text), blob_lens, blobs, blobs_compressed };
     let mut out = vec![CODEC_SPLIT_DICT1];
     out.extend(postcard::to_stdvec(&split).unwrap_or_default());
     out
@@ -224,21 +216,18 @@ pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Vec<String>, DecodeError> {
     let (&codec, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
     match codec {
-        CODEC_PLAIN => postcard::from_bytes::<Vec<String>>(body)
-            .map_err(|e| DecodeError::Malformed(e.to_string())),
+        CODEC_PLAIN => postcard::from_bytes::<Vec<String>>(body).map_err(|e| DecodeError::Malformed(e.to_string())),
         CODEC_SPLIT_DICT1 => decode_split(body),
         other => Err(DecodeError::UnknownCodec(other)),
     }
 }
 
 fn decode_split(body: &[u8]) -> Result<Vec<String>, DecodeError> {
-    let split: Split =
-        postcard::from_bytes(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let split: Split = postcard::from_bytes(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let text = decompress_text(&split.text)?;
     let blobs = if split.blobs_compressed {
         let expected: usize = split.blob_lens.iter().map(|&l| l as usize).sum();
-        zstd::bulk::decompress(&split.blobs, expected)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?
+        zstd::bulk::decompress(&split.blobs, expected).map_err(|e| DecodeError::Malformed(e.to_string()))?
     } else {
         split.blobs
     };
@@ -249,13 +238,11 @@ fn decode_split(body: &[u8]) -> Result<Vec<String>, DecodeError> {
         let mut s = Vec::with_capacity(stmt.len() * 2);
         for &b in stmt {
             if b == BLOB_MARK {
-                let len = *lens
-                    .next()
-                    .ok_or_else(|| DecodeError::Malformed("more blob marks than blobs".into()))?
-                    as usize;
-                let blob = blobs.get(at..at + len).ok_or_else(|| {
-                    DecodeError::Malformed("blob lengths exceed blob bytes".into())
-                })?;
+                let len =
+                    *lens.next().ok_or_else(|| DecodeError::Malformed("more blob marks than blobs".into()))? as usize;
+                let blob = blobs
+                    .get(at..at + len)
+                    .ok_or_else(|| DecodeError::Malformed("blob lengths exceed blob bytes".into()))?;
                 at += len;
                 s.extend_from_slice(b"x'");
                 for &x in blob {
@@ -267,10 +254,7 @@ fn decode_split(body: &[u8]) -> Result<Vec<String>, DecodeError> {
                 s.push(b);
             }
         }
-        out.push(
-            String::from_utf8(s)
-                .map_err(|_| DecodeError::Malformed("statement is not UTF-8".into()))?,
-        );
+        out.push(String::from_utf8(s).map_err(|_| DecodeError::Malformed("statement is not UTF-8".into()))?);
     }
     if lens.next().is_some() || at != blobs.len() {
         return Err(DecodeError::Malformed("unused blob bytes".into()));
@@ -298,11 +282,7 @@ mod tests {
         let enc = encode(&stmts);
         assert_eq!(enc[0], CODEC_SPLIT_DICT1);
         let split: Split = postcard::from_bytes(&enc[1..]).expect("split");
-        assert_eq!(
-            split.blob_lens,
-            vec![16],
-            "only the unquoted lowercase literal is lifted"
-        );
+        assert_eq!(split.blob_lens, vec![16], "only the unquoted lowercase literal is lifted");
     }
 
     #[test]

@@ -103,18 +103,12 @@ pub fn snapshot_anchor(prev: &Hash, seq: Seq, content_hash: &Hash) -> Hash {
 impl StoredChange {
     /// Build a record chained from `prev`.
     pub fn new(prev: &Hash, seq: Seq, parts: Vec<StoredPart>) -> Self {
-        StoredChange {
-            hash: chain_hash(prev, seq, &parts),
-            parts,
-        }
+        StoredChange { hash: chain_hash(prev, seq, &parts), parts }
     }
 
     /// Serialise into the versioned envelope.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let env = ChangeEnvelope::V1 {
-            hash: self.hash,
-            parts: self.parts.clone(),
-        };
+        let env = ChangeEnvelope::V1 { hash: self.hash, parts: self.parts.clone() };
         postcard::to_stdvec(&env).unwrap_or_default()
     }
 
@@ -136,12 +130,7 @@ impl StoredChange {
         let transactions = self
             .parts
             .iter()
-            .map(|p| {
-                Ok(Transaction {
-                    time_ms: p.time_ms,
-                    statements: codec::decode(&p.statements)?,
-                })
-            })
+            .map(|p| Ok(Transaction { time_ms: p.time_ms, statements: codec::decode(&p.statements)? }))
             .collect::<Result<_, codec::DecodeError>>()?;
         Ok(Change { seq, transactions })
     }
@@ -224,8 +213,5 @@ impl Meta {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -20,8 +20,8 @@ mod snapshot;
 
 use crate::error::{Error, Result};
 use crate::record::{
-    codec, genesis_hash, now_ms, snapshot_anchor, Change, CompactionRecord, Hash, Meta,
-    SnapshotHeader, StoredChange, StoredPart, FORMAT_VERSION,
+    codec, genesis_hash, now_ms, snapshot_anchor, Change, CompactionRecord, Hash, Meta, SnapshotHeader, StoredChange,
+    StoredPart, FORMAT_VERSION,
 };
 use crate::version::{self, data_version, Seq};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -35,8 +35,7 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 pub(crate) const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
-pub(crate) const CHUNKS: TableDefinition<(u64, u32), &[u8]> =
-    TableDefinition::new("snapshot_chunks");
+pub(crate) const CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("snapshot_chunks");
 
 const KEY_FORMAT: &str = "format";
 const KEY_META: &str = "meta";
@@ -124,17 +123,13 @@ impl State {
             return Some("there is no change after the snapshot to remove");
         };
         if self.meta.rewound_at == Some(self.head) {
-            return Some(
-                "the last change was already rewound; only one rewind in a row is allowed",
-            );
+            return Some("the last change was already rewound; only one rewind in a row is allowed");
         }
         if self.snapshot.as_ref().is_some_and(|(s, _)| *s == last.seq) {
             return Some("the last record only holds reports made after the snapshot");
         }
         if last.parts > 1 {
-            return Some(
-                "the last version holds repeated-version reports, so lightningd had committed it",
-            );
+            return Some("the last version holds repeated-version reports, so lightningd had committed it");
         }
         None
     }
@@ -151,10 +146,7 @@ impl State {
     }
 
     fn restorable(&self) -> (Seq, Seq) {
-        (
-            self.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0),
-            self.head,
-        )
+        (self.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0), self.head)
     }
 }
 
@@ -167,9 +159,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -193,47 +183,32 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
 impl Store {
     /// Create a new, empty store at `path` (mode 0600). Refuses an existing path.
     pub fn create(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| match e.kind() {
+        let file =
+            OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path).map_err(|e| match e
+                .kind()
+            {
                 std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { path: path.clone() },
                 _ => Error::io(&path, e),
             })?;
         let db = redb::Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(
-                redb::backends::FileBackend::new(file).map_err(|e| Error::redb(&path, e))?,
-            )
+            .create_with_backend(redb::backends::FileBackend::new(file).map_err(|e| Error::redb(&path, e))?)
             .map_err(|e| Error::redb(&path, e))?;
-        let meta = Meta {
-            store_id: random_id(),
-            created_ms: now_ms(),
-            rewound_at: None,
-            last_compaction: None,
-        };
+        let meta = Meta { store_id: random_id(), created_ms: now_ms(), rewound_at: None, last_compaction: None };
         let txn = db.begin_write().map_err(|e| Error::redb(&path, e))?;
         {
             let mut t = txn.open_table(META).map_err(|e| Error::redb(&path, e))?;
-            t.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
-                .map_err(|e| Error::redb(&path, e))?;
-            t.insert(KEY_META, meta.to_bytes().as_slice())
-                .map_err(|e| Error::redb(&path, e))?;
+            t.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
+            t.insert(KEY_META, meta.to_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
             txn.open_table(CHANGES).map_err(|e| Error::redb(&path, e))?;
-            txn.open_table(SNAPSHOTS)
-                .map_err(|e| Error::redb(&path, e))?;
+            txn.open_table(SNAPSHOTS).map_err(|e| Error::redb(&path, e))?;
             txn.open_table(CHUNKS).map_err(|e| Error::redb(&path, e))?;
         }
         txn.commit().map_err(|e| Error::redb(&path, e))?;
@@ -247,22 +222,14 @@ impl Store {
         let mut magic = [0u8; 9];
         let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         if f.metadata().map_err(|e| Error::io(&path, e))?.is_dir() {
-            return Err(Error::NotAStore {
-                path,
-                reason: "it is a directory".into(),
-            });
+            return Err(Error::NotAStore { path, reason: "it is a directory".into() });
         }
         if f.read_exact(&mut magic).is_err() || magic != REDB_MAGIC {
-            return Err(Error::NotAStore {
-                path,
-                reason: "not a redb database".into(),
-            });
+            return Err(Error::NotAStore { path, reason: "not a redb database".into() });
         }
         drop(f);
-        let db = redb::Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .open(&path)
-            .map_err(|e| Error::redb(&path, e))?;
+        let db =
+            redb::Database::builder().set_cache_size(CACHE_BYTES).open(&path).map_err(|e| Error::redb(&path, e))?;
         Store::from_db(path, db)
     }
 
@@ -270,11 +237,7 @@ impl Store {
         let txn = db.begin_read().map_err(|e| Error::redb(&path, e))?;
         let state = load_state(&path, &txn)?;
         drop(txn);
-        Ok(Store {
-            path,
-            db,
-            state: Mutex::new(state),
-        })
+        Ok(Store { path, db, state: Mutex::new(state) })
     }
 
     /// The store's file.
@@ -295,20 +258,14 @@ impl Store {
     /// Status of the store.
     pub fn status(&self) -> Result<Status> {
         let st = self.lock().clone();
-        let file_bytes = std::fs::metadata(&self.path)
-            .map(|m| m.len())
-            .map_err(|e| Error::io(&self.path, e))?;
+        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| Error::io(&self.path, e))?;
         let rewind_allowed = st.rewind_refusal().is_none();
         Ok(Status {
             path: self.path.clone(),
             format: FORMAT_VERSION,
             version: data_version(st.head),
             seq: st.head,
-            prev_version: st
-                .last
-                .as_ref()
-                .filter(|l| l.seq == st.head)
-                .map(|l| data_version(l.seq.wrapping_sub(1))),
+            prev_version: st.last.as_ref().filter(|l| l.seq == st.head).map(|l| data_version(l.seq.wrapping_sub(1))),
             rewind_allowed,
             changes: st.changes,
             snapshot: st.snapshot_info(),
@@ -346,23 +303,12 @@ impl Store {
             let expected_from = version.wrapping_sub(1);
             if version::transaction_bump(statements) != Some(expected_from) {
                 let last = statements.last().map(|s| s.as_ref()).unwrap_or_default();
-                return Err(Error::MissingBump {
-                    version,
-                    expected_from,
-                    last: last.chars().take(160).collect(),
-                });
+                return Err(Error::MissingBump { version, expected_from, last: last.chars().take(160).collect() });
             }
-            let part = StoredPart {
-                time_ms: now_ms(),
-                statements: codec::encode(statements),
-            };
+            let part = StoredPart { time_ms: now_ms(), statements: codec::encode(statements) };
             let rec = StoredChange::new(&st.tip, next, vec![part]);
             self.put_change(next, &rec)?;
-            st.last = Some(Last {
-                seq: next,
-                from: st.tip,
-                parts: 1,
-            });
+            st.last = Some(Last { seq: next, from: st.tip, parts: 1 });
             st.tip = rec.hash;
             st.head = next;
             st.changes += 1;
@@ -371,39 +317,24 @@ impl Store {
             if version::transaction_bump(statements).is_some() {
                 return Err(Error::RepeatWithBump { version });
             }
-            let part = StoredPart {
-                time_ms: now_ms(),
-                statements: codec::encode(statements),
-            };
+            let part = StoredPart { time_ms: now_ms(), statements: codec::encode(statements) };
             let (rec, from, new_record) = match &st.last {
                 Some(last) if last.seq == head => {
                     let mut stored = self.read_change(head)?;
                     stored.parts.push(part);
-                    (
-                        StoredChange::new(&last.from, head, stored.parts),
-                        last.from,
-                        false,
-                    )
+                    (StoredChange::new(&last.from, head, stored.parts), last.from, false)
                 }
                 _ => (StoredChange::new(&st.tip, head, vec![part]), st.tip, true),
             };
             self.put_change(head, &rec)?;
-            st.last = Some(Last {
-                seq: head,
-                from,
-                parts: rec.parts.len(),
-            });
+            st.last = Some(Last { seq: head, from, parts: rec.parts.len() });
             st.tip = rec.hash;
             if new_record {
                 st.changes += 1;
             }
             Ok(Added::Repeated(head))
         } else {
-            Err(Error::Gap {
-                head: data_version(head),
-                expected: data_version(next),
-                got: version,
-            })
+            Err(Error::Gap { head: data_version(head), expected: data_version(next), got: version })
         }
     }
 
@@ -411,10 +342,7 @@ impl Store {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
         let v = t.get(seq).map_err(|e| self.err(e))?.ok_or_else(|| {
-            Error::corrupt(
-                &self.path,
-                format!("change record for version {} is missing", data_version(seq)),
-            )
+            Error::corrupt(&self.path, format!("change record for version {} is missing", data_version(seq)))
         })?;
         StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))
     }
@@ -449,8 +377,7 @@ impl Store {
             match prev {
                 Some(entry) => {
                     let (k, v) = entry.map_err(|e| self.err(e))?;
-                    let rec = StoredChange::from_bytes(v.value())
-                        .map_err(|e| Error::corrupt(&self.path, e))?;
+                    let rec = StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?;
                     Some((k.value(), rec))
                 }
                 None => None,
@@ -468,11 +395,7 @@ impl Store {
                 // the store on demand.
                 let from = self.chain_origin_of(seq)?;
                 st.tip = rec.hash;
-                st.last = Some(Last {
-                    seq,
-                    from,
-                    parts: rec.parts.len(),
-                });
+                st.last = Some(Last { seq, from, parts: rec.parts.len() });
             }
             None => {
                 st.tip = st.origin();
@@ -490,9 +413,7 @@ impl Store {
         match before {
             Some(entry) => {
                 let (_, v) = entry.map_err(|e| self.err(e))?;
-                Ok(StoredChange::from_bytes(v.value())
-                    .map_err(|e| Error::corrupt(&self.path, e))?
-                    .hash)
+                Ok(StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?.hash)
             }
             None => {
                 let st = load_state(&self.path, &txn)?;
@@ -526,13 +447,10 @@ impl Store {
         };
         let tip = st.tip;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        snapshot::publish(&self.path, &txn, seq, image, true, |content| {
-            snapshot_anchor(&tip, seq, content)
-        })?;
+        snapshot::publish(&self.path, &txn, seq, image, true, |content| snapshot_anchor(&tip, seq, content))?;
         txn.commit().map_err(|e| self.err(e))?;
         *st = self.reload()?;
-        st.snapshot_info()
-            .ok_or_else(|| Error::corrupt(&self.path, "snapshot vanished after commit"))
+        st.snapshot_info().ok_or_else(|| Error::corrupt(&self.path, "snapshot vanished after commit"))
     }
 
     /// Publish a compaction: the image of the database at `seq` (replayed by the
@@ -552,17 +470,11 @@ impl Store {
         {
             let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
             let current = match t.get(seq).map_err(|e| self.err(e))? {
-                Some(v) => Some(
-                    StoredChange::from_bytes(v.value())
-                        .map_err(|e| Error::corrupt(&self.path, e))?
-                        .hash,
-                ),
+                Some(v) => Some(StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?.hash),
                 None => None,
             };
             if current != Some(expect) || st.head <= seq {
-                return Err(Error::CompactionRaced {
-                    version: data_version(seq),
-                });
+                return Err(Error::CompactionRaced { version: data_version(seq) });
             }
         }
         snapshot::publish(&self.path, &txn, seq, image, foreign_keys, |_| expect)?;
@@ -587,8 +499,7 @@ impl Store {
 
     fn put_meta(&self, txn: &redb::WriteTransaction, meta: &Meta) -> Result<()> {
         let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
-        t.insert(KEY_META, meta.to_bytes().as_slice())
-            .map_err(|e| self.err(e))?;
+        t.insert(KEY_META, meta.to_bytes().as_slice()).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -602,46 +513,32 @@ impl Store {
     pub fn reader(&self) -> Result<Reader<'_>> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let state = load_state(&self.path, &txn)?;
-        Ok(Reader {
-            store: self,
-            txn,
-            state,
-        })
+        Ok(Reader { store: self, txn, state })
     }
 
     /// Give space freed by pruning back to the file system. Needs exclusive use.
     pub fn shrink_file(&mut self) -> Result<bool> {
-        self.db
-            .compact()
-            .map_err(|e| Error::redb(&self.path, redb::Error::from(e)))
+        self.db.compact().map_err(|e| Error::redb(&self.path, redb::Error::from(e)))
     }
 }
 
 fn load_state(path: &Path, txn: &redb::ReadTransaction) -> Result<State> {
     let err = |e: redb::Error| match e {
-        redb::Error::TableDoesNotExist(t) => Error::NotAStore {
-            path: path.to_path_buf(),
-            reason: format!("it has no {t} table"),
-        },
+        redb::Error::TableDoesNotExist(t) => {
+            Error::NotAStore { path: path.to_path_buf(), reason: format!("it has no {t} table") }
+        }
         other => Error::redb(path, other),
     };
     let meta_t = txn.open_table(META).map_err(|e| err(e.into()))?;
     let format = meta_t
         .get(KEY_FORMAT)
         .map_err(|e| err(e.into()))?
-        .ok_or_else(|| Error::NotAStore {
-            path: path.to_path_buf(),
-            reason: "no format version".into(),
-        })?;
+        .ok_or_else(|| Error::NotAStore { path: path.to_path_buf(), reason: "no format version".into() })?;
     let format = <[u8; 4]>::try_from(format.value())
         .map(u32::from_le_bytes)
         .map_err(|_| Error::corrupt(path, "format version is not 4 bytes"))?;
     if format > FORMAT_VERSION {
-        return Err(Error::FormatTooNew {
-            path: path.to_path_buf(),
-            found: format,
-            supported: FORMAT_VERSION,
-        });
+        return Err(Error::FormatTooNew { path: path.to_path_buf(), found: format, supported: FORMAT_VERSION });
     }
     let meta = meta_t
         .get(KEY_META)
@@ -651,37 +548,21 @@ fn load_state(path: &Path, txn: &redb::ReadTransaction) -> Result<State> {
 
     let snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
     let snapshot = match snaps.last().map_err(|e| err(e.into()))? {
-        Some((k, v)) => Some((
-            k.value(),
-            SnapshotHeader::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?,
-        )),
+        Some((k, v)) => Some((k.value(), SnapshotHeader::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?)),
         None => None,
     };
     let changes_t = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
     let changes = changes_t.len().map_err(|e| err(e.into()))?;
-    let mut tail = changes_t
-        .range::<u64>(..)
-        .map_err(|e| err(e.into()))?
-        .rev()
-        .take(2);
-    let decode = |entry: std::result::Result<
-        (redb::AccessGuard<u64>, redb::AccessGuard<&[u8]>),
-        redb::StorageError,
-    >| {
-        let (k, v) = entry.map_err(|e| err(e.into()))?;
-        let rec = StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?;
-        Ok::<_, Error>((k.value(), rec))
-    };
+    let mut tail = changes_t.range::<u64>(..).map_err(|e| err(e.into()))?.rev().take(2);
+    let decode =
+        |entry: std::result::Result<(redb::AccessGuard<u64>, redb::AccessGuard<&[u8]>), redb::StorageError>| {
+            let (k, v) = entry.map_err(|e| err(e.into()))?;
+            let rec = StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?;
+            Ok::<_, Error>((k.value(), rec))
+        };
     let last = tail.next().map(decode).transpose()?;
     let before = tail.next().map(decode).transpose()?;
-    let mut st = State {
-        meta,
-        head: 0,
-        snapshot,
-        last: None,
-        tip: [0; 32],
-        changes,
-    };
+    let mut st = State { meta, head: 0, snapshot, last: None, tip: [0; 32], changes };
     let origin = st.origin();
     st.head = st.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
     st.tip = origin;
@@ -689,11 +570,7 @@ fn load_state(path: &Path, txn: &redb::ReadTransaction) -> Result<State> {
         let from = before.map(|(_, r)| r.hash).unwrap_or(origin);
         st.head = st.head.max(seq);
         st.tip = rec.hash;
-        st.last = Some(Last {
-            seq,
-            from,
-            parts: rec.parts.len(),
-        });
+        st.last = Some(Last { seq, from, parts: rec.parts.len() });
     }
     Ok(st)
 }
@@ -743,27 +620,15 @@ impl Reader<'_> {
     /// The change records after the snapshot up to and including `upto`, in
     /// order, each checked against the hash chain before it is decoded.
     pub fn changes(&self, upto: Seq) -> Result<Changes> {
-        let t = self
-            .txn
-            .open_table(CHANGES)
-            .map_err(|e| self.store.err(e))?;
+        let t = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
         let start = self.state.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
         let range = t.range(start..=upto).map_err(|e| self.store.err(e))?;
-        Ok(Changes {
-            path: self.store.path.clone(),
-            range,
-            prev_hash: self.state.origin(),
-            prev_seq: None,
-            start,
-        })
+        Ok(Changes { path: self.store.path.clone(), range, prev_hash: self.state.origin(), prev_seq: None, start })
     }
 
     /// Bytes of each stored change record, for size accounting.
     pub fn stored_change_bytes(&self) -> Result<u64> {
-        let t = self
-            .txn
-            .open_table(CHANGES)
-            .map_err(|e| self.store.err(e))?;
+        let t = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
         let mut total = 0u64;
         for entry in t.range::<u64>(..).map_err(|e| self.store.err(e))? {
             let (_, v) = entry.map_err(|e| self.store.err(e))?;
@@ -791,10 +656,7 @@ impl Changes {
     fn step(
         &mut self,
         entry: std::result::Result<
-            (
-                redb::AccessGuard<'static, u64>,
-                redb::AccessGuard<'static, &'static [u8]>,
-            ),
+            (redb::AccessGuard<'static, u64>, redb::AccessGuard<'static, &'static [u8]>),
             redb::StorageError,
         >,
     ) -> Result<Change> {
@@ -808,15 +670,11 @@ impl Changes {
         if seq != expected_seq || !first_ok {
             return Err(Error::corrupt(
                 &self.path,
-                format!(
-                    "change record for version {} is missing",
-                    data_version(expected_seq.min(seq))
-                ),
+                format!("change record for version {} is missing", data_version(expected_seq.min(seq))),
             ));
         }
-        let rec = StoredChange::from_bytes(v.value()).map_err(|e| {
-            Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq)))
-        })?;
+        let rec = StoredChange::from_bytes(v.value())
+            .map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq))))?;
         if !rec.check(&self.prev_hash, seq) {
             return Err(Error::corrupt(
                 &self.path,
@@ -828,8 +686,7 @@ impl Changes {
         }
         self.prev_hash = rec.hash;
         self.prev_seq = Some(seq);
-        rec.decode(seq)
-            .map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq))))
+        rec.decode(seq).map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq))))
     }
 }
 

@@ -46,9 +46,7 @@ pub(super) fn publish(
         let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
         chunks.retain(|_, _| false).map_err(|e| err(e.into()))?;
         let mut changes = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
-        changes
-            .retain_in(..=seq, |_, _| false)
-            .map_err(|e| err(e.into()))?;
+        changes.retain_in(..=seq, |_, _| false).map_err(|e| err(e.into()))?;
     }
     let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
     let mut buf = vec![0u8; CHUNK_BYTES];
@@ -61,9 +59,7 @@ pub(super) fn publish(
         }
         hasher.update(&buf[..n]);
         let frame = zstd::bulk::compress(&buf[..n], LEVEL).map_err(|e| Error::io(path, e))?;
-        chunks
-            .insert((seq, index), frame.as_slice())
-            .map_err(|e| err(e.into()))?;
+        chunks.insert((seq, index), frame.as_slice()).map_err(|e| err(e.into()))?;
         size += n as u64;
         stored += frame.len() as u64;
         index += 1;
@@ -80,9 +76,7 @@ pub(super) fn publish(
         created_ms: now_ms(),
     };
     let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
-    snaps
-        .insert(seq, header.to_bytes().as_slice())
-        .map_err(|e| err(e.into()))?;
+    snaps.insert(seq, header.to_bytes().as_slice()).map_err(|e| err(e.into()))?;
     Ok(())
 }
 
@@ -103,21 +97,14 @@ pub(super) fn copy(
             .get((seq, index))
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| Error::corrupt(path, format!("snapshot chunk {index} is missing")))?;
-        let data = zstd::bulk::decompress(frame.value(), CHUNK_BYTES).map_err(|e| {
-            Error::corrupt(
-                path,
-                format!("snapshot chunk {index} does not decompress: {e}"),
-            )
-        })?;
+        let data = zstd::bulk::decompress(frame.value(), CHUNK_BYTES)
+            .map_err(|e| Error::corrupt(path, format!("snapshot chunk {index} does not decompress: {e}")))?;
         hasher.update(&data);
         out.write_all(&data).map_err(|e| Error::io(path, e))?;
         written += data.len() as u64;
     }
     if written != header.size || *hasher.finalize().as_bytes() != header.content_hash {
-        return Err(Error::corrupt(
-            path,
-            "snapshot content does not match its hash",
-        ));
+        return Err(Error::corrupt(path, "snapshot content does not match its hash"));
     }
     Ok(written)
 }

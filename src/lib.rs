@@ -29,6 +29,8 @@
 
 pub mod compact;
 pub mod error;
+pub mod lockfile;
+pub mod plugin;
 pub mod record;
 pub mod restore;
 pub mod store;

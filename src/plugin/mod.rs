@@ -142,10 +142,12 @@ pub async fn run() -> anyhow::Result<()> {
             }
         }
     }
+    // lightningd closed the pipe: it is stopping. Write what is queued and go;
+    // every stored change is already durable.
     drop(to_plugin);
-    drop(out);
+    out.flush().await;
     plugin_task.abort();
-    let _ = writer.await;
+    writer.abort();
     Ok(())
 }
 

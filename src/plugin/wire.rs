@@ -62,19 +62,32 @@ impl<R: AsyncRead + Unpin> Framer<R> {
     }
 }
 
+enum Queued {
+    Message(Vec<u8>),
+    /// Answered once everything queued before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// A handle for queueing whole messages to stdout.
 #[derive(Clone)]
-pub struct Out(mpsc::Sender<Vec<u8>>);
+pub struct Out(mpsc::Sender<Queued>);
 
 impl Out {
     /// Start the writer task over `output`.
     pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(mut output: W) -> (Out, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        let (tx, mut rx) = mpsc::channel::<Queued>(256);
         let task = tokio::spawn(async move {
-            while let Some(mut msg) = rx.recv().await {
-                msg.extend_from_slice(b"\n\n");
-                if output.write_all(&msg).await.is_err() || output.flush().await.is_err() {
-                    break;
+            while let Some(item) = rx.recv().await {
+                match item {
+                    Queued::Message(mut msg) => {
+                        msg.extend_from_slice(b"\n\n");
+                        if output.write_all(&msg).await.is_err() || output.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    Queued::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
@@ -84,7 +97,15 @@ impl Out {
     /// Queue one message (without separator).
     pub async fn send_raw(&self, msg: Vec<u8>) {
         // The writer only stops when stdout is gone, and then lightningd is too.
-        let _ = self.0.send(msg).await;
+        let _ = self.0.send(Queued::Message(msg)).await;
+    }
+
+    /// Wait until everything queued so far is written.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.0.send(Queued::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Queue a JSON value.

@@ -1,0 +1,492 @@
+//! A lightningd simulator: drives the real `cln-backup` binary through the
+//! plugin protocol exactly as lightningd does, and keeps its own SQLite
+//! database as the node's.
+//!
+//! Owns the message sequence (getmanifest, the pre-init `db_write` calls of
+//! migrations and start-up, init with its `configuration`, then `db_write`
+//! per transaction and RPC calls passed through), the working directory and
+//! environment lightningd gives plugins, and the node's commit discipline:
+//! a transaction is committed only after the plugin answered `continue`, with
+//! foreign keys on, and lone `PRAGMA foreign_keys` reports run outside any
+//! transaction. It can die between a hook and its commit.
+//!
+//! Shared by tests, examples and benchmarks (included by path), so it must
+//! not depend on test-only crates.
+#![allow(dead_code)]
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// The migrations lightningd applies at a first start.
+pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+
+/// How long the simulator waits for one answer before declaring the plugin hung.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One migration file.
+#[derive(Clone, Debug)]
+pub struct Migration {
+    pub name: String,
+    /// A table rebuild: run between lone `PRAGMA foreign_keys = OFF/ON` reports.
+    pub rebuild: bool,
+    pub statements: Vec<String>,
+}
+
+/// Read `migrations/*.sql` in order.
+pub fn migrations() -> Vec<Migration> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(MIGRATIONS_DIR)
+        .unwrap_or_else(|e| panic!("{MIGRATIONS_DIR}: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let body: String =
+                text.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+            let statements = body
+                .split(";\n")
+                .map(|s| s.trim().trim_end_matches(';').trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("{s};"))
+                .collect();
+            Migration {
+                name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                rebuild: text.starts_with("-- rebuild"),
+                statements,
+            }
+        })
+        .collect()
+}
+
+/// A log notification the plugin sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
+}
+
+/// Why a node stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// The plugin answered a `db_write` with an error: lightningd calls
+    /// `fatal()` and exits without committing.
+    Refused(String),
+    /// The plugin died or closed its pipe.
+    PluginDied(String),
+    /// The plugin broke the protocol.
+    Protocol(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Refused(m) => write!(f, "db_write refused: {m}"),
+            Stop::PluginDied(m) => write!(f, "plugin died: {m}"),
+            Stop::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+/// A node's directories: `<root>` is the lightning-dir, `<root>/regtest` the
+/// network directory where `lightningd.sqlite3` and `backup.lock` live.
+pub struct NodeDir {
+    pub root: tempfile::TempDir,
+}
+
+impl NodeDir {
+    pub fn new() -> NodeDir {
+        NodeDir::new_in(&std::env::temp_dir())
+    }
+
+    pub fn new_in(parent: &Path) -> NodeDir {
+        let root = tempfile::Builder::new().prefix("lightning-").tempdir_in(parent).expect("create lightning-dir");
+        std::fs::create_dir(root.path().join("regtest")).expect("create network dir");
+        NodeDir { root }
+    }
+
+    pub fn network(&self) -> PathBuf {
+        self.root.path().join("regtest")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.network().join("lightningd.sqlite3")
+    }
+}
+
+impl Default for NodeDir {
+    fn default() -> Self {
+        NodeDir::new()
+    }
+}
+
+/// How a node starts.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// The plugin binary; `None` runs the node without the plugin.
+    pub plugin: Option<PathBuf>,
+    /// How many migration files this lightningd knows (all by default).
+    pub migrations: usize,
+    /// Options passed to the plugin in `init`.
+    pub options: serde_json::Map<String, Value>,
+}
+
+impl Start {
+    pub fn with_plugin(binary: impl Into<PathBuf>) -> Start {
+        Start { plugin: Some(binary.into()), migrations: migrations().len(), options: serde_json::Map::new() }
+    }
+
+    pub fn without_plugin() -> Start {
+        Start { plugin: None, migrations: migrations().len(), options: serde_json::Map::new() }
+    }
+}
+
+struct Plugin {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    messages: Receiver<Value>,
+    next_id: u64,
+}
+
+/// A running simulated node.
+pub struct Node {
+    network: PathBuf,
+    db: Connection,
+    data_version: u32,
+    plugin: Option<Plugin>,
+    /// Log notifications received, in order.
+    pub logs: Vec<LogLine>,
+    /// Round-trip time of every `db_write`, in order.
+    pub hook_times: Vec<Duration>,
+}
+
+fn open_db(path: &Path) -> Connection {
+    let db = Connection::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    db.execute_batch("PRAGMA foreign_keys = ON;").expect("foreign keys on");
+    db
+}
+
+fn read_data_version(db: &Connection) -> u32 {
+    db.query_row("SELECT intval FROM vars WHERE name='data_version'", [], |r| r.get::<_, i64>(0))
+        .map(|v| v as u32)
+        .unwrap_or(0)
+}
+
+fn applied_migrations(db: &Connection) -> usize {
+    db.query_row("SELECT version FROM version", [], |r| r.get::<_, i64>(0)).map(|v| v as usize).unwrap_or(0)
+}
+
+/// The version bump lightningd ends every transaction with.
+pub fn bump(version: u32) -> String {
+    cln_backup::version::bump_statement(version)
+}
+
+fn spawn_reader(mut out: impl Read + Send + 'static) -> Receiver<Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 64 << 10];
+        loop {
+            while let Some(at) = buf.windows(2).position(|w: &[u8]| w == b"\n\n") {
+                let msg: Vec<u8> = buf.drain(..at + 2).take(at).collect();
+                if msg.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let value = serde_json::from_slice(&msg)
+                    .unwrap_or_else(|e| json!({"sim-bad-json": String::from_utf8_lossy(&msg), "error": e.to_string()}));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+            match out.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    rx
+}
+
+impl Node {
+    /// Start a node in `dir`: getmanifest, pre-init writes (pending migrations
+    /// and the start-up version update), init.
+    pub fn start(dir: &NodeDir, opts: &Start) -> Result<Node, Stop> {
+        let network = dir.network();
+        let db = open_db(&dir.db());
+        let data_version = read_data_version(&db);
+        let mut node = Node { network, db, data_version, plugin: None, logs: Vec::new(), hook_times: Vec::new() };
+        if let Some(binary) = &opts.plugin {
+            node.spawn(binary)?;
+            let manifest = node.request("getmanifest", json!({"allow-deprecated-apis": false}))?;
+            let hooks = manifest.get("hooks").and_then(Value::as_array).cloned().unwrap_or_default();
+            if !hooks.iter().any(|h| h.get("name").and_then(Value::as_str) == Some("db_write")) {
+                return Err(Stop::Protocol(format!("manifest does not register db_write: {manifest}")));
+            }
+        }
+        node.pre_init_writes(opts.migrations)?;
+        if node.plugin.is_some() {
+            let lightning_dir = node.network.parent().map(Path::to_path_buf).unwrap_or_default();
+            let init = json!({
+                "options": Value::Object(opts.options.clone()),
+                "configuration": {
+                    "lightning-dir": lightning_dir.join("regtest"),
+                    "rpc-file": "lightning-rpc",
+                    "startup": true,
+                    "network": "regtest",
+                    "feature_set": {"init": "080269a2", "node": "800000080269a2", "channel": "", "invoice": "02000002024100"},
+                },
+            });
+            let answer = node.request("init", init)?;
+            if answer.get("disable").is_some() {
+                return Err(Stop::Protocol(format!("the plugin disabled itself: {answer}")));
+            }
+        }
+        Ok(node)
+    }
+
+    fn spawn(&mut self, binary: &Path) -> Result<(), Stop> {
+        let mut child = Command::new(binary)
+            .current_dir(&self.network)
+            .env("LIGHTNINGD_PLUGIN", "1")
+            .env("LIGHTNINGD_VERSION", "v24.08-sim")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Stop::PluginDied(format!("{}: {e}", binary.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| Stop::PluginDied("no stdout".into()))?;
+        let stdin = child.stdin.take();
+        self.plugin = Some(Plugin { child, stdin, messages: spawn_reader(stdout), next_id: 0 });
+        Ok(())
+    }
+
+    /// lightningd's pre-init writes: every pending migration (rebuilds in their
+    /// own transaction between lone pragma reports), then the version update.
+    fn pre_init_writes(&mut self, known: usize) -> Result<(), Stop> {
+        let all = migrations();
+        let known = known.min(all.len());
+        let applied = applied_migrations(&self.db);
+        let mut pending: Vec<String> = Vec::new();
+        for m in &all[applied.min(known)..known] {
+            if m.rebuild {
+                if !pending.is_empty() {
+                    self.transaction(std::mem::take(&mut pending))?;
+                }
+                self.write_lone("PRAGMA foreign_keys = OFF;")?;
+                self.transaction(m.statements.clone())?;
+                self.write_lone("PRAGMA foreign_keys = ON;")?;
+            } else {
+                pending.extend(m.statements.iter().cloned());
+            }
+        }
+        pending.push(format!("UPDATE version SET version={known};"));
+        self.transaction(pending)
+    }
+
+    /// The node's committed `data_version`.
+    pub fn data_version(&self) -> u32 {
+        self.data_version
+    }
+
+    /// The node's database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.network.join("lightningd.sqlite3")
+    }
+
+    /// Run one transaction: `statements` plus the bump, reported, then committed.
+    pub fn transaction(&mut self, mut statements: Vec<String>) -> Result<(), Stop> {
+        let version = self.data_version.wrapping_add(1);
+        statements.push(bump(version));
+        self.report(version, &statements)?;
+        self.commit(&statements);
+        self.data_version = version;
+        Ok(())
+    }
+
+    /// Run a workload transaction `(data_version, statements)` as generated
+    /// (with its bump, or a lone pragma report at the current version).
+    pub fn apply(&mut self, txn: &(u32, Vec<String>)) -> Result<(), Stop> {
+        let (version, statements) = txn;
+        if cln_backup::version::lone_foreign_keys_pragma(statements).is_some() {
+            assert_eq!(*version, self.data_version, "lone pragma must repeat the committed version");
+            return self.write_lone(&statements[0]);
+        }
+        assert_eq!(*version, self.data_version.wrapping_add(1), "workload out of step with the node");
+        self.report(*version, statements)?;
+        self.commit(statements);
+        self.data_version = *version;
+        Ok(())
+    }
+
+    /// A lone report run outside any transaction, at the current version.
+    pub fn write_lone(&mut self, statement: &str) -> Result<(), Stop> {
+        self.report(self.data_version, &[statement.to_string()])?;
+        self.db.execute_batch(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+        Ok(())
+    }
+
+    fn commit(&self, statements: &[String]) {
+        self.db.execute_batch("BEGIN").expect("BEGIN");
+        for s in statements {
+            self.db.execute_batch(s).unwrap_or_else(|e| panic!("node statement failed: {s}: {e}"));
+        }
+        self.db.execute_batch("COMMIT").expect("COMMIT");
+    }
+
+    fn report(&mut self, version: u32, statements: &[String]) -> Result<(), Stop> {
+        if self.plugin.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let answer = self.request("db_write", json!({"data_version": version, "writes": statements}));
+        self.hook_times.push(started.elapsed());
+        match answer {
+            Ok(v) if v == json!({"result": "continue"}) => Ok(()),
+            Ok(v) => {
+                self.kill();
+                Err(Stop::Protocol(format!("db_write answered {v}, not continue")))
+            }
+            Err(e) => {
+                self.kill();
+                Err(e)
+            }
+        }
+    }
+
+    /// Report a transaction, get `continue`, then die before committing.
+    pub fn crash_after_hook(mut self, mut statements: Vec<String>) -> Result<(), Stop> {
+        let version = self.data_version.wrapping_add(1);
+        statements.push(bump(version));
+        self.report(version, &statements)?;
+        self.kill();
+        Ok(())
+    }
+
+    /// Call an RPC method the plugin registered, as `lightning-cli` would.
+    pub fn rpc(&mut self, method: &str, params: Value) -> Result<Value, Stop> {
+        self.request(method, params)
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Result<Value, Stop> {
+        let plugin = self.plugin.as_mut().ok_or_else(|| Stop::Protocol("no plugin".into()))?;
+        plugin.next_id += 1;
+        let id = format!("cln:{method}#{}", plugin.next_id);
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut bytes = msg.to_string().into_bytes();
+        bytes.extend_from_slice(b"\n\n");
+        let stdin = plugin.stdin.as_mut().ok_or_else(|| Stop::PluginDied("stdin closed".into()))?;
+        stdin.write_all(&bytes).and_then(|_| stdin.flush()).map_err(|e| Stop::PluginDied(e.to_string()))?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = match plugin.messages.recv_timeout(left) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => return Err(Stop::Protocol(format!("no answer to {method}"))),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Stop::PluginDied(format!("pipe closed while waiting for {method}")))
+                }
+            };
+            if msg.get("method").and_then(Value::as_str) == Some("log") {
+                let p = &msg["params"];
+                self.logs.push(LogLine {
+                    level: p["level"].as_str().unwrap_or_default().to_string(),
+                    message: p["message"].as_str().unwrap_or_default().to_string(),
+                });
+                continue;
+            }
+            if msg.get("sim-bad-json").is_some() {
+                return Err(Stop::Protocol(format!("plugin wrote invalid JSON: {msg}")));
+            }
+            if msg.get("id").and_then(Value::as_str) == Some(id.as_str()) {
+                if let Some(err) = msg.get("error") {
+                    let text = err.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+                    return Err(Stop::Refused(text));
+                }
+                return msg
+                    .get("result")
+                    .cloned()
+                    .ok_or_else(|| Stop::Protocol(format!("answer without result: {msg}")));
+            }
+            if msg.get("id").is_some() && msg.get("method").is_none() {
+                return Err(Stop::Protocol(format!("answer to an unknown id: {msg}")));
+            }
+        }
+    }
+
+    /// Gather log notifications that arrived without being waited for.
+    pub fn drain_logs(&mut self, wait: Duration) {
+        let Some(plugin) = self.plugin.as_mut() else { return };
+        let deadline = Instant::now() + wait;
+        while let Ok(msg) = plugin.messages.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if msg.get("method").and_then(Value::as_str) == Some("log") {
+                let p = &msg["params"];
+                self.logs.push(LogLine {
+                    level: p["level"].as_str().unwrap_or_default().to_string(),
+                    message: p["message"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+        }
+    }
+
+    /// Whether any log line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.logs.iter().any(|l| l.message.contains(text))
+    }
+
+    /// Resident memory of the plugin process, in KiB.
+    pub fn plugin_rss_kib(&self) -> Option<u64> {
+        let pid = self.plugin.as_ref()?.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.plugin.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    /// Stop the node as lightningd does: close the plugin's stdin and wait.
+    pub fn stop(mut self) -> Vec<LogLine> {
+        if let Some(mut p) = self.plugin.take() {
+            drop(p.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                while let Ok(msg) = p.messages.try_recv() {
+                    if msg.get("method").and_then(Value::as_str) == Some("log") {
+                        let params = &msg["params"];
+                        self.logs.push(LogLine {
+                            level: params["level"].as_str().unwrap_or_default().to_string(),
+                            message: params["message"].as_str().unwrap_or_default().to_string(),
+                        });
+                    }
+                }
+                match p.child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                    _ => {
+                        let _ = p.child.kill();
+                        let _ = p.child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        std::mem::take(&mut self.logs)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

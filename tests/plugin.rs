@@ -98,3 +98,193 @@ fn crash_between_hook_and_commit_rewinds() {
     node.stop();
     restore_and_compare(&store, &dir.db());
 }
+
+fn peer(n: u32) -> Vec<String> {
+    vec![format!("INSERT INTO peers (id, node_id, address) VALUES ({n}, x'{n:08x}', 'peer {n}')")]
+}
+
+fn refused(result: Result<Node, Stop>) -> String {
+    match result {
+        Err(Stop::Refused(msg)) => msg,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(node) => panic!("expected a refusal, node started with logs {:?}", node.logs),
+    }
+}
+
+#[test]
+fn node_two_versions_behind_is_refused_as_lost_state() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    node.transaction(peer(1)).unwrap();
+    node.stop();
+    let old = dir.root.path().join("old.sqlite3");
+    std::fs::copy(dir.db(), &old).unwrap();
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    node.transaction(peer(2)).unwrap();
+    node.stop();
+    let head = Store::open(&store).unwrap().version();
+    // A failed restore: the node's database is two versions behind the backup.
+    std::fs::copy(&old, dir.db()).unwrap();
+    let msg = refused(Node::start(&dir, &Start::with_plugin(BIN)));
+    assert!(msg.contains("lost some state"), "{msg}");
+    assert_eq!(Store::open(&store).unwrap().version(), head, "a refused write must not change the backup");
+}
+
+#[test]
+fn node_that_ran_without_the_plugin_is_refused_as_out_of_date() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    node.transaction(peer(1)).unwrap();
+    node.stop();
+    let mut bare = Node::start(&dir, &Start::without_plugin()).unwrap();
+    bare.transaction(peer(2)).unwrap();
+    drop(bare);
+    let msg = refused(Node::start(&dir, &Start::with_plugin(BIN)));
+    assert!(msg.contains("out of date"), "{msg}");
+    let restored = tempfile::tempdir().unwrap();
+    let dest = restored.path().join("r.sqlite3");
+    restore::restore_store(&Store::open(&store).unwrap(), &dest, &restore::Options::default()).unwrap();
+    let peers: i64 =
+        rusqlite::Connection::open(&dest).unwrap().query_row("SELECT count(*) FROM peers", [], |r| r.get(0)).unwrap();
+    assert_eq!(peers, 1, "the backup holds what the plugin saw, nothing more");
+}
+
+#[test]
+fn deprecated_option_is_accepted_and_warned_about() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let mut start = Start::with_plugin(BIN);
+    start.options.insert("backup-destination".into(), serde_json::json!("file:///somewhere/else.bkp"));
+    let mut node = Node::start(&dir, &start).unwrap();
+    node.transaction(peer(1)).unwrap();
+    node.drain_logs(std::time::Duration::from_millis(300));
+    assert!(node.logged("backup-destination") && node.logged("deprecated"), "{:?}", node.logs);
+    node.stop();
+    restore_and_compare(&store, &dir.db());
+}
+
+#[test]
+fn repeated_version_pragma_reports_are_kept_in_order() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    node.stop();
+    let store = Store::open(&store).unwrap();
+    let reader = store.reader().unwrap();
+    let changes: Vec<_> = reader.changes(reader.head()).unwrap().map(Result::unwrap).collect();
+    // Each record's transactions: the first is the transaction that made the
+    // version, the rest are the lone reports that repeated it, in order. Two
+    // rebuilds: OFF after version 1, the rebuild as 2, ON then OFF, the second
+    // rebuild as 3, ON.
+    let shape: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            c.transactions[1..]
+                .iter()
+                .map(|t| {
+                    assert_eq!(t.statements.len(), 1, "a report is one statement");
+                    t.statements[0].clone()
+                })
+                .collect()
+        })
+        .collect();
+    let off = "PRAGMA foreign_keys = OFF;".to_string();
+    let on = "PRAGMA foreign_keys = ON;".to_string();
+    assert_eq!(shape, vec![vec![off.clone()], vec![on.clone(), off], vec![on], vec![]]);
+    drop(reader);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("r.sqlite3");
+    restore::restore_store(&store, &dest, &restore::Options::default()).unwrap();
+    assert_eq!(rows(&dest), rows(&dir.db()));
+}
+
+#[test]
+fn upgrade_whose_first_write_is_a_lone_pragma_does_not_rewind() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let all = sim::migrations().len();
+    let mut old = Start::with_plugin(BIN);
+    old.migrations = all - 1;
+    let mut node = Node::start(&dir, &old).unwrap();
+    node.transaction(peer(1)).unwrap();
+    node.transaction(vec![
+        "INSERT INTO channels (id, peer_id, state) VALUES (1, 1, 2)".into(),
+        "INSERT INTO channel_htlcs (id, channel_id, channel_htlc_id, direction) VALUES (1, 1, 0, 0)".into(),
+        "INSERT INTO htlc_sigs (channelid, signature) VALUES (1, x'3045')".into(),
+    ])
+    .unwrap();
+    node.stop();
+    // The new version's only migration is a rebuild of channels.
+    let node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    assert!(node.logged("Versions match up"), "{:?}", node.logs);
+    assert!(!node.logged("rewinding"), "{:?}", node.logs);
+    node.stop();
+    restore_and_compare(&store, &dir.db());
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let htlcs: i64 = conn.query_row("SELECT count(*) FROM channel_htlcs", [], |r| r.get(0)).unwrap();
+    assert_eq!(htlcs, 1, "the rebuild must not cascade on the node either");
+}
+
+#[test]
+fn compaction_during_a_workload_then_restore() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    for n in 1..200 {
+        node.transaction(peer(n)).unwrap();
+    }
+    let call = node.rpc_start("backup-compact", serde_json::json!({})).unwrap();
+    for n in 200..260 {
+        node.transaction(peer(n)).unwrap();
+    }
+    let stats = node.rpc_wait(&call).unwrap();
+    assert_eq!(stats["compacted"], serde_json::json!(true), "{stats}");
+    assert!(stats["changes_after"].as_u64().unwrap() < stats["changes_before"].as_u64().unwrap(), "{stats}");
+    let status = node.rpc("backup-status", serde_json::json!({})).unwrap();
+    assert_eq!(status["version"].as_u64(), Some(u64::from(node.data_version())), "{status}");
+    assert!(status["last_compaction"].is_object(), "{status}");
+    node.stop();
+    restore_and_compare(&store, &dir.db());
+}
+
+#[test]
+fn version_wraps_from_u32_max_to_zero() {
+    let dir = NodeDir::new();
+    // A node that has run a long time: built without the plugin, then its
+    // data_version set near the top. lightningd keeps the version as a u32;
+    // the trigger keeps SQLite's copy in step with it across the wrap.
+    let bare = Node::start(&dir, &Start::without_plugin()).unwrap();
+    drop(bare);
+    let start = u32::MAX - 3;
+    {
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        conn.execute_batch(&format!(
+            "UPDATE vars SET intval = {start} WHERE name = 'data_version';
+             CREATE TRIGGER data_version_u32 AFTER UPDATE OF intval ON vars
+             WHEN NEW.name = 'data_version' AND NEW.intval > 4294967295
+             BEGIN UPDATE vars SET intval = NEW.intval - 4294967296 WHERE name = 'data_version'; END;"
+        ))
+        .unwrap();
+    }
+    let store_path = dir.root.path().join("backup.redb");
+    let store = Store::create(&store_path).unwrap();
+    store.add_snapshot(start, &mut std::fs::File::open(dir.db()).unwrap()).unwrap();
+    drop(store);
+    lockfile::write(&dir.network(), &store_path).unwrap();
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    for n in 1..8 {
+        node.transaction(peer(n)).unwrap();
+    }
+    // One start-up write and seven transactions from u32::MAX - 3.
+    let expected = start.wrapping_add(8);
+    assert_eq!(node.data_version(), expected);
+    assert!(expected < 10, "the node's version wrapped");
+    node.stop();
+    let store = Store::open(&store_path).unwrap();
+    assert_eq!(store.version(), expected);
+    assert!(store.head() > u64::from(u32::MAX), "the store's version keeps growing across the wrap");
+    drop(store);
+    restore_and_compare(&store_path, &dir.db());
+}

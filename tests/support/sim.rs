@@ -153,6 +153,8 @@ struct Plugin {
     stdin: Option<ChildStdin>,
     messages: Receiver<Value>,
     next_id: u64,
+    /// Answers that arrived while another answer was awaited.
+    early: std::collections::HashMap<String, Value>,
 }
 
 /// A running simulated node.
@@ -264,7 +266,8 @@ impl Node {
             .map_err(|e| Stop::PluginDied(format!("{}: {e}", binary.display())))?;
         let stdout = child.stdout.take().ok_or_else(|| Stop::PluginDied("no stdout".into()))?;
         let stdin = child.stdin.take();
-        self.plugin = Some(Plugin { child, stdin, messages: spawn_reader(stdout), next_id: 0 });
+        self.plugin =
+            Some(Plugin { child, stdin, messages: spawn_reader(stdout), next_id: 0, early: Default::default() });
         Ok(())
     }
 
@@ -376,6 +379,22 @@ impl Node {
     }
 
     fn request(&mut self, method: &str, params: Value) -> Result<Value, Stop> {
+        let id = self.send_request(method, params)?;
+        self.wait_answer(&id, method)
+    }
+
+    /// Send an RPC call without waiting for its answer (lightningd goes on
+    /// sending hooks meanwhile); collect it with [`Node::rpc_wait`].
+    pub fn rpc_start(&mut self, method: &str, params: Value) -> Result<String, Stop> {
+        self.send_request(method, params)
+    }
+
+    /// Wait for the answer to a call started with [`Node::rpc_start`].
+    pub fn rpc_wait(&mut self, id: &str) -> Result<Value, Stop> {
+        self.wait_answer(id, id)
+    }
+
+    fn send_request(&mut self, method: &str, params: Value) -> Result<String, Stop> {
         let plugin = self.plugin.as_mut().ok_or_else(|| Stop::Protocol("no plugin".into()))?;
         plugin.next_id += 1;
         let id = format!("cln:{method}#{}", plugin.next_id);
@@ -384,8 +403,16 @@ impl Node {
         bytes.extend_from_slice(b"\n\n");
         let stdin = plugin.stdin.as_mut().ok_or_else(|| Stop::PluginDied("stdin closed".into()))?;
         stdin.write_all(&bytes).and_then(|_| stdin.flush()).map_err(|e| Stop::PluginDied(e.to_string()))?;
+        Ok(id)
+    }
+
+    fn wait_answer(&mut self, id: &str, method: &str) -> Result<Value, Stop> {
+        let plugin = self.plugin.as_mut().ok_or_else(|| Stop::Protocol("no plugin".into()))?;
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         loop {
+            if let Some(msg) = plugin.early.remove(id) {
+                return answer_of(msg);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let msg = match plugin.messages.recv_timeout(left) {
                 Ok(m) => m,
@@ -405,20 +432,23 @@ impl Node {
             if msg.get("sim-bad-json").is_some() {
                 return Err(Stop::Protocol(format!("plugin wrote invalid JSON: {msg}")));
             }
-            if msg.get("id").and_then(Value::as_str) == Some(id.as_str()) {
-                if let Some(err) = msg.get("error") {
-                    let text = err.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
-                    return Err(Stop::Refused(text));
+            match msg.get("id").and_then(Value::as_str) {
+                Some(got) if got == id => return answer_of(msg),
+                Some(other) if msg.get("method").is_none() && other.starts_with("cln:") => {
+                    let other = other.to_string();
+                    plugin.early.insert(other, msg);
                 }
-                return msg
-                    .get("result")
-                    .cloned()
-                    .ok_or_else(|| Stop::Protocol(format!("answer without result: {msg}")));
-            }
-            if msg.get("id").is_some() && msg.get("method").is_none() {
-                return Err(Stop::Protocol(format!("answer to an unknown id: {msg}")));
+                Some(_) if msg.get("method").is_none() => {
+                    return Err(Stop::Protocol(format!("answer to an unknown id: {msg}")));
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Whether the log has a line at `level` containing `text`.
+    pub fn logged_at(&self, level: &str, text: &str) -> bool {
+        self.logs.iter().any(|l| l.level == level && l.message.contains(text))
     }
 
     /// Gather log notifications that arrived without being waited for.
@@ -483,6 +513,14 @@ impl Node {
         }
         std::mem::take(&mut self.logs)
     }
+}
+
+fn answer_of(msg: Value) -> Result<Value, Stop> {
+    if let Some(err) = msg.get("error") {
+        let text = err.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+        return Err(Stop::Refused(text));
+    }
+    msg.get("result").cloned().ok_or_else(|| Stop::Protocol(format!("answer without result: {msg}")))
 }
 
 impl Drop for Node {

@@ -464,6 +464,10 @@ impl Store {
         image: &mut dyn Read,
         started: std::time::Instant,
     ) -> Result<CompactionRecord> {
+        // The image goes in first, in short transactions that do not hold the
+        // state lock, so db_write answers go on meanwhile; only the switch-over
+        // below is exclusive.
+        let staged = snapshot::stage(&self.path, &self.db, seq, image)?;
         let mut st = self.lock();
         let changes_before = st.changes;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
@@ -477,7 +481,7 @@ impl Store {
                 return Err(Error::CompactionRaced { version: data_version(seq) });
             }
         }
-        snapshot::publish(&self.path, &txn, seq, image, foreign_keys, |_| expect)?;
+        snapshot::install(&self.path, &txn, seq, &staged, foreign_keys, |_| expect)?;
         let changes_after = {
             let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
             t.len().map_err(|e| self.err(e))?

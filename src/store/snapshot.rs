@@ -1,20 +1,33 @@
 //! Snapshot chunks: streaming a SQLite image into and out of the store.
 //!
 //! Owns the chunk layout (`(seq, index)` → zstd frame of at most
-//! [`CHUNK_BYTES`] image bytes) and the content hash check. No step holds a
-//! whole image in memory. It must not decide when snapshots are taken.
+//! [`CHUNK_BYTES`] image bytes), staging chunks in short write transactions
+//! so that a large image never holds the store's single writer for long, and
+//! the content hash check. No step holds a whole image in memory. It must not
+//! decide when snapshots are taken.
 
 use super::{CHANGES, CHUNKS, SNAPSHOTS};
 use crate::error::{Error, Result};
 use crate::record::{now_ms, Hash, SnapshotHeader};
 use crate::version::Seq;
-use redb::WriteTransaction;
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use std::io::{Read, Write};
 use std::path::Path;
 
 /// Image bytes per chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks written per staging transaction: bounds how long a writer waits.
+const CHUNKS_PER_TXN: u32 = 4;
 const LEVEL: i32 = 3;
+
+/// Chunks written and what they hold.
+#[derive(Clone, Debug)]
+pub(super) struct Staged {
+    size: u64,
+    chunks: u32,
+    stored: u64,
+    content_hash: Hash,
+}
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -29,8 +42,116 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Within `txn`: drop every existing snapshot and every change record at or
-/// below `seq`, then store `image` as the snapshot at `seq`.
+struct ChunkWriter<'a> {
+    path: &'a Path,
+    buf: Vec<u8>,
+    hasher: blake3::Hasher,
+    staged: Staged,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(path: &'a Path) -> Self {
+        ChunkWriter {
+            path,
+            buf: vec![0u8; CHUNK_BYTES],
+            hasher: blake3::Hasher::new(),
+            staged: Staged { size: 0, chunks: 0, stored: 0, content_hash: [0; 32] },
+        }
+    }
+
+    /// Write up to `limit` chunks of `image` into `txn`; false once the image is exhausted.
+    fn write(&mut self, txn: &WriteTransaction, seq: Seq, image: &mut dyn Read, limit: u32) -> Result<bool> {
+        let err = |e: redb::Error| Error::redb(self.path, e);
+        let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+        for _ in 0..limit {
+            let n = read_full(image, &mut self.buf).map_err(|e| Error::io(self.path, e))?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.hasher.update(&self.buf[..n]);
+            let frame = zstd::bulk::compress(&self.buf[..n], LEVEL).map_err(|e| Error::io(self.path, e))?;
+            chunks.insert((seq, self.staged.chunks), frame.as_slice()).map_err(|e| err(e.into()))?;
+            self.staged.size += n as u64;
+            self.staged.stored += frame.len() as u64;
+            self.staged.chunks += 1;
+        }
+        Ok(true)
+    }
+
+    fn finish(mut self) -> Staged {
+        self.staged.content_hash = *self.hasher.finalize().as_bytes();
+        self.staged
+    }
+}
+
+fn remove_chunks_of(path: &Path, txn: &WriteTransaction, keep: impl Fn(Seq) -> bool) -> Result<()> {
+    let err = |e: redb::Error| Error::redb(path, e);
+    let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+    chunks.retain(|(seq, _), _| keep(seq)).map_err(|e| err(e.into()))?;
+    Ok(())
+}
+
+/// Write `image` as chunks for `seq` in short transactions of their own, not
+/// yet visible as a snapshot. Leftovers of an earlier attempt at `seq` go first.
+pub(super) fn stage(path: &Path, db: &Database, seq: Seq, image: &mut dyn Read) -> Result<Staged> {
+    let err = |e: redb::Error| Error::redb(path, e);
+    let mut writer = ChunkWriter::new(path);
+    let mut first = true;
+    loop {
+        let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+        // Staged chunks become durable with the publishing commit.
+        txn.set_durability(Durability::None).map_err(|e| Error::redb(path, redb::Error::from(e)))?;
+        if first {
+            let snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
+            let live = matches!(snaps.get(seq), Ok(Some(_)));
+            drop(snaps);
+            if live {
+                return Err(Error::SnapshotVersion {
+                    version: crate::version::data_version(seq),
+                    reason: "the store already has a snapshot at this version".into(),
+                });
+            }
+            remove_chunks_of(path, &txn, |s| s != seq)?;
+            first = false;
+        }
+        let more = writer.write(&txn, seq, image, CHUNKS_PER_TXN)?;
+        txn.commit().map_err(|e| err(e.into()))?;
+        if !more {
+            return Ok(writer.finish());
+        }
+    }
+}
+
+/// Within `txn`: make the staged chunks at `seq` the snapshot, dropping every
+/// other snapshot and every change record at or below `seq`.
+pub(super) fn install(
+    path: &Path,
+    txn: &WriteTransaction,
+    seq: Seq,
+    staged: &Staged,
+    foreign_keys: bool,
+    anchor: impl FnOnce(&Hash) -> Hash,
+) -> Result<()> {
+    let err = |e: redb::Error| Error::redb(path, e);
+    remove_chunks_of(path, txn, |s| s == seq)?;
+    let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
+    snaps.retain(|_, _| false).map_err(|e| err(e.into()))?;
+    let header = SnapshotHeader {
+        size: staged.size,
+        chunks: staged.chunks,
+        stored_bytes: staged.stored,
+        content_hash: staged.content_hash,
+        anchor: anchor(&staged.content_hash),
+        foreign_keys,
+        created_ms: now_ms(),
+    };
+    snaps.insert(seq, header.to_bytes().as_slice()).map_err(|e| err(e.into()))?;
+    let mut changes = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
+    changes.retain_in(..=seq, |_, _| false).map_err(|e| err(e.into()))?;
+    Ok(())
+}
+
+/// Within `txn`: store `image` as the snapshot at `seq` and install it, all at once.
 pub(super) fn publish(
     path: &Path,
     txn: &WriteTransaction,
@@ -39,45 +160,11 @@ pub(super) fn publish(
     foreign_keys: bool,
     anchor: impl FnOnce(&Hash) -> Hash,
 ) -> Result<()> {
-    let err = |e: redb::Error| Error::redb(path, e);
-    {
-        let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
-        snaps.retain(|_, _| false).map_err(|e| err(e.into()))?;
-        let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
-        chunks.retain(|_, _| false).map_err(|e| err(e.into()))?;
-        let mut changes = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
-        changes.retain_in(..=seq, |_, _| false).map_err(|e| err(e.into()))?;
-    }
-    let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut hasher = blake3::Hasher::new();
-    let (mut size, mut stored, mut index) = (0u64, 0u64, 0u32);
-    loop {
-        let n = read_full(image, &mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        let frame = zstd::bulk::compress(&buf[..n], LEVEL).map_err(|e| Error::io(path, e))?;
-        chunks.insert((seq, index), frame.as_slice()).map_err(|e| err(e.into()))?;
-        size += n as u64;
-        stored += frame.len() as u64;
-        index += 1;
-    }
-    drop(chunks);
-    let content_hash = *hasher.finalize().as_bytes();
-    let header = SnapshotHeader {
-        size,
-        chunks: index,
-        stored_bytes: stored,
-        content_hash,
-        anchor: anchor(&content_hash),
-        foreign_keys,
-        created_ms: now_ms(),
-    };
-    let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
-    snaps.insert(seq, header.to_bytes().as_slice()).map_err(|e| err(e.into()))?;
-    Ok(())
+    remove_chunks_of(path, txn, |_| false)?;
+    let mut writer = ChunkWriter::new(path);
+    while writer.write(txn, seq, image, u32::MAX)? {}
+    let staged = writer.finish();
+    install(path, txn, seq, &staged, foreign_keys, anchor)
 }
 
 /// Stream the snapshot at `seq` into `out`, checking sizes and the content hash.

@@ -17,7 +17,7 @@ mod sim;
 #[path = "../tests/support/workload.rs"]
 mod workload;
 
-use cln_backup::{lockfile, Store};
+use cln_backup::Store;
 use sim::{Node, NodeDir, Start};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ fn main() {
     let dir = NodeDir::new_in(work.path());
     let store_path = work.path().join("plugin.redb");
     Store::create(&store_path).unwrap();
-    lockfile::write(&dir.network(), &store_path).unwrap();
+    sim::write_lock(&dir, &store_path);
     let bare = Store::create(work.path().join("bare.redb")).unwrap();
     let mut floor = std::fs::OpenOptions::new().create(true).append(true).open(work.path().join("floor.log")).unwrap();
 

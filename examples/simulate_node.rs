@@ -14,7 +14,7 @@ mod sim;
 #[path = "../tests/support/workload.rs"]
 mod workload;
 
-use cln_backup::{lockfile, restore, Store};
+use cln_backup::{restore, Store};
 use sim::{Node, NodeDir, Start};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ fn main() {
     let dir = NodeDir::new_in(&parent);
     let store_path = dir.root.path().join("backup.redb");
     Store::create(&store_path).expect("create store");
-    lockfile::write(&dir.network(), &store_path).expect("write backup.lock");
+    sim::write_lock(&dir, &store_path);
 
     let mut node = Node::start(&dir, &Start::with_plugin(&binary)).unwrap_or_else(|e| panic!("node start: {e}"));
     let mut load = workload::Workload::on_existing_schema(args.seed, node.data_version());

@@ -29,8 +29,6 @@
 
 pub mod compact;
 pub mod error;
-pub mod lockfile;
-pub mod plugin;
 pub mod record;
 pub mod restore;
 pub mod store;

@@ -1,83 +1,56 @@
 //! `backup.lock`: the file in lightningd's network directory that tells the
-//! plugin where its store is, `{"backend_url": "file:///abs/path"}`, as the
-//! Python plugin wrote it.
+//! plugin where its store is, `{"backend_url": "file:///abs/path"}`, laid out
+//! as the Python plugin wrote it so that either tool reads the other's.
 //!
-//! Shared by the front ends (`init` writes it, the plugin reads it). It must
+//! Shared by the front ends: `init` writes it, the plugin reads it. It must
 //! not open stores.
 
-use crate::error::{Error, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The lock file's name inside the lightning directory.
 pub const LOCK_FILE_NAME: &str = "backup.lock";
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct LockFile {
     backend_url: String,
 }
 
-/// Where a backup URL points.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
-    /// A local store (or legacy file) path.
-    File(PathBuf),
-    /// A remote store, `socket:host:port`.
-    Socket(String),
-}
-
-/// Parse a store location: a plain path, a `file://` URL or a `socket:` URL.
-pub fn parse_destination(url: &str) -> std::result::Result<Destination, String> {
-    if let Some(rest) = url.strip_prefix("file://") {
-        if rest.is_empty() {
-            return Err(format!("{url}: a file:// URL needs a path"));
-        }
-        Ok(Destination::File(PathBuf::from(rest)))
-    } else if let Some(rest) = url.strip_prefix("socket:") {
-        Ok(Destination::Socket(rest.to_string()))
-    } else if url.contains("://") {
-        Err(format!("{url}: unknown backup URL scheme (expected file:// or socket:)"))
-    } else if url.is_empty() {
-        Err("empty backup location".into())
-    } else {
-        Ok(Destination::File(PathBuf::from(url)))
-    }
-}
-
-/// Read `DIR/backup.lock`.
-pub fn read(dir: &Path) -> Result<Destination> {
+/// Read `DIR/backup.lock` and return the store path it names.
+pub fn read(dir: &Path) -> Result<PathBuf> {
     let path = dir.join(LOCK_FILE_NAME);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let lock: LockFile = serde_json::from_str(&text).map_err(|e| Error::Io {
-        path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not a backup lock file: {e}")),
-    })?;
-    parse_destination(&lock.backend_url).map_err(|what| Error::Io {
-        path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what),
-    })
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let lock: LockFile =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a backup lock file: {e}", path.display()))?;
+    crate::cli::store_path(Path::new(&lock.backend_url)).with_context(|| format!("{}", path.display()))
 }
 
-/// Write `DIR/backup.lock` pointing at `store` (made absolute), atomically.
-/// Refuses an existing lock file.
-pub fn write(dir: &Path, store: &Path) -> Result<PathBuf> {
-    let path = dir.join(LOCK_FILE_NAME);
-    if path.exists() {
-        return Err(Error::Io {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a backup lock file already exists"),
-        });
+/// Write `lock` as `{"backend_url": "file:///abs/path"}` naming `store`: a
+/// temporary file, fsync'd, then linked into place without replacing one that
+/// appeared meanwhile. Returns the URL.
+pub fn write(lock: &Path, store: &Path) -> Result<String> {
+    let abs = std::fs::canonicalize(store).with_context(|| format!("{}", store.display()))?;
+    let abs = abs
+        .to_str()
+        .ok_or_else(|| anyhow!("{}: the store's path is not UTF-8, so backup.lock cannot record it", abs.display()))?;
+    let url = format!("file://{abs}");
+    let content = format!("{{\"backend_url\": {}}}", serde_json::to_string(&url)?);
+    let dir = match lock.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |e: std::io::Error| anyhow!("{}: {e}", lock.display());
+    let mut tmp = tempfile::Builder::new().prefix(".backup.lock-").tempfile_in(&dir).map_err(io)?;
+    tmp.write_all(content.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist_noclobber(lock).map_err(|e| io(e.error))?;
+    if let Err(e) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+        // The caller removes the store on failure: take the lock pointing at it too.
+        let _ = std::fs::remove_file(lock);
+        bail!("{}: {e}", dir.display());
     }
-    let abs = std::path::absolute(store).map_err(|e| Error::io(store, e))?;
-    // The Python plugin's layout (json.dumps), so either tool reads the other's.
-    let url = serde_json::to_string(&format!("file://{}", abs.display()))
-        .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
-    let body = format!("{{\"backend_url\": {url}}}");
-    let mut tmp = tempfile::Builder::new().prefix(".backup.lock-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::io::Write::write_all(&mut tmp, body.as_bytes()).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist_noclobber(&path).map_err(|e| Error::io(&path, e.error))?;
-    crate::store::sync_dir(&path)?;
-    Ok(path)
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -85,21 +58,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn destinations() {
-        assert_eq!(parse_destination("file:///a/b"), Ok(Destination::File("/a/b".into())));
-        assert_eq!(parse_destination("/a/b"), Ok(Destination::File("/a/b".into())));
-        assert_eq!(parse_destination("socket:[::1]:1234"), Ok(Destination::Socket("[::1]:1234".into())));
-        assert!(parse_destination("s3://bucket").is_err());
+    fn lock_file_is_exact_json_with_the_canonical_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("node.redb");
+        std::fs::write(&store, b"").unwrap();
+        let lock = dir.path().join(LOCK_FILE_NAME);
+        // A relative spelling of the store must still record its absolute path.
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let url = write(&lock, &sub.join("..").join("node.redb")).unwrap();
+        let abs = std::fs::canonicalize(&store).unwrap();
+        assert_eq!(url, format!("file://{}", abs.display()));
+        assert_eq!(
+            std::fs::read_to_string(&lock).unwrap(),
+            format!("{{\"backend_url\": \"file://{}\"}}", abs.display())
+        );
+        assert_eq!(read(dir.path()).unwrap(), abs);
+        // Never replaces an existing lock.
+        let err = write(&lock, &store).unwrap_err();
+        assert!(err.to_string().contains(&lock.display().to_string()), "{err}");
     }
 
     #[test]
-    fn write_then_read_and_refuse_twice() {
+    fn unreadable_or_remote_lock_files_are_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("s.redb");
-        let lock = write(dir.path(), &store).unwrap();
-        let text = std::fs::read_to_string(&lock).unwrap();
-        assert_eq!(text, format!("{{\"backend_url\": \"file://{}\"}}", store.display()));
-        assert_eq!(read(dir.path()).unwrap(), Destination::File(store.clone()));
-        assert!(write(dir.path(), &store).is_err());
+        let missing = read(dir.path()).unwrap_err().to_string();
+        assert!(missing.contains("backup.lock"), "{missing}");
+        std::fs::write(dir.path().join(LOCK_FILE_NAME), "{\"backend_url\": \"socket:[::1]:1234\"}").unwrap();
+        let remote = format!("{:#}", read(dir.path()).unwrap_err());
+        assert!(remote.contains("backup.lock") && remote.contains("not supported"), "{remote}");
+        std::fs::write(dir.path().join(LOCK_FILE_NAME), "garbage").unwrap();
+        assert!(read(dir.path()).unwrap_err().to_string().contains("not a backup lock file"));
     }
 }

@@ -1,16 +1,39 @@
-//! The `cln-backup` binary: the lightningd plugin when lightningd starts it
-//! (`LIGHTNINGD_PLUGIN=1`), otherwise the command line.
+//! The `cln-backup` binary.
+//!
+//! Owns the process: choosing between plugin mode (started by lightningd with
+//! `LIGHTNINGD_PLUGIN=1`) and the command line, setting up logging, and
+//! turning a failure into one `error: ...` line on stderr and a non-zero exit.
+//! It must not hold any logic of its own: that is in `cli` and the library.
 
+mod cli;
+mod lockfile;
+mod plugin;
+
+use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if std::env::var_os("LIGHTNINGD_PLUGIN").is_some() {
+    if started_by_lightningd() {
         return plugin_main();
     }
-    eprintln!("error: the command line is not available in this build");
-    ExitCode::FAILURE
+    init_logging();
+    let args = cli::Cli::parse();
+    match args.command.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
 }
 
+/// lightningd starts its plugins with `LIGHTNINGD_PLUGIN=1`.
+fn started_by_lightningd() -> bool {
+    std::env::var_os("LIGHTNINGD_PLUGIN").is_some_and(|v| v == "1")
+}
+
+/// Plugin mode: stdin and stdout belong to lightningd; errors go to stderr,
+/// which lightningd copies into its log.
 fn plugin_main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -19,14 +42,58 @@ fn plugin_main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(cln_backup::plugin::run());
+    let result = runtime.block_on(plugin::run());
     // Do not wait for tasks still reading pipes that lightningd has closed.
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cln-backup: {e:#}");
+            eprintln!("cln-backup: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logging to stderr; `RUST_LOG` chooses the level, warnings by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The error and its causes on one line. The library's messages already
+/// include their source's text, so a cause whose text is already shown is
+/// not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\r', '\n'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let lib = cln_backup::Error::Io { path: "/x/store.redb".into(), source: io };
+        let err = anyhow::Error::new(lib).context("opening the store");
+        assert_eq!(one_line(&err), "opening the store: /x/store.redb: No such file");
+    }
+
+    #[test]
+    fn messages_are_flattened_to_one_line() {
+        let err = anyhow::anyhow!("/x/db: SQLite: failed (while running: INSERT\n  INTO t)");
+        assert_eq!(one_line(&err), "/x/db: SQLite: failed (while running: INSERT   INTO t)");
     }
 }

@@ -6,7 +6,7 @@
 #[path = "support/sim.rs"]
 mod sim;
 
-use cln_backup::{lockfile, restore, Store};
+use cln_backup::{restore, Store};
 use sim::{Node, NodeDir, Start, Stop};
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cln-backup");
 fn init_empty(dir: &NodeDir) -> PathBuf {
     let store = dir.root.path().join("backup.redb");
     Store::create(&store).unwrap();
-    lockfile::write(&dir.network(), &store).unwrap();
+    sim::write_lock(&dir, &store);
     store
 }
 
@@ -272,7 +272,7 @@ fn version_wraps_from_u32_max_to_zero() {
     let store = Store::create(&store_path).unwrap();
     store.add_snapshot(start, &mut std::fs::File::open(dir.db()).unwrap()).unwrap();
     drop(store);
-    lockfile::write(&dir.network(), &store_path).unwrap();
+    sim::write_lock(&dir, &store_path);
     let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
     for n in 1..8 {
         node.transaction(peer(n)).unwrap();

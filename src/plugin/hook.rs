@@ -6,9 +6,8 @@
 //! grep for. It must not do I/O other than through the store, and it never
 //! calls lightningd: the node serves nothing else while the hook runs.
 
-use crate::error::Error;
-use crate::store::{Added, Store};
-use crate::version;
+use cln_backup::store::{Added, Store};
+use cln_backup::{version, Error};
 use std::sync::Arc;
 
 /// Log phrases kept word for word: people grep for them.
@@ -27,9 +26,7 @@ pub struct LogLine {
 /// Levels of lightningd's log notifications.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
-    Debug,
     Info,
-    Warn,
     Error,
 }
 
@@ -37,9 +34,7 @@ impl Level {
     /// The name lightningd's `log` notification uses.
     pub fn as_str(self) -> &'static str {
         match self {
-            Level::Debug => "debug",
             Level::Info => "info",
-            Level::Warn => "warn",
             Level::Error => "error",
         }
     }
@@ -81,6 +76,7 @@ impl DbWrite {
     }
 
     /// The store, if one is open.
+    #[cfg(test)]
     pub fn store(&self) -> Option<&Arc<Store>> {
         match &self.target {
             Target::Store(s) => Some(s),
@@ -166,7 +162,7 @@ fn store_error_message(store: &Store, data_version: u32, e: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::bump_statement;
+    use cln_backup::version::bump_statement;
 
     fn tx(v: u32, sql: &str) -> Vec<String> {
         vec![sql.to_string(), bump_statement(v)]

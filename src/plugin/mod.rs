@@ -10,9 +10,8 @@
 pub mod hook;
 pub mod wire;
 
-use crate::lockfile::{self, Destination};
-use crate::store::Store;
 use anyhow::Context;
+use cln_backup::Store;
 use cln_plugin::options::{ConfigOption, StringConfigOption};
 use hook::{DbWrite, Target};
 use serde_json::{json, Value};
@@ -34,12 +33,9 @@ struct State {
 /// Open the store named by `DIR/backup.lock`, or say what is wrong and what to run.
 fn open_target(dir: &Path) -> Target {
     let fix = "run `cln-backup init --lightning-dir <network dir> <store path>` with the node stopped";
-    match lockfile::read(dir) {
-        Err(e) => Target::Unavailable(format!("cannot use the backup: {e}; {fix}")),
-        Ok(Destination::Socket(addr)) => Target::Unavailable(format!(
-            "cannot use the backup: backup.lock names the remote store socket:{addr}, which this build cannot reach; {fix}"
-        )),
-        Ok(Destination::File(path)) => match Store::open(&path) {
+    match crate::lockfile::read(dir) {
+        Err(e) => Target::Unavailable(format!("cannot use the backup: {e:#}; {fix}")),
+        Ok(path) => match Store::open(&path) {
             Ok(store) => Target::Store(Arc::new(store)),
             Err(e) => Target::Unavailable(format!("cannot open the backup: {e}; {fix}")),
         },
@@ -166,12 +162,12 @@ fn status(st: &State) -> anyhow::Result<Value> {
         "store_bytes": s.file_bytes,
         "last_compaction": s.last_compaction,
         "store": s.path,
-        "restorable": {"from": crate::version::data_version(s.restorable.0), "to": s.version},
+        "restorable": {"from": cln_backup::version::data_version(s.restorable.0), "to": s.version},
     }))
 }
 
 fn compact(st: &State) -> anyhow::Result<Value> {
     let store = st.store.as_ref().ok_or_else(|| anyhow::anyhow!("{}", st.problem.clone().unwrap_or_default()))?;
-    let stats = crate::compact::compact(store, None)?;
+    let stats = cln_backup::compact::compact(store, None)?;
     Ok(serde_json::to_value(stats)?)
 }

@@ -127,6 +127,14 @@ impl Default for NodeDir {
     }
 }
 
+/// Write `backup.lock` in the node's network directory naming `store`, as
+/// `cln-backup init` does.
+pub fn write_lock(dir: &NodeDir, store: &Path) {
+    let abs = std::fs::canonicalize(store).unwrap_or_else(|e| panic!("{}: {e}", store.display()));
+    let body = format!("{{\"backend_url\": {}}}", json!(format!("file://{}", abs.display())));
+    std::fs::write(dir.network().join("backup.lock"), body).expect("write backup.lock");
+}
+
 /// How a node starts.
 #[derive(Clone, Debug)]
 pub struct Start {

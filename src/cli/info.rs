@@ -1,0 +1,149 @@
+//! `cln-backup info`: what a store holds.
+//!
+//! Owns presenting the library's `Status` (as text, or as JSON with a few
+//! extra figures). It must not change the store.
+
+use super::{bytes, store_path, utc_time};
+use anyhow::Result;
+use cln_backup::version::data_version;
+use cln_backup::{Status, Store};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Show what a backup store holds",
+    long_about = "Show what a backup store holds: its version and previous version, the \
+        number of changes, the base snapshot, sizes, the range of versions a restore can \
+        produce, when it was created and when it was last compacted.\n\n\
+        The store must not be in use by a running plugin: only one process may open it."
+)]
+pub struct Args {
+    /// The store: a path or a file:// URL.
+    #[arg(value_name = "STORE")]
+    pub store: PathBuf,
+    /// Print one JSON object (the status, plus stored_change_bytes and restorable_versions).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let store = Store::open(store_path(&args.store)?)?;
+    let status = store.status()?;
+    let change_bytes = store.reader()?.stored_change_bytes()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&as_json(&status, change_bytes)?)?);
+    } else {
+        for line in as_text(&status, change_bytes) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// The status as one JSON object, with the extras.
+fn as_json(status: &Status, change_bytes: u64) -> Result<Value> {
+    let mut v = serde_json::to_value(status)?;
+    if let Value::Object(map) = &mut v {
+        map.insert("stored_change_bytes".into(), json!(change_bytes));
+        map.insert(
+            "restorable_versions".into(),
+            json!([data_version(status.restorable.0), data_version(status.restorable.1)]),
+        );
+    }
+    Ok(v)
+}
+
+fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {
+    let mut out = vec![format!("Store:            {}", s.path.display())];
+    out.push(format!("Format:           {}", s.format));
+    let seq = if u64::from(s.version) != s.seq { format!(" (store version {})", s.seq) } else { String::new() };
+    out.push(format!("Version:          {}{seq}", s.version));
+    out.push(match s.prev_version {
+        Some(p) => {
+            format!("Previous version: {p} (rewind {})", if s.rewind_allowed { "allowed" } else { "not allowed" })
+        }
+        None => "Previous version: none (no change after the snapshot)".to_string(),
+    });
+    out.push(format!("Changes:          {} ({} stored)", s.changes, bytes(change_bytes)));
+    out.push(match &s.snapshot {
+        Some(snap) => format!(
+            "Snapshot:         version {}, {}, {} stored, taken {}",
+            snap.version,
+            bytes(snap.size),
+            bytes(snap.stored_bytes),
+            utc_time(snap.created_ms)
+        ),
+        None => "Snapshot:         none (the log starts at version 0)".to_string(),
+    });
+    out.push(format!(
+        "Restorable:       versions {} to {}",
+        data_version(s.restorable.0),
+        data_version(s.restorable.1)
+    ));
+    out.push(format!("File size:        {}", bytes(s.file_bytes)));
+    out.push(format!("Created:          {}", utc_time(s.created_ms)));
+    out.push(match &s.last_compaction {
+        Some(c) => format!(
+            "Last compaction:  {} (snapshot at version {}, {} changes before, {} after, {} ms)",
+            utc_time(c.time_ms),
+            data_version(c.snapshot_seq),
+            c.changes_before,
+            c.changes_after,
+            c.duration_ms
+        ),
+        None => "Last compaction:  never".to_string(),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("cln-backup").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Info(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments() {
+        let a = parse(&["info", "node.redb"]).unwrap();
+        assert!(!a.json);
+        assert_eq!(a.store, PathBuf::from("node.redb"));
+        assert!(parse(&["info", "--json", "node.redb"]).unwrap().json);
+        assert_eq!(parse(&["info"]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn text_and_json_report_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s.redb")).unwrap();
+        store
+            .add_change(
+                1,
+                &[
+                    "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+                    "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+                    cln_backup::version::bump_statement(1),
+                ],
+            )
+            .unwrap();
+        let status = store.status().unwrap();
+        let text = as_text(&status, 99);
+        assert!(text.iter().any(|l| l == "Version:          1"), "{text:?}");
+        assert!(text.iter().any(|l| l == "Previous version: 0 (rewind allowed)"), "{text:?}");
+        assert!(text.iter().any(|l| l == "Changes:          1 (99 bytes stored)"), "{text:?}");
+        assert!(text.iter().any(|l| l == "Restorable:       versions 0 to 1"), "{text:?}");
+        let v = as_json(&status, 99).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["changes"], 1);
+        assert_eq!(v["stored_change_bytes"], 99);
+        assert_eq!(v["restorable_versions"], json!([0, 1]));
+    }
+}

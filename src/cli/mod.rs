@@ -1,0 +1,197 @@
+//! The `cln-backup` command line: argument parsing and what the subcommands share.
+//!
+//! Owns the clap definitions, the mapping of store arguments (plain paths and
+//! `file://` URLs) to files, progress bars and the formatting of sizes and
+//! times. Each subcommand lives in its own file beside this one and is a thin
+//! front end over the library: it must not implement backup logic itself
+//! (storing, replaying or compacting belongs to `cln_backup`).
+//!
+//! Adding a subcommand is two lines here: its `mod` line and its entry in the
+//! `subcommands!` list; the file provides `Args` (clap) and `run(Args)`.
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use cln_backup::restore::Progress;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod compact;
+mod info;
+mod init;
+mod restore;
+mod verify;
+
+/// Declares the subcommand enum and its dispatch from one list of
+/// `Variant => module` pairs; each module has `Args` and `run(Args)`.
+macro_rules! subcommands {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        /// The subcommands.
+        #[derive(Debug, Subcommand)]
+        pub enum Command {
+            $($variant($module::Args),)*
+        }
+
+        impl Command {
+            /// Run the chosen subcommand.
+            pub fn run(self) -> Result<()> {
+                match self {
+                    $(Command::$variant(args) => $module::run(args),)*
+                }
+            }
+        }
+    };
+}
+
+subcommands! {
+    Init => init,
+    Restore => restore,
+    Info => info,
+    Verify => verify,
+    Compact => compact,
+}
+
+/// Durable, exact backups of a Core Lightning node's database.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cln-backup",
+    version,
+    about = "Durable, exact backups of a Core Lightning node's database",
+    long_about = "Durable, exact backups of a Core Lightning node's database.\n\n\
+        Started by lightningd (as an important-plugin) cln-backup records every database \
+        transaction in a backup store before lightningd commits it. From the command line \
+        it creates stores, restores lightningd.sqlite3 from them, shows what they hold, \
+        verifies them and compacts them.\n\n\
+        A STORE is a file path or a file:// URL (file:///var/backups/node.redb).\n\n\
+        Logging goes to stderr; set RUST_LOG (for example RUST_LOG=debug) for more.",
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The local file a store argument names: a plain path, or a `file://` URL
+/// (`file:///abs/path` or `file://localhost/abs/path`). Remote (`socket:`)
+/// stores are refused clearly.
+pub fn store_path(arg: &Path) -> Result<PathBuf> {
+    let Some(s) = arg.to_str() else {
+        // Not UTF-8, so not a URL.
+        return Ok(arg.to_path_buf());
+    };
+    if s.starts_with("socket:") {
+        bail!("{s}: remote stores are not supported yet");
+    }
+    if let Some(rest) = s.strip_prefix("file://") {
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        if !path.starts_with('/') {
+            bail!("{s}: a file URL must name an absolute path, as in file:///var/backups/node.redb");
+        }
+        return Ok(PathBuf::from(path));
+    }
+    if s.is_empty() {
+        bail!("the store path is empty");
+    }
+    Ok(arg.to_path_buf())
+}
+
+/// A progress bar on stderr when stderr is a terminal, `None` otherwise.
+pub fn progress_bar(len: u64, message: &'static str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = ProgressStyle::with_template("{msg:>12} [{wide_bar}] {human_pos}/{human_len} ({eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = ProgressBar::new(len).with_style(style).with_message(message);
+    Some(bar)
+}
+
+/// The library's progress callback driving `bar`.
+pub fn progress_callback(bar: &Option<ProgressBar>) -> Option<Progress> {
+    bar.clone().map(|bar| Arc::new(move |n: u64| bar.set_position(n)) as Progress)
+}
+
+/// Remove a progress bar from the terminal before printing results.
+pub fn finish_bar(bar: Option<ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+/// `1234567 bytes (1.18 MiB)`.
+pub fn bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} bytes")
+    } else {
+        format!("{n} bytes ({})", indicatif::HumanBytes(n))
+    }
+}
+
+/// Milliseconds since the Unix epoch as an ISO 8601 UTC time.
+pub fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days to civil date (proleptic Gregorian), after H. Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn store_arguments() {
+        assert_eq!(store_path(Path::new("file:///var/b/node.redb")).unwrap(), PathBuf::from("/var/b/node.redb"));
+        assert_eq!(
+            store_path(Path::new("file://localhost/var/b/node.redb")).unwrap(),
+            PathBuf::from("/var/b/node.redb")
+        );
+        assert_eq!(store_path(Path::new("rel/node.redb")).unwrap(), PathBuf::from("rel/node.redb"));
+        let remote = store_path(Path::new("socket:127.0.0.1:9000")).unwrap_err();
+        assert!(remote.to_string().contains("remote stores are not supported yet"));
+        assert!(remote.to_string().contains("socket:127.0.0.1:9000"));
+        let host = store_path(Path::new("file://example.com/x")).unwrap_err();
+        assert!(host.to_string().contains("absolute path"));
+    }
+
+    #[test]
+    fn times_are_utc_iso8601() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_time(4_107_542_399_000), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(12), "12 bytes");
+        assert_eq!(bytes(2048), "2048 bytes (2.00 KiB)");
+    }
+
+    #[test]
+    fn a_subcommand_is_required() {
+        let err = Cli::try_parse_from(["cln-backup"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        let err = Cli::try_parse_from(["cln-backup", "frobnicate"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidSubcommand);
+    }
+}

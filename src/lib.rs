@@ -29,6 +29,7 @@
 
 pub mod compact;
 pub mod error;
+pub mod legacy;
 pub mod record;
 pub mod restore;
 pub mod store;

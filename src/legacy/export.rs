@@ -1,0 +1,328 @@
+//! Export of a store: as a legacy `.dbak` file, as flat SQL, or as a full
+//! schema-and-data dump.
+//!
+//! Owns turning a store's read view into files other tools read: the Python
+//! plugin's `backup-cli restore` (`.dbak`), people (`--format sql`) and
+//! `sqlite3` (`--dump`). Every output is written to a temporary file beside
+//! the destination, fsync'd and renamed, so a failed export leaves nothing
+//! behind; an existing destination is replaced only when asked. It must not
+//! write to the store.
+
+use super::dbak::DbakWriter;
+use super::sqldump;
+use crate::error::{Error, Result};
+use crate::restore::{self, fix_pre_4090};
+use crate::store::Reader;
+use crate::version::{data_version, Seq};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExportReport {
+    pub path: PathBuf,
+    /// `data_version` exported up to.
+    pub version: u32,
+    /// Version of the store's snapshot the export starts from, if any.
+    pub snapshot_version: Option<u32>,
+    /// Transactions written (legacy records for `.dbak`, including the snapshot record).
+    pub records: u64,
+    /// Bytes of the output file.
+    pub bytes: u64,
+}
+
+/// A temporary file beside the destination, renamed over it on success and
+/// removed if dropped.
+struct Output {
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+    force: bool,
+}
+
+impl Output {
+    fn new(dest: &Path, force: bool) -> Result<Output> {
+        if dest.exists() && !force {
+            return Err(Error::DestinationExists {
+                path: dest.to_path_buf(),
+            });
+        }
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        // NamedTempFile is created mode 0600: exports hold the node's data.
+        let tmp = tempfile::Builder::new()
+            .prefix(".cln-backup-export-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        Ok(Output {
+            tmp,
+            dest: dest.to_path_buf(),
+            force,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn persist(self) -> Result<(PathBuf, u64)> {
+        let file = self.tmp.as_file();
+        file.sync_all().map_err(|e| Error::io(self.tmp.path(), e))?;
+        let bytes = file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io(self.tmp.path(), e))?;
+        let dest = self.dest;
+        let persisted = if self.force {
+            self.tmp.persist(&dest)
+        } else {
+            self.tmp.persist_noclobber(&dest)
+        };
+        persisted.map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::DestinationExists { path: dest.clone() },
+            _ => Error::io(&dest, e.error),
+        })?;
+        crate::store::sync_dir(&dest)?;
+        Ok((dest, bytes))
+    }
+}
+
+fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
+    let (lo, hi) = reader.restorable();
+    if upto < lo || upto > hi {
+        return Err(Error::NotRestorable {
+            asked: upto,
+            range: format!("{} to {}", data_version(lo), data_version(hi)),
+        });
+    }
+    Ok(())
+}
+
+/// Write the store's snapshot and changes up to `upto` as a legacy `.dbak`
+/// file that the Python plugin's `backup-cli restore` accepts.
+///
+/// Layout: the snapshot first (type 2, at the snapshot's version) when the
+/// store has one, then one type-1 record per transaction, in order. The
+/// header is what the Python plugin's own `add_change` would leave after
+/// appending those records: `version` the last record's, `prev_version` the
+/// one before it, `offset0` the end of the file, `offset1` the start of the
+/// last record, `version_count` the records written.
+///
+/// Repeated-version reports (lone `PRAGMA foreign_keys`) are written as
+/// further records with the same version, after the transaction they
+/// followed. The Python reader stops after the first record carrying the
+/// header's version, so it skips such reports at the head version; that is
+/// harmless, since they change no data (the pragma is a connection setting,
+/// not stored in the database), and writing them keeps the file complete:
+/// importing it again gives back the same change log.
+pub fn export_dbak(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+) -> Result<ExportReport> {
+    check_upto(reader, upto)?;
+    let snapshot = reader.snapshot();
+    let start = snapshot.as_ref().map(|s| s.seq).unwrap_or(0);
+    if start >> 32 != upto >> 32 {
+        return Err(Error::legacy(
+            out,
+            format!(
+                "the change log wraps data_version past {} between the base and version {}; the legacy format cannot hold that",
+                u32::MAX,
+                data_version(upto)
+            ),
+        ));
+    }
+    let output = Output::new(out, force)?;
+    let file = output
+        .tmp
+        .reopen()
+        .map_err(|e| Error::io(output.path(), e))?;
+    let mut w = DbakWriter::new(file, output.path())?;
+    if let Some(snap) = &snapshot {
+        w.add_snapshot_with(snap.version, snap.size, |out| reader.copy_snapshot(out))?;
+    }
+    for change in reader.changes(upto)? {
+        let change = change?;
+        for tx in &change.transactions {
+            w.add_transaction(change.data_version(), &tx.statements)?;
+        }
+    }
+    let (file, header) = w.finish()?;
+    drop(file);
+    let (path, bytes) = output.persist()?;
+    Ok(ExportReport {
+        path,
+        version: header.version,
+        snapshot_version: snapshot.map(|s| s.version),
+        records: header.version_count,
+        bytes,
+    })
+}
+
+/// Write the change log up to `upto` as flat, human-readable SQL: one block
+/// per version, headed `-- version N (time)`, each statement ending with `;`.
+///
+/// Statements are written as lightningd executed them, with the pre-4090
+/// expansion bug mended, so that the file replays. It starts with
+/// `PRAGMA foreign_keys = ON;` because lightningd runs with foreign keys on
+/// and the log relies on cascades. A snapshot, when the store has one, is
+/// binary and not included: the file replays on top of it, and a leading
+/// comment says so (`--dump` writes the whole database instead).
+pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
+    check_upto(reader, upto)?;
+    let snapshot = reader.snapshot();
+    let output = Output::new(out, force)?;
+    let tmp_path = output.path().to_path_buf();
+    let io = |e| Error::io(&tmp_path, e);
+    let mut w = BufWriter::with_capacity(1 << 20, output.tmp.as_file());
+    let (lo, _) = reader.restorable();
+    writeln!(
+        w,
+        "-- cln-backup change log of {}, versions {} to {}",
+        reader.path().display(),
+        data_version(lo),
+        data_version(upto)
+    )
+    .map_err(io)?;
+    match &snapshot {
+        Some(s) => writeln!(
+            w,
+            "-- The log starts from a snapshot of the database at version {} ({} bytes, binary, not included):\n\
+             -- these statements apply on top of it. Use --dump for a full schema-and-data dump.",
+            s.version, s.size
+        ),
+        None => writeln!(w, "-- The log starts from an empty database."),
+    }
+    .map_err(io)?;
+    writeln!(
+        w,
+        "-- lightningd runs with foreign keys on, and the log relies on its cascades.\nPRAGMA foreign_keys = ON;"
+    )
+    .map_err(io)?;
+    let mut records = 0u64;
+    for change in reader.changes(upto)? {
+        let change = change?;
+        for (i, tx) in change.transactions.iter().enumerate() {
+            if i == 0 {
+                writeln!(
+                    w,
+                    "\n-- version {} ({})",
+                    change.data_version(),
+                    iso8601_utc(tx.time_ms)
+                )
+                .map_err(io)?;
+            } else {
+                writeln!(
+                    w,
+                    "-- reported again at the same version ({})",
+                    iso8601_utc(tx.time_ms)
+                )
+                .map_err(io)?;
+            }
+            for s in &tx.statements {
+                let s = fix_pre_4090(s);
+                let s = s.trim_end().trim_end_matches(';').trim_end();
+                writeln!(w, "{s};").map_err(io)?;
+            }
+            records += 1;
+        }
+    }
+    w.flush().map_err(io)?;
+    drop(w);
+    let (path, bytes) = output.persist()?;
+    Ok(ExportReport {
+        path,
+        version: data_version(upto),
+        snapshot_version: snapshot.map(|s| s.version),
+        records,
+        bytes,
+    })
+}
+
+/// Write the whole database at `upto` as `sqlite3`'s `.dump` would: the
+/// snapshot and changes are replayed into a temporary database beside `out`,
+/// which is then dumped (see [`sqldump`]).
+pub fn export_dump(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+) -> Result<ExportReport> {
+    check_upto(reader, upto)?;
+    let output = Output::new(out, force)?;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let db = tempfile::Builder::new()
+        .prefix(".cln-backup-dump-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    let replayed = restore::replay_into(reader, upto, db.path(), None)?;
+    let conn = rusqlite::Connection::open_with_flags(
+        db.path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .map_err(|e| Error::sqlite(db.path(), e))?;
+    let tmp_path = output.path().to_path_buf();
+    let mut w = BufWriter::with_capacity(1 << 20, output.tmp.as_file());
+    sqldump::dump(&conn, db.path(), &mut w, &tmp_path)?;
+    w.flush().map_err(|e| Error::io(&tmp_path, e))?;
+    drop(w);
+    drop(conn);
+    let (path, bytes) = output.persist()?;
+    Ok(ExportReport {
+        path,
+        version: data_version(upto),
+        snapshot_version: reader.snapshot().map(|s| s.version),
+        records: replayed.changes,
+        bytes,
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch.
+pub fn iso8601_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day in a century leap year) 12:34:56.789
+        assert_eq!(iso8601_utc(951_827_696_789), "2000-02-29T12:34:56.789Z");
+        assert_eq!(iso8601_utc(1_709_559_264_000), "2024-03-04T13:34:24.000Z");
+        // 2100-03-01: 2100 is not a leap year.
+        assert_eq!(iso8601_utc(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+    }
+}

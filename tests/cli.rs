@@ -1,5 +1,6 @@
 //! End-to-end tests of the `cln-backup` binary: each runs the real program on
 //! real files and checks its exit status, its output and the files it leaves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cln_backup::version::bump_statement;
 use cln_backup::Store;
@@ -417,14 +418,74 @@ fn missing_store_and_remote_urls() {
 
 #[test]
 fn help_everywhere() {
-    for sub in ["init", "restore", "info", "verify", "compact"] {
+    for sub in ["init", "restore", "info", "verify", "compact", "import", "export"] {
         let out = cln_backup(&[&sub, &"--help"]);
         assert_ok(&out);
         assert!(stdout(&out).contains(&format!("Usage: cln-backup {sub}")), "{}", stdout(&out));
     }
     let out = cln_backup(&[&"--help"]);
     assert_ok(&out);
-    for sub in ["init", "restore", "info", "verify", "compact"] {
+    for sub in ["init", "restore", "info", "verify", "compact", "import", "export"] {
         assert!(stdout(&out).contains(sub));
     }
+}
+
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
+const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-restored.sql");
+
+#[test]
+fn legacy_file_restores_directly_and_through_import_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(FIXTURE_DBAK);
+    // restore accepts a .dbak directly, recognised by its header.
+    let direct = dir.path().join("direct.sqlite3");
+    assert_ok(&cln_backup(&[&"restore", &fixture, &direct]));
+    assert_eq!(data_version_of(&direct), 46);
+
+    let store = dir.path().join("node.redb");
+    let out = cln_backup(&[&"import", &fixture, &store]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("version 46"), "{}", stdout(&out));
+
+    // The full dump at the head is the fixture's .dump, byte for byte.
+    let dump = dir.path().join("dump.sql");
+    assert_ok(&cln_backup(&[&"export", &"--format", &"sql", &"--dump", &store, &dump]));
+    assert_eq!(std::fs::read_to_string(&dump).unwrap(), std::fs::read_to_string(FIXTURE_SQL).unwrap());
+
+    // Store -> legacy -> restore gives the same database as the direct restore.
+    let again = dir.path().join("again.dbak");
+    assert_ok(&cln_backup(&[&"export", &"--format", &"dbak", &store, &again]));
+    let round = dir.path().join("round.sqlite3");
+    assert_ok(&cln_backup(&[&"restore", &again, &round]));
+    assert_eq!(content(&round), content(&direct));
+
+    // The SQL change log has one block per version.
+    let log = dir.path().join("log.sql");
+    assert_ok(&cln_backup(&[&"export", &"--format", &"sql", &store, &log]));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("-- version ")).count(), 46, "{}", &text[..400]);
+
+    // An earlier version, and an existing output refused.
+    let early = dir.path().join("early.sqlite3");
+    assert_ok(&cln_backup(&[&"restore", &"--to-version", &"40", &fixture, &early]));
+    assert_eq!(data_version_of(&early), 40);
+    let out = cln_backup(&[&"export", &"--format", &"dbak", &store, &again]);
+    assert_fails(&out, &again, "exists");
+}
+
+#[test]
+fn truncated_legacy_file_is_refused_and_no_store_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(FIXTURE_DBAK).unwrap();
+    let cut = dir.path().join("cut.dbak");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let store = dir.path().join("node.redb");
+    let out = cln_backup(&[&"import", &cut, &store]);
+    assert_fails(&out, &cut, "truncated");
+    assert!(!store.exists(), "a failed import must leave no store");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing but the input remains");
+    let dest = dir.path().join("r.sqlite3");
+    let out = cln_backup(&[&"restore", &cut, &dest]);
+    assert_fails(&out, &cut, "truncated");
+    assert!(!dest.exists());
 }

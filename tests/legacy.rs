@@ -12,14 +12,8 @@ use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const FIXTURE_DBAK: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/pre-4090-backup.dbak"
-);
-const FIXTURE_SQL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/pre-4090-restored.sql"
-);
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
+const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-restored.sql");
 
 type Schema = Vec<(String, String, String, Option<String>)>;
 type Rows = BTreeMap<String, Vec<Vec<Value>>>;
@@ -54,8 +48,7 @@ fn contents(conn: &Connection) -> (Schema, Rows) {
 
 fn expected_fixture() -> (Schema, Rows) {
     let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(&std::fs::read_to_string(FIXTURE_SQL).unwrap())
-        .unwrap();
+    conn.execute_batch(&std::fs::read_to_string(FIXTURE_SQL).unwrap()).unwrap();
     contents(&conn)
 }
 
@@ -66,25 +59,15 @@ fn db_contents(path: &Path) -> (Schema, Rows) {
 fn data_version(path: &Path) -> i64 {
     Connection::open(path)
         .unwrap()
-        .query_row(
-            "SELECT intval FROM vars WHERE name = 'data_version'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT intval FROM vars WHERE name = 'data_version'", [], |r| r.get(0))
         .unwrap()
 }
 
 fn assert_same(actual: &(Schema, Rows), expected: &(Schema, Rows), what: &str) {
     assert_eq!(actual.0, expected.0, "{what}: schema differs");
-    assert_eq!(
-        actual.1.keys().collect::<Vec<_>>(),
-        expected.1.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(actual.1.keys().collect::<Vec<_>>(), expected.1.keys().collect::<Vec<_>>());
     for (table, rows) in &expected.1 {
-        assert_eq!(
-            &actual.1[table], rows,
-            "{what}: rows of table {table} differ"
-        );
+        assert_eq!(&actual.1[table], rows, "{what}: rows of table {table} differ");
     }
 }
 
@@ -128,11 +111,7 @@ fn python_restore(dbak: &Path, dest: &Path) -> Result<(), String> {
                 let text = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
                 for q in text.split('\0') {
                     let q = fix_pre_4090(q);
-                    let word = q
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .to_ascii_uppercase();
+                    let word = q.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
                     let dml = matches!(word.as_str(), "INSERT" | "UPDATE" | "DELETE" | "REPLACE");
                     if dml && conn.is_autocommit() {
                         conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
@@ -149,9 +128,7 @@ fn python_restore(dbak: &Path, dest: &Path) -> Result<(), String> {
         }
     }
     if version != header_version {
-        return Err(format!(
-            "Versions do not match up: {version} vs {header_version}"
-        ));
+        return Err(format!("Versions do not match up: {version} vs {header_version}"));
     }
     if !conn.is_autocommit() {
         conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
@@ -161,14 +138,8 @@ fn python_restore(dbak: &Path, dest: &Path) -> Result<(), String> {
 
 fn legacy_error(e: &Error, path: &Path, needle: &str) {
     let msg = e.to_string();
-    assert!(
-        matches!(e, Error::Legacy { .. }),
-        "not a legacy error: {msg}"
-    );
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "error does not name the file: {msg}"
-    );
+    assert!(matches!(e, Error::Legacy { .. }), "not a legacy error: {msg}");
+    assert!(msg.contains(&path.display().to_string()), "error does not name the file: {msg}");
     assert!(msg.contains(needle), "error does not say {needle:?}: {msg}");
 }
 
@@ -176,20 +147,14 @@ fn legacy_error(e: &Error, path: &Path, needle: &str) {
 fn fixture_restores_directly_to_the_reference_dump() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("lightningd.sqlite3");
-    let report =
-        legacy::restore_dbak(Path::new(FIXTURE_DBAK), &dest, &restore::Options::default()).unwrap();
+    let report = legacy::restore_dbak(Path::new(FIXTURE_DBAK), &dest, &restore::Options::default()).unwrap();
     let header = DbakReader::open(Path::new(FIXTURE_DBAK)).unwrap().header();
     assert_eq!(report.version, header.version);
     assert_eq!(data_version(&dest), i64::from(header.version));
     assert_same(&db_contents(&dest), &expected_fixture(), "restore_dbak");
 
     // A directory destination means DIR/lightningd.sqlite3; it now exists, so it is refused.
-    let err = legacy::restore_dbak(
-        Path::new(FIXTURE_DBAK),
-        dir.path(),
-        &restore::Options::default(),
-    )
-    .unwrap_err();
+    let err = legacy::restore_dbak(Path::new(FIXTURE_DBAK), dir.path(), &restore::Options::default()).unwrap_err();
     assert!(matches!(err, Error::DestinationExists { .. }), "{err}");
 }
 
@@ -200,11 +165,7 @@ fn fixture_restores_through_import_to_the_reference_dump() {
     let mut file = DbakReader::open(Path::new(FIXTURE_DBAK)).unwrap();
     let records = file.scan().unwrap();
     assert_eq!(report.records, records.len() as u64);
-    assert_eq!(
-        report.changes,
-        records.len() as u64,
-        "every fixture record is a committed transaction"
-    );
+    assert_eq!(report.changes, records.len() as u64, "every fixture record is a committed transaction");
     assert_eq!(report.rewound, 0);
     assert_eq!(report.snapshot_version, None);
     assert_eq!(report.version, file.header().version);
@@ -214,11 +175,7 @@ fn fixture_restores_through_import_to_the_reference_dump() {
 
     let dest = dir.path().join("restored.sqlite3");
     restore::restore_store(&store, &dest, &restore::Options::default()).unwrap();
-    assert_same(
-        &db_contents(&dest),
-        &expected_fixture(),
-        "import + restore_store",
-    );
+    assert_same(&db_contents(&dest), &expected_fixture(), "import + restore_store");
 }
 
 #[test]
@@ -241,9 +198,7 @@ fn fixture_dump_reproduces_the_sqlite3_dump_byte_for_byte() {
     legacy::export_dump(&reader, reader.head() - 10, &out, true).unwrap();
     let earlier = std::fs::read_to_string(&out).unwrap();
     let dv = store.version() - 10;
-    assert!(earlier.contains(&format!(
-        "INSERT INTO vars VALUES('data_version',NULL,{dv},NULL);"
-    )));
+    assert!(earlier.contains(&format!("INSERT INTO vars VALUES('data_version',NULL,{dv},NULL);")));
 }
 
 #[test]
@@ -308,10 +263,7 @@ COMMIT;
                     .strip_prefix(before.trim_end_matches("0.1"))
                     .and_then(|g| g.strip_suffix(after))
                     .unwrap_or_else(|| panic!("{got:?} is not {want:?}"));
-                assert!(
-                    digits.len() >= 17 && digits.parse::<f64>().is_ok(),
-                    "{got:?}"
-                );
+                assert!(digits.len() >= 17 && digits.parse::<f64>().is_ok(), "{got:?}");
             }
         }
     }
@@ -354,11 +306,7 @@ fn round_trip_legacy_store_legacy_restore() {
 
     let dest = dir.path().join("restored.sqlite3");
     legacy::restore_dbak(&out, &dest, &restore::Options::default()).unwrap();
-    assert_same(
-        &db_contents(&dest),
-        &expected_fixture(),
-        "fixture -> store -> dbak -> restore",
-    );
+    assert_same(&db_contents(&dest), &expected_fixture(), "fixture -> store -> dbak -> restore");
 
     // Same statements, record for record, as the original file.
     let mut original = DbakReader::open(Path::new(FIXTURE_DBAK)).unwrap();
@@ -382,35 +330,13 @@ fn small_log(w: &mut DbakWriter) {
         ],
     )
     .unwrap();
-    w.add_transaction(
-        2,
-        &[
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)".to_string(),
-            bump_statement(2),
-        ],
-    )
-    .unwrap();
-    w.add_transaction(
-        3,
-        &[
-            "INSERT INTO t VALUES (3, 'three')".to_string(),
-            bump_statement(3),
-        ],
-    )
-    .unwrap();
-    w.add_transaction(3, &["PRAGMA foreign_keys = OFF;"])
+    w.add_transaction(2, &["CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)".to_string(), bump_statement(2)])
         .unwrap();
-    w.add_transaction(3, &["PRAGMA foreign_keys = ON;"])
-        .unwrap();
+    w.add_transaction(3, &["INSERT INTO t VALUES (3, 'three')".to_string(), bump_statement(3)]).unwrap();
+    w.add_transaction(3, &["PRAGMA foreign_keys = OFF;"]).unwrap();
+    w.add_transaction(3, &["PRAGMA foreign_keys = ON;"]).unwrap();
     for v in 4..=5u32 {
-        w.add_transaction(
-            v,
-            &[
-                format!("INSERT INTO t VALUES ({v}, 'v{v}')"),
-                bump_statement(v),
-            ],
-        )
-        .unwrap();
+        w.add_transaction(v, &[format!("INSERT INTO t VALUES ({v}, 'v{v}')"), bump_statement(v)]).unwrap();
     }
 }
 
@@ -440,22 +366,8 @@ fn rewound_transaction_is_dropped_not_replayed() {
         small_log(w);
         // Version 6 reported, rewound (lightningd stopped before committing),
         // then reported again with other content: the plugin appended both.
-        w.add_transaction(
-            6,
-            &[
-                "INSERT INTO t VALUES (100, 'A')".to_string(),
-                bump_statement(6),
-            ],
-        )
-        .unwrap();
-        w.add_transaction(
-            6,
-            &[
-                "INSERT INTO t VALUES (101, 'B')".to_string(),
-                bump_statement(6),
-            ],
-        )
-        .unwrap();
+        w.add_transaction(6, &["INSERT INTO t VALUES (100, 'A')".to_string(), bump_statement(6)]).unwrap();
+        w.add_transaction(6, &["INSERT INTO t VALUES (101, 'B')".to_string(), bump_statement(6)]).unwrap();
     });
 
     // The Python reader stops at the first record with the header's version: it replays A.
@@ -474,24 +386,13 @@ fn rewound_transaction_is_dropped_not_replayed() {
     assert_eq!(status.version, 6);
     assert_eq!(status.changes, 6, "one record per version");
     let reader = store.reader().unwrap();
-    let v6: Vec<_> = reader
-        .changes(reader.head())
-        .unwrap()
-        .map(|c| c.unwrap())
-        .filter(|c| c.data_version() == 6)
-        .collect();
+    let v6: Vec<_> =
+        reader.changes(reader.head()).unwrap().map(|c| c.unwrap()).filter(|c| c.data_version() == 6).collect();
     assert_eq!(v6.len(), 1);
     assert_eq!(v6[0].transactions.len(), 1);
-    assert_eq!(
-        v6[0].transactions[0].statements[0],
-        "INSERT INTO t VALUES (101, 'B')"
-    );
+    assert_eq!(v6[0].transactions[0].statements[0], "INSERT INTO t VALUES (101, 'B')");
     let v3 = reader.changes(3).unwrap().last().unwrap().unwrap();
-    assert_eq!(
-        v3.transactions.len(),
-        3,
-        "the lone reports are kept after version 3"
-    );
+    assert_eq!(v3.transactions.len(), 3, "the lone reports are kept after version 3");
 
     let from_store = dir.path().join("from-store.sqlite3");
     restore::restore_store(&store, &from_store, &restore::Options::default()).unwrap();
@@ -501,31 +402,18 @@ fn rewound_transaction_is_dropped_not_replayed() {
     let r = legacy::restore_dbak(&dbak, &direct, &restore::Options::default()).unwrap();
     assert_eq!((r.version, r.changes), (6, 6));
     assert_eq!(names(&direct), ["three", "v4", "v5", "B"]);
-    assert_same(
-        &db_contents(&direct),
-        &db_contents(&from_store),
-        "direct vs store",
-    );
+    assert_same(&db_contents(&direct), &db_contents(&from_store), "direct vs store");
 
     // An earlier version the file holds; one it does not hold is refused.
     let v5 = dir.path().join("v5.sqlite3");
-    let opts = restore::Options {
-        to_version: Some(5),
-        ..Default::default()
-    };
+    let opts = restore::Options { to_version: Some(5), ..Default::default() };
     legacy::restore_dbak(&dbak, &v5, &opts).unwrap();
     assert_eq!(names(&v5), ["three", "v4", "v5"]);
     assert_eq!(data_version(&v5), 5);
     let none = dir.path().join("v7.sqlite3");
-    let opts = restore::Options {
-        to_version: Some(7),
-        ..Default::default()
-    };
+    let opts = restore::Options { to_version: Some(7), ..Default::default() };
     let err = legacy::restore_dbak(&dbak, &none, &opts).unwrap_err();
-    assert!(
-        matches!(err, Error::NotRestorable { asked: 7, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, Error::NotRestorable { asked: 7, .. }), "{err}");
     assert!(!none.exists());
 }
 
@@ -535,30 +423,9 @@ fn rewind_in_the_middle_and_unacknowledged_tail() {
     let dbak = dir.path().join("middle.dbak");
     write_dbak(&dbak, |w| {
         small_log(w);
-        w.add_transaction(
-            6,
-            &[
-                "INSERT INTO t VALUES (100, 'A')".to_string(),
-                bump_statement(6),
-            ],
-        )
-        .unwrap();
-        w.add_transaction(
-            6,
-            &[
-                "INSERT INTO t VALUES (100, 'B')".to_string(),
-                bump_statement(6),
-            ],
-        )
-        .unwrap();
-        w.add_transaction(
-            7,
-            &[
-                "UPDATE t SET name = 'C' WHERE id = 100".to_string(),
-                bump_statement(7),
-            ],
-        )
-        .unwrap();
+        w.add_transaction(6, &["INSERT INTO t VALUES (100, 'A')".to_string(), bump_statement(6)]).unwrap();
+        w.add_transaction(6, &["INSERT INTO t VALUES (100, 'B')".to_string(), bump_statement(6)]).unwrap();
+        w.add_transaction(7, &["UPDATE t SET name = 'C' WHERE id = 100".to_string(), bump_statement(7)]).unwrap();
     });
     // The Python reader replays both version-6 records: the same primary key twice.
     let err = python_restore(&dbak, &dir.path().join("naive.sqlite3")).unwrap_err();
@@ -574,25 +441,10 @@ fn rewind_in_the_middle_and_unacknowledged_tail() {
     let mut header = DbakReader::open(&dbak).unwrap().header();
     write_dbak(&tail, |w| {
         small_log(w);
-        w.add_transaction(
-            6,
-            &[
-                "INSERT INTO t VALUES (100, 'B')".to_string(),
-                bump_statement(6),
-            ],
-        )
-        .unwrap();
-        w.add_transaction(
-            7,
-            &[
-                "UPDATE t SET name = 'C' WHERE id = 100".to_string(),
-                bump_statement(7),
-            ],
-        )
-        .unwrap();
+        w.add_transaction(6, &["INSERT INTO t VALUES (100, 'B')".to_string(), bump_statement(6)]).unwrap();
+        w.add_transaction(7, &["UPDATE t SET name = 'C' WHERE id = 100".to_string(), bump_statement(7)]).unwrap();
         header = w.header();
-        w.add_transaction(8, &["DELETE FROM t".to_string(), bump_statement(8)])
-            .unwrap();
+        w.add_transaction(8, &["DELETE FROM t".to_string(), bump_statement(8)]).unwrap();
     });
     let mut bytes = std::fs::read(&tail).unwrap();
     bytes[..HEADER_LEN as usize].copy_from_slice(&header.to_bytes());
@@ -607,8 +459,7 @@ fn rewind_in_the_middle_and_unacknowledged_tail() {
     header.version = 6;
     bytes[..HEADER_LEN as usize].copy_from_slice(&header.to_bytes());
     std::fs::write(&tail, &bytes).unwrap();
-    let err = legacy::restore_dbak(&tail, &dir.path().join("x.sqlite3"), &Default::default())
-        .unwrap_err();
+    let err = legacy::restore_dbak(&tail, &dir.path().join("x.sqlite3"), &Default::default()).unwrap_err();
     legacy_error(&err, &tail, "header says version 6");
 }
 
@@ -619,11 +470,7 @@ fn rejected(dir: &Path, bad: &Path, needle: &str) {
     let err = legacy::restore_dbak(bad, &dest, &restore::Options::default()).unwrap_err();
     legacy_error(&err, bad, needle);
     assert!(!dest.exists());
-    assert_eq!(
-        std::fs::read_dir(dir).unwrap().count(),
-        1,
-        "restore left a file behind"
-    );
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1, "restore left a file behind");
 
     let store_path = dir.join("new.redb");
     let err = legacy::import_new(bad, &store_path).unwrap_err();
@@ -636,10 +483,7 @@ fn rejected(dir: &Path, bad: &Path, needle: &str) {
     let err = legacy::import(bad, &store).unwrap_err();
     legacy_error(&err, bad, needle);
     let status = store.status().unwrap();
-    assert_eq!(
-        (status.changes, status.seq, status.snapshot.is_none()),
-        (0, 0, true)
-    );
+    assert_eq!((status.changes, status.seq, status.snapshot.is_none()), (0, 0, true));
     drop(store);
     std::fs::remove_file(&existing).unwrap();
 }
@@ -655,10 +499,7 @@ fn bad_legacy_files_are_refused_clearly() {
     let records = file.scan().unwrap();
     // The record layout: length is the payload's, records follow each other.
     assert_eq!(records[0].offset, HEADER_LEN);
-    assert_eq!(
-        records[1].offset,
-        HEADER_LEN + 9 + u64::from(records[0].length)
-    );
+    assert_eq!(records[1].offset, HEADER_LEN + 9 + u64::from(records[0].length));
     assert_eq!(records.last().unwrap().end(), fixture.len() as u64);
     let middle = records[records.len() / 2];
 
@@ -666,10 +507,7 @@ fn bad_legacy_files_are_refused_clearly() {
         (
             "truncated mid-record",
             fixture[..fixture.len() - 100].to_vec(),
-            format!(
-                "truncated record at offset {}",
-                records.last().unwrap().offset
-            ),
+            format!("truncated record at offset {}", records.last().unwrap().offset),
         ),
         (
             "truncated inside a record header",
@@ -683,26 +521,18 @@ fn bad_legacy_files_are_refused_clearly() {
                 b[middle.offset as usize + 8] = 7;
                 b
             },
-            format!(
-                "record at offset {} (version {}) has unknown type 7",
-                middle.offset, middle.version
-            ),
+            format!("record at offset {} (version {}) has unknown type 7", middle.offset, middle.version),
         ),
         (
             "corrupted length",
             {
                 let mut b = fixture.clone();
-                b[middle.offset as usize..middle.offset as usize + 4]
-                    .copy_from_slice(&0x7fff_0000u32.to_be_bytes());
+                b[middle.offset as usize..middle.offset as usize + 4].copy_from_slice(&0x7fff_0000u32.to_be_bytes());
                 b
             },
             format!("truncated record at offset {}", middle.offset),
         ),
-        (
-            "shorter than the header",
-            fixture[..300].to_vec(),
-            "shorter than the 512-byte header".into(),
-        ),
+        ("shorter than the header", fixture[..300].to_vec(), "shorter than the 512-byte header".into()),
         (
             "wrong file_version",
             {
@@ -719,10 +549,7 @@ fn bad_legacy_files_are_refused_clearly() {
                 b[middle.payload_offset() as usize + 3] = 0xff;
                 b
             },
-            format!(
-                "record at offset {} (version {}) is not UTF-8",
-                middle.offset, middle.version
-            ),
+            format!("record at offset {} (version {}) is not UTF-8", middle.offset, middle.version),
         ),
     ];
     for (what, bytes, needle) in cases {
@@ -746,11 +573,9 @@ fn version_sequence_errors_name_the_record() {
             } else {
                 "SELECT 1"
             };
-            w.add_transaction(v, &[first.to_string(), bump_statement(v)])
-                .unwrap();
+            w.add_transaction(v, &[first.to_string(), bump_statement(v)]).unwrap();
         }
-        w.add_transaction(6, &["SELECT 1".to_string(), bump_statement(6)])
-            .unwrap();
+        w.add_transaction(6, &["SELECT 1".to_string(), bump_statement(6)]).unwrap();
     });
     let err = legacy::restore_dbak(&gap, &dir.path().join("a"), &Default::default()).unwrap_err();
     legacy_error(&err, &gap, "has version 6, expected 5");
@@ -759,8 +584,7 @@ fn version_sequence_errors_name_the_record() {
     write_dbak(&nobump, |w| {
         w.add_transaction(1, &["CREATE TABLE x (a)"]).unwrap();
     });
-    let err =
-        legacy::restore_dbak(&nobump, &dir.path().join("b"), &Default::default()).unwrap_err();
+    let err = legacy::restore_dbak(&nobump, &dir.path().join("b"), &Default::default()).unwrap_err();
     legacy_error(&err, &nobump, "does not end with the data_version bump");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
@@ -775,10 +599,7 @@ fn is_dbak_recognises_legacy_files_only() {
     std::fs::write(&short, &fixture_bytes()[..511]).unwrap();
     assert!(!legacy::is_dbak(&short));
     let sqlite = dir.path().join("db.sqlite3");
-    Connection::open(&sqlite)
-        .unwrap()
-        .execute_batch("CREATE TABLE a(b)")
-        .unwrap();
+    Connection::open(&sqlite).unwrap().execute_batch("CREATE TABLE a(b)").unwrap();
     assert!(!legacy::is_dbak(&sqlite));
     assert!(!legacy::is_dbak(dir.path()));
     assert!(!legacy::is_dbak(&dir.path().join("missing")));
@@ -802,12 +623,7 @@ fn python_reader_accepts_our_export() {
         out
     };
     let plain = check(&store, "plain");
-    assert!(DbakReader::open(&plain)
-        .unwrap()
-        .scan()
-        .unwrap()
-        .iter()
-        .all(|r| r.kind == Kind::Transaction));
+    assert!(DbakReader::open(&plain).unwrap().scan().unwrap().iter().all(|r| r.kind == Kind::Transaction));
 
     // With a snapshot: compact first, so the export starts with a type-2 record.
     cln_backup::compact::compact(&store, None).unwrap();
@@ -819,11 +635,7 @@ fn python_reader_accepts_our_export() {
     assert_eq!(records[0].version, snap.version);
     assert_eq!(u64::from(records[0].length), snap.size);
     assert!(records[1..].iter().all(|r| r.kind == Kind::Transaction));
-    assert_same(
-        &db_contents(&dir.path().join("compacted-ours.sqlite3")),
-        &expected_fixture(),
-        "compacted",
-    );
+    assert_same(&db_contents(&dir.path().join("compacted-ours.sqlite3")), &expected_fixture(), "compacted");
 
     // Importing it again gives a store with that snapshot and the same restore.
     let again = dir.path().join("again.redb");
@@ -841,19 +653,9 @@ fn export_sql_has_one_block_per_version_and_replays() {
     let dbak = dir.path().join("small.dbak");
     write_dbak(&dbak, |w| {
         small_log(w);
-        w.add_transaction(
-            6,
-            &[
-                "INSERT INTO t VALUES (6, 'it''s\nmultiline')".to_string(),
-                bump_statement(6),
-            ],
-        )
-        .unwrap();
+        w.add_transaction(6, &["INSERT INTO t VALUES (6, 'it''s\nmultiline')".to_string(), bump_statement(6)]).unwrap();
     });
-    for (name, source) in [
-        ("fixture", Path::new(FIXTURE_DBAK)),
-        ("small", dbak.as_path()),
-    ] {
+    for (name, source) in [("fixture", Path::new(FIXTURE_DBAK)), ("small", dbak.as_path())] {
         let store_path = dir.path().join(format!("{name}.redb"));
         legacy::import_new(source, &store_path).unwrap();
         let store = Store::open(&store_path).unwrap();
@@ -870,45 +672,23 @@ fn export_sql_has_one_block_per_version_and_replays() {
                 // `(YYYY-MM-DDTHH:MM:SS.mmmZ)`
                 let b = time.as_bytes();
                 assert_eq!(b.len(), 26, "{time}");
-                assert_eq!(
-                    (b[0], b[5], b[8], b[11], b[20], b[24], b[25]),
-                    (b'(', b'-', b'-', b'T', b'.', b'Z', b')')
-                );
+                assert_eq!((b[0], b[5], b[8], b[11], b[20], b[24], b[25]), (b'(', b'-', b'-', b'T', b'.', b'Z', b')'));
                 v.parse().unwrap()
             })
             .collect();
-        assert_eq!(
-            versions,
-            (1..=store.version()).collect::<Vec<_>>(),
-            "{name}"
-        );
+        assert_eq!(versions, (1..=store.version()).collect::<Vec<_>>(), "{name}");
 
         // Replays on an empty database to what a restore gives.
         let replayed = dir.path().join(format!("{name}-replayed.sqlite3"));
-        Connection::open(&replayed)
-            .unwrap()
-            .execute_batch(&text)
-            .unwrap();
+        Connection::open(&replayed).unwrap().execute_batch(&text).unwrap();
         let restored = dir.path().join(format!("{name}-restored.sqlite3"));
         restore::restore_store(&store, &restored, &restore::Options::default()).unwrap();
         assert_same(&db_contents(&replayed), &db_contents(&restored), name);
     }
     let small = std::fs::read_to_string(dir.path().join("small.sql")).unwrap();
-    assert_eq!(
-        small
-            .matches("-- reported again at the same version")
-            .count(),
-        2
-    );
+    assert_eq!(small.matches("-- reported again at the same version").count(), 2);
     let pragma_off = small.find("PRAGMA foreign_keys = OFF;\n").unwrap();
-    let pragma_on = small
-        .find("PRAGMA foreign_keys = ON;\n\n-- version 4")
-        .unwrap();
+    let pragma_on = small.find("PRAGMA foreign_keys = ON;\n\n-- version 4").unwrap();
     assert!(small.find("-- version 3").unwrap() < pragma_off && pragma_off < pragma_on);
-    assert_eq!(
-        names(&dir.path().join("small-replayed.sqlite3"))
-            .last()
-            .unwrap(),
-        "it's\nmultiline"
-    );
+    assert_eq!(names(&dir.path().join("small-replayed.sqlite3")).last().unwrap(), "it's\nmultiline");
 }

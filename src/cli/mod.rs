@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod compact;
+mod export;
+mod import;
 mod info;
 mod init;
 mod restore;
@@ -50,6 +52,8 @@ subcommands! {
     Info => info,
     Verify => verify,
     Compact => compact,
+    Import => import,
+    Export => export,
 }
 
 /// Durable, exact backups of a Core Lightning node's database.

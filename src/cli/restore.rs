@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 #[command(
     about = "Restore lightningd.sqlite3 from a backup",
     long_about = "Restore the node's database from a backup.\n\n\
-        SOURCE is a store (a path or a file:// URL). DEST is the database file to write, \
+        SOURCE is a store (a path or a file:// URL) or a legacy .dbak file of the Python \
+        backup plugin, recognised by its header. DEST is the database file to write, \
         or a directory, meaning DEST/lightningd.sqlite3. The snapshot and changes are \
         replayed as lightningd executed them into a temporary file beside DEST, which is \
         checked (PRAGMA integrity_check, and data_version equal to the version restored), \
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
         replacing its database."
 )]
 pub struct Args {
-    /// The backup to restore from: a store path or file:// URL.
+    /// The backup to restore from: a store (path or file:// URL) or a legacy .dbak file.
     #[arg(value_name = "SOURCE")]
     pub source: PathBuf,
     /// The database file to write, or a directory (DEST/lightningd.sqlite3).
@@ -42,12 +43,17 @@ pub struct Args {
 pub enum Source {
     /// A cln-backup store.
     Store(Store),
+    /// A legacy `.dbak` file of the Python plugin.
+    Legacy(PathBuf),
 }
 
-/// Open what SOURCE names. Legacy `.dbak` files from the Python plugin are
-/// recognised here, by their header, once the legacy reader is available.
+/// Open what SOURCE names: a legacy `.dbak` file is recognised by its header,
+/// anything else must be a store.
 pub fn open_source(arg: &Path) -> Result<Source> {
     let path = store_path(arg)?;
+    if cln_backup::legacy::is_dbak(&path) {
+        return Ok(Source::Legacy(path));
+    }
     Ok(Source::Store(Store::open(&path)?))
 }
 
@@ -61,6 +67,10 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
             let report = lib::restore_store(store, dest, &opts);
             finish_bar(bar);
             Ok(report?)
+        }
+        Source::Legacy(path) => {
+            let opts = Options { to_version, force, progress: None };
+            Ok(cln_backup::legacy::restore_dbak(path, dest, &opts)?)
         }
     }
 }

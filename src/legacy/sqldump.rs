@@ -268,6 +268,7 @@ fn quote_identifier(name: &str) -> String {
     }
 }
 
+#[allow(unsafe_code)]
 fn is_keyword(name: &str) -> bool {
     let Ok(len) = std::os::raw::c_int::try_from(name.len()) else {
         return false;
@@ -277,6 +278,7 @@ fn is_keyword(name: &str) -> bool {
     unsafe { rusqlite::ffi::sqlite3_keyword_check(name.as_ptr().cast(), len) != 0 }
 }
 
+#[allow(unsafe_code)]
 fn is_complete(sql: &str) -> bool {
     let Ok(c) = std::ffi::CString::new(sql) else {
         return false;

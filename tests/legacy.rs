@@ -1,6 +1,7 @@
 //! Legacy `.dbak` interoperability: import, direct restore, export as
 //! `.dbak`, SQL and dump, against the real pre-4090 fixture and files built
 //! with the legacy writer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cln_backup::legacy::dbak::{DbakReader, DbakWriter, Kind, HEADER_LEN};
 use cln_backup::legacy::{self, export, import};

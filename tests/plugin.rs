@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cln-backup");
 fn init_empty(dir: &NodeDir) -> PathBuf {
     let store = dir.root.path().join("backup.redb");
     Store::create(&store).unwrap();
-    sim::write_lock(&dir, &store);
+    sim::write_lock(dir, &store);
     store
 }
 

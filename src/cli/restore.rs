@@ -42,7 +42,7 @@ pub struct Args {
 /// What a restore can read from.
 pub enum Source {
     /// A cln-backup store.
-    Store(Store),
+    Store(Box<Store>),
     /// A legacy `.dbak` file of the Python plugin.
     Legacy(PathBuf),
 }
@@ -54,7 +54,7 @@ pub fn open_source(arg: &Path) -> Result<Source> {
     if cln_backup::legacy::is_dbak(&path) {
         return Ok(Source::Legacy(path));
     }
-    Ok(Source::Store(Store::open(&path)?))
+    Ok(Source::Store(Box::new(Store::open(&path)?)))
 }
 
 /// Restore `source` to `dest`.

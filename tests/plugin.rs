@@ -288,3 +288,55 @@ fn version_wraps_from_u32_max_to_zero() {
     drop(store);
     restore_and_compare(&store_path, &dir.db());
 }
+
+fn cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    std::process::Command::new(BIN).args(args).env_remove("LIGHTNINGD_PLUGIN").output().unwrap()
+}
+
+#[test]
+fn init_on_a_node_with_a_database_snapshots_it_and_versions_match() {
+    let dir = NodeDir::new();
+    // A node that ran for a while without a backup.
+    let mut bare = Node::start(&dir, &Start::without_plugin()).unwrap();
+    for n in 1..20 {
+        bare.transaction(peer(n)).unwrap();
+    }
+    let version = bare.data_version();
+    drop(bare);
+    let store = dir.root.path().join("backup.redb");
+    let out = cli(&[&"init", &"--lightning-dir", &dir.network(), &store]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("at version {version}")), "{said}");
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    assert!(node.logged("Versions match up"), "{:?}", node.logs);
+    node.transaction(peer(100)).unwrap();
+    node.stop();
+    restore_and_compare(&store, &dir.db());
+}
+
+#[test]
+fn restore_to_a_file_and_a_directory_and_refuse_an_existing_destination() {
+    let dir = NodeDir::new();
+    let store = init_empty(&dir);
+    let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+    for n in 1..10 {
+        node.transaction(peer(n)).unwrap();
+    }
+    node.stop();
+    let out_dir = tempfile::tempdir().unwrap();
+    let file = out_dir.path().join("node.sqlite3");
+    let out = cli(&[&"restore", &store, &file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(&file), rows(&dir.db()));
+    let out = cli(&[&"restore", &store, &out_dir.path()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let in_dir = out_dir.path().join("lightningd.sqlite3");
+    assert_eq!(rows(&in_dir), rows(&dir.db()));
+    let before = std::fs::read(&file).unwrap();
+    let out = cli(&[&"restore", &store, &file]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&file.display().to_string()) && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), before, "a refused restore leaves the file alone");
+}

@@ -188,6 +188,28 @@ fn random_id() -> [u8; 16] {
     id
 }
 
+/// Run `f`, turning a panic into [`Error::Corrupt`] naming `path`.
+///
+/// redb meets some damaged pages with a panic (`unreachable!`) rather than an
+/// error. A damaged store must be a clear error, never a crash: every call
+/// that reads the file goes through here.
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(Error::corrupt(
+                path,
+                format!("the storage engine failed on a damaged page ({what})"),
+            ))
+        }
+    }
+}
+
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -259,11 +281,13 @@ impl Store {
             });
         }
         drop(f);
-        let db = redb::Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .open(&path)
-            .map_err(|e| Error::redb(&path, e))?;
-        Store::from_db(path, db)
+        guarded(&path.clone(), move || {
+            let db = redb::Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .open(&path)
+                .map_err(|e| Error::redb(&path, e))?;
+            Store::from_db(path, db)
+        })
     }
 
     fn from_db(path: PathBuf, db: redb::Database) -> Result<Store> {
@@ -336,6 +360,10 @@ impl Store {
     /// a repeated-version report (appended to that version's record, in order).
     /// Anything else is refused. Durable when it returns `Ok`.
     pub fn add_change<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
+        guarded(&self.path, || self.add_change_inner(version, statements))
+    }
+
+    fn add_change_inner<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
         if statements.is_empty() {
             return Err(Error::EmptyChange { version });
         }
@@ -434,6 +462,10 @@ impl Store {
     /// Refused when it is not safe: twice in a row, when the last version holds
     /// repeated-version reports, or when nothing follows the snapshot.
     pub fn rewind(&self) -> Result<Seq> {
+        guarded(&self.path, || self.rewind_inner())
+    }
+
+    fn rewind_inner(&self) -> Result<Seq> {
         let mut st = self.lock();
         if let Some(reason) = st.rewind_refusal() {
             return Err(Error::Rewind { reason });
@@ -509,6 +541,10 @@ impl Store {
     /// be rewound). Replay after it starts with foreign keys on, as lightningd
     /// opens its database.
     pub fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
+        guarded(&self.path, || self.add_snapshot_inner(version, image))
+    }
+
+    fn add_snapshot_inner(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
         let mut st = self.lock();
         let empty = st.head == 0 && st.snapshot.is_none() && st.changes == 0;
         let seq = if empty {
@@ -539,6 +575,19 @@ impl Store {
     /// caller from this store) replaces the snapshot and every change up to
     /// `seq`. Refused if the record at `seq` no longer has hash `expect`.
     pub(crate) fn publish_compaction(
+        &self,
+        seq: Seq,
+        expect: Hash,
+        foreign_keys: bool,
+        image: &mut dyn Read,
+        started: std::time::Instant,
+    ) -> Result<CompactionRecord> {
+        guarded(&self.path, || {
+            self.publish_compaction_inner(seq, expect, foreign_keys, image, started)
+        })
+    }
+
+    fn publish_compaction_inner(
         &self,
         seq: Seq,
         expect: Hash,
@@ -600,12 +649,14 @@ impl Store {
     /// A consistent view of the store for reading (restore, export, verify,
     /// compaction). Writers go on while it is held.
     pub fn reader(&self) -> Result<Reader<'_>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let state = load_state(&self.path, &txn)?;
-        Ok(Reader {
-            store: self,
-            txn,
-            state,
+        guarded(&self.path, || {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let state = load_state(&self.path, &txn)?;
+            Ok(Reader {
+                store: self,
+                txn,
+                state,
+            })
         })
     }
 
@@ -734,15 +785,19 @@ impl Reader<'_> {
     /// Write the snapshot's SQLite image to `out`, checking its content hash.
     /// Returns the bytes written (0 when there is no snapshot).
     pub fn copy_snapshot(&self, out: &mut dyn Write) -> Result<u64> {
-        match &self.state.snapshot {
+        guarded(&self.store.path, || match &self.state.snapshot {
             Some((seq, header)) => snapshot::copy(&self.store.path, &self.txn, *seq, header, out),
             None => Ok(0),
-        }
+        })
     }
 
     /// The change records after the snapshot up to and including `upto`, in
     /// order, each checked against the hash chain before it is decoded.
     pub fn changes(&self, upto: Seq) -> Result<Changes> {
+        guarded(&self.store.path, || self.changes_inner(upto))
+    }
+
+    fn changes_inner(&self, upto: Seq) -> Result<Changes> {
         let t = self
             .txn
             .open_table(CHANGES)
@@ -760,6 +815,10 @@ impl Reader<'_> {
 
     /// Bytes of each stored change record, for size accounting.
     pub fn stored_change_bytes(&self) -> Result<u64> {
+        guarded(&self.store.path, || self.stored_change_bytes_inner())
+    }
+
+    fn stored_change_bytes_inner(&self) -> Result<u64> {
         let t = self
             .txn
             .open_table(CHANGES)
@@ -836,7 +895,10 @@ impl Changes {
 impl Iterator for Changes {
     type Item = Result<Change>;
     fn next(&mut self) -> Option<Self::Item> {
-        let entry = self.range.next()?;
-        Some(self.step(entry))
+        let path = self.path.clone();
+        match guarded(&path, || Ok(self.range.next().map(|entry| self.step(entry)))) {
+            Ok(item) => item,
+            Err(e) => Some(Err(e)),
+        }
     }
 }

@@ -119,6 +119,11 @@ impl State {
         }
     }
 
+    /// The version the log starts from: the snapshot's, or 0.
+    fn base(&self) -> Seq {
+        self.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0)
+    }
+
     fn rewind_refusal(&self) -> Option<&'static str> {
         let Some(last) = &self.last else {
             return Some("there is no change after the snapshot to remove");
@@ -128,8 +133,10 @@ impl State {
                 "the last change was already rewound; only one rewind in a row is allowed",
             );
         }
-        if self.snapshot.as_ref().is_some_and(|(s, _)| *s == last.seq) {
-            return Some("the last record only holds reports made after the snapshot");
+        if last.seq <= self.base() {
+            // The record at the snapshot's version (or at 0 in a store without
+            // one) can only hold lone PRAGMA reports: lightningd had committed them.
+            return Some("the last record only holds repeated-version reports");
         }
         if last.parts > 1 {
             return Some(
@@ -331,8 +338,8 @@ impl Store {
             prev_version: st
                 .last
                 .as_ref()
-                .filter(|l| l.seq == st.head)
-                .map(|l| data_version(l.seq.wrapping_sub(1))),
+                .filter(|l| l.seq == st.head && l.seq > st.base())
+                .map(|l| data_version(l.seq - 1)),
             rewind_allowed,
             changes: st.changes,
             snapshot: st.snapshot_info(),

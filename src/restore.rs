@@ -366,7 +366,7 @@ pub fn replay_into(
         }
         count += 1;
         if let Some(p) = progress {
-            if count % 256 == 0 {
+            if count.is_multiple_of(256) {
                 p(count);
             }
         }

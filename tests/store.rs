@@ -64,8 +64,10 @@ fn corrupted_redb_file_is_an_error_never_a_wrong_restore() {
     bytes[a..b].copy_from_slice(&rng.bytes(b - a));
     std::fs::write(&bad, &bytes).unwrap();
     let dest = dir.path().join("from-bad.sqlite3");
-    let err = no_panic("restore of a corrupted store", || open_and_restore(&bad, &dest))
-        .expect_err("a store with its middle overwritten must not restore");
+    let err = no_panic("restore of a corrupted store", || {
+        open_and_restore(&bad, &dest)
+    })
+    .expect_err("a store with its middle overwritten must not restore");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     names(&err, &bad);
     assert!(!dest.exists(), "a failed restore left a file behind");
@@ -81,7 +83,9 @@ fn corrupted_redb_file_is_an_error_never_a_wrong_restore() {
         let bad = dir.path().join(format!("bad-{k}.redb"));
         std::fs::write(&bad, &bytes).unwrap();
         let dest = dir.path().join(format!("from-bad-{k}.sqlite3"));
-        match no_panic("restore of a corrupted store", || open_and_restore(&bad, &dest)) {
+        match no_panic("restore of a corrupted store", || {
+            open_and_restore(&bad, &dest)
+        }) {
             Ok(()) => workload::assert_same_db(&dest, &want),
             Err(err) => {
                 assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
@@ -137,7 +141,9 @@ fn one_flipped_byte_in_a_stored_record_is_caught() {
             let bad = dir.path().join(format!("flip-{n}-{offset}.redb"));
             std::fs::write(&bad, &bytes).unwrap();
             let dest = dir.path().join(format!("flip-{n}-{offset}.sqlite3"));
-            match no_panic("restore with a flipped byte", || open_and_restore(&bad, &dest)) {
+            match no_panic("restore with a flipped byte", || {
+                open_and_restore(&bad, &dest)
+            }) {
                 // A stale copy of the page (redb is copy-on-write): harmless,
                 // and the restore must still be exact.
                 Ok(()) => workload::assert_same_db(&dest, &want),
@@ -150,7 +156,10 @@ fn one_flipped_byte_in_a_stored_record_is_caught() {
             }
         }
     }
-    assert!(caught >= 3, "the live record's flipped bytes were not all caught");
+    assert!(
+        caught >= 3,
+        "the live record's flipped bytes were not all caught"
+    );
 }
 
 #[test]
@@ -164,9 +173,18 @@ fn unrelated_files_are_not_stores() {
     for path in [&text, &empty, &sqlite, &dir.path().to_path_buf()] {
         let before = std::fs::read(path).ok();
         let err = Store::open(path).unwrap_err();
-        assert!(matches!(err, Error::NotAStore { .. }), "{}: {err:?}", path.display());
+        assert!(
+            matches!(err, Error::NotAStore { .. }),
+            "{}: {err:?}",
+            path.display()
+        );
         names(&err, path);
-        assert_eq!(std::fs::read(path).ok(), before, "{} was modified", path.display());
+        assert_eq!(
+            std::fs::read(path).ok(),
+            before,
+            "{} was modified",
+            path.display()
+        );
     }
     let missing = dir.path().join("missing.redb");
     let err = Store::open(&missing).unwrap_err();
@@ -217,7 +235,10 @@ fn newer_format_is_refused() {
         txn.commit().unwrap();
     }
     let err = Store::open(&path).unwrap_err();
-    assert!(matches!(err, Error::FormatTooNew { found: 999, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::FormatTooNew { found: 999, .. }),
+        "{err:?}"
+    );
     names(&err, &path);
 }
 
@@ -275,7 +296,12 @@ fn second_process_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (store, path) = store_with(dir.path(), &Workload::generate(26, 3));
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "open_held_store_in_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "open_held_store_in_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(HOLDER_ENV, &path)
         .output()
         .unwrap();
@@ -335,11 +361,17 @@ fn add_change_refusals_change_nothing() {
 
     let empty: [&str; 0] = [];
     let err = store.add_change(head + 1, &empty).unwrap_err();
-    assert!(matches!(err, Error::EmptyChange { version } if version == head + 1), "{err}");
+    assert!(
+        matches!(err, Error::EmptyChange { version } if version == head + 1),
+        "{err}"
+    );
 
     // No bump, or a bump from the wrong version.
     let err = store.add_change(head + 1, body).unwrap_err();
-    assert!(matches!(err, Error::MissingBump { expected_from, .. } if expected_from == head), "{err}");
+    assert!(
+        matches!(err, Error::MissingBump { expected_from, .. } if expected_from == head),
+        "{err}"
+    );
     let mut wrong = body.to_vec();
     wrong.push(workload::bump(head + 2));
     let err = store.add_change(head + 1, &wrong).unwrap_err();
@@ -352,7 +384,10 @@ fn add_change_refusals_change_nothing() {
 
     // The head's version again, with a bump: an uncommitted replacement.
     let err = store.add_change(head, &[workload::bump(head)]).unwrap_err();
-    assert!(matches!(err, Error::RepeatWithBump { version } if version == head), "{err}");
+    assert!(
+        matches!(err, Error::RepeatWithBump { version } if version == head),
+        "{err}"
+    );
 
     // Gaps ahead and behind.
     for got in [head + 2, head - 1, 0, u32::MAX] {
@@ -385,7 +420,10 @@ fn rewind_edges() {
     // transaction to rewind.
     store.add_change(0, &[workload::FOREIGN_KEYS_OFF]).unwrap();
     let st = store.status().unwrap();
-    assert_eq!((st.version, st.prev_version, st.rewind_allowed), (0, None, false));
+    assert_eq!(
+        (st.version, st.prev_version, st.rewind_allowed),
+        (0, None, false)
+    );
     assert!(matches!(store.rewind(), Err(Error::Rewind { .. })));
     store.add_change(0, &[workload::FOREIGN_KEYS_ON]).unwrap();
 
@@ -400,13 +438,19 @@ fn rewind_edges() {
         txns.push(t);
     }
     let st = store.status().unwrap();
-    assert_eq!((st.version, st.prev_version, st.rewind_allowed), (4, Some(3), true));
+    assert_eq!(
+        (st.version, st.prev_version, st.rewind_allowed),
+        (4, Some(3), true)
+    );
 
     // One rewind, then not a second in a row.
     let rewound = txns.pop().unwrap();
     assert_eq!(store.rewind().unwrap(), 3);
     let st = store.status().unwrap();
-    assert_eq!((st.version, st.prev_version, st.rewind_allowed), (3, Some(2), false));
+    assert_eq!(
+        (st.version, st.prev_version, st.rewind_allowed),
+        (3, Some(2), false)
+    );
     let err = store.rewind().unwrap_err();
     assert!(matches!(err, Error::Rewind { .. }), "{err}");
     // Survives reopening.
@@ -427,18 +471,29 @@ fn rewind_edges() {
     store.add_change(4, &[workload::FOREIGN_KEYS_OFF]).unwrap();
     store.add_change(4, &[workload::FOREIGN_KEYS_ON]).unwrap();
     let st = store.status().unwrap();
-    assert_eq!((st.version, st.prev_version, st.rewind_allowed), (4, Some(3), false));
+    assert_eq!(
+        (st.version, st.prev_version, st.rewind_allowed),
+        (4, Some(3), false)
+    );
     assert!(matches!(store.rewind(), Err(Error::Rewind { .. })));
 
     // After a snapshot at the head there is nothing to rewind, and a lone
     // report after it does not make one.
     let image = restore_to(&store, dir.path(), "image.sqlite3", None);
-    store.add_snapshot(4, &mut std::fs::File::open(&image).unwrap()).unwrap();
+    store
+        .add_snapshot(4, &mut std::fs::File::open(&image).unwrap())
+        .unwrap();
     let st = store.status().unwrap();
-    assert_eq!((st.version, st.prev_version, st.rewind_allowed), (4, None, false));
+    assert_eq!(
+        (st.version, st.prev_version, st.rewind_allowed),
+        (4, None, false)
+    );
     store.add_change(4, &[workload::FOREIGN_KEYS_OFF]).unwrap();
     store.add_change(4, &[workload::FOREIGN_KEYS_ON]).unwrap();
     let st = store.status().unwrap();
-    assert_eq!((st.version, st.prev_version, st.rewind_allowed), (4, None, false));
+    assert_eq!(
+        (st.version, st.prev_version, st.rewind_allowed),
+        (4, None, false)
+    );
     assert!(matches!(store.rewind(), Err(Error::Rewind { .. })));
 }

@@ -903,7 +903,9 @@ impl Iterator for Changes {
     type Item = Result<Change>;
     fn next(&mut self) -> Option<Self::Item> {
         let path = self.path.clone();
-        match guarded(&path, || Ok(self.range.next().map(|entry| self.step(entry)))) {
+        match guarded(&path, || {
+            Ok(self.range.next().map(|entry| self.step(entry)))
+        }) {
             Ok(item) => item,
             Err(e) => Some(Err(e)),
         }

@@ -105,9 +105,14 @@ fn main() {
         v.sort();
     }
     let (f50, f99) = (pct(&sync, 0.5), pct(&sync, 0.99));
-    println!("bench_plugin: {transactions} transactions, {:.0} bytes of statements on average", bytes as f64 / transactions as f64);
+    println!(
+        "bench_plugin: {transactions} transactions, {:.0} bytes of statements on average",
+        bytes as f64 / transactions as f64
+    );
     println!("{:<34} {:>10} {:>10} {:>12} {:>12}", "", "p50 (us)", "p99 (us)", "p50/floor", "p99/floor");
-    for (name, v) in [("append + fdatasync (floor)", &sync), ("store add_change", &add), ("db_write round trip (plugin)", &hook)] {
+    for (name, v) in
+        [("append + fdatasync (floor)", &sync), ("store add_change", &add), ("db_write round trip (plugin)", &hook)]
+    {
         let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
         println!(
             "{name:<34} {:>10.1} {:>10.1} {:>12.2} {:>12.2}",

@@ -158,20 +158,12 @@ impl DbakReader {
         }
         let len = meta.len();
         if len < HEADER_LEN {
-            return Err(Error::legacy(
-                path,
-                format!("file is {len} bytes, shorter than the {HEADER_LEN}-byte header"),
-            ));
+            return Err(Error::legacy(path, format!("file is {len} bytes, shorter than the {HEADER_LEN}-byte header")));
         }
         let mut b = [0u8; HEADER_LEN as usize];
         file.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
         let header = Header::parse(path, &b)?;
-        Ok(DbakReader {
-            path: path.to_path_buf(),
-            file,
-            len,
-            header,
-        })
+        Ok(DbakReader { path: path.to_path_buf(), file, len, header })
     }
 
     /// The file's path.
@@ -201,8 +193,7 @@ impl DbakReader {
         let mut records = Vec::new();
         let mut offset = HEADER_LEN;
         let mut r = BufReader::with_capacity(64 << 10, &mut self.file);
-        r.seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::io(&self.path, e))?;
+        r.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&self.path, e))?;
         while offset < self.len {
             let left = self.len - offset;
             if left < RECORD_HEADER_LEN {
@@ -223,18 +214,11 @@ impl DbakReader {
                 t => {
                     return Err(Error::legacy(
                         &self.path,
-                        format!(
-                            "record at offset {offset} (version {version}) has unknown type {t} (expected 1 or 2)"
-                        ),
+                        format!("record at offset {offset} (version {version}) has unknown type {t} (expected 1 or 2)"),
                     ))
                 }
             };
-            let rec = Record {
-                offset,
-                length,
-                version,
-                kind,
-            };
+            let rec = Record { offset, length, version, kind };
             if rec.end() > self.len {
                 return Err(Error::legacy(
                     &self.path,
@@ -245,8 +229,7 @@ impl DbakReader {
                     ),
                 ));
             }
-            r.seek_relative(i64::from(length))
-                .map_err(|e| Error::io(&self.path, e))?;
+            r.seek_relative(i64::from(length)).map_err(|e| Error::io(&self.path, e))?;
             records.push(rec);
             offset = rec.end();
         }
@@ -258,10 +241,7 @@ impl DbakReader {
         if rec.kind != Kind::Transaction {
             return Err(Error::legacy(
                 &self.path,
-                format!(
-                    "record at offset {} is a snapshot, not a transaction",
-                    rec.offset
-                ),
+                format!("record at offset {} is a snapshot, not a transaction", rec.offset),
             ));
         }
         let mut payload = vec![0u8; rec.length as usize];
@@ -288,15 +268,10 @@ impl DbakReader {
         if rec.kind != Kind::Snapshot {
             return Err(Error::legacy(
                 &self.path,
-                format!(
-                    "record at offset {} is a transaction, not a snapshot",
-                    rec.offset
-                ),
+                format!("record at offset {} is a transaction, not a snapshot", rec.offset),
             ));
         }
-        self.file
-            .seek(SeekFrom::Start(rec.payload_offset()))
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.file.seek(SeekFrom::Start(rec.payload_offset())).map_err(|e| Error::io(&self.path, e))?;
         Ok((&mut self.file).take(u64::from(rec.length)))
     }
 
@@ -330,21 +305,10 @@ impl DbakWriter {
     /// Start a legacy file in `file` (empty, positioned at 0), written to `path`.
     /// The header starts as the Python plugin's `init` writes it: version 0.
     pub fn new(file: File, path: &Path) -> Result<DbakWriter> {
-        let header = Header {
-            version: 0,
-            offset0: HEADER_LEN,
-            prev_version: 0,
-            offset1: 0,
-            version_count: 0,
-        };
+        let header = Header { version: 0, offset0: HEADER_LEN, prev_version: 0, offset1: 0, version_count: 0 };
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header.to_bytes())
-            .map_err(|e| Error::io(path, e))?;
-        Ok(DbakWriter {
-            path: path.to_path_buf(),
-            out,
-            header,
-        })
+        out.write_all(&header.to_bytes()).map_err(|e| Error::io(path, e))?;
+        Ok(DbakWriter { path: path.to_path_buf(), out, header })
     }
 
     /// The header as it will be written.
@@ -363,9 +327,7 @@ impl DbakWriter {
         h[0..4].copy_from_slice(&length.to_be_bytes());
         h[4..8].copy_from_slice(&version.to_be_bytes());
         h[8] = kind.code();
-        self.out
-            .write_all(&h)
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.out.write_all(&h).map_err(|e| Error::io(&self.path, e))?;
         Ok(length)
     }
 
@@ -394,13 +356,9 @@ impl DbakWriter {
         let length = self.record_header(version, Kind::Transaction, length)?;
         for (i, s) in statements.iter().enumerate() {
             if i > 0 {
-                self.out
-                    .write_all(b"\0")
-                    .map_err(|e| Error::io(&self.path, e))?;
+                self.out.write_all(b"\0").map_err(|e| Error::io(&self.path, e))?;
             }
-            self.out
-                .write_all(s.as_ref().as_bytes())
-                .map_err(|e| Error::io(&self.path, e))?;
+            self.out.write_all(s.as_ref().as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         }
         self.appended(version, length);
         Ok(())
@@ -438,10 +396,7 @@ impl DbakWriter {
     pub fn finish(self) -> Result<(File, Header)> {
         let path = self.path;
         let header = self.header;
-        let mut file = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
+        let mut file = self.out.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(&header.to_bytes()))
             .and_then(|_| file.flush())

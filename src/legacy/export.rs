@@ -42,24 +42,16 @@ struct Output {
 impl Output {
     fn new(dest: &Path, force: bool) -> Result<Output> {
         if dest.exists() && !force {
-            return Err(Error::DestinationExists {
-                path: dest.to_path_buf(),
-            });
+            return Err(Error::DestinationExists { path: dest.to_path_buf() });
         }
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         // NamedTempFile is created mode 0600: exports hold the node's data.
-        let tmp = tempfile::Builder::new()
-            .prefix(".cln-backup-export-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
-        Ok(Output {
-            tmp,
-            dest: dest.to_path_buf(),
-            force,
-        })
+        let tmp =
+            tempfile::Builder::new().prefix(".cln-backup-export-").tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Output { tmp, dest: dest.to_path_buf(), force })
     }
 
     fn path(&self) -> &Path {
@@ -69,16 +61,9 @@ impl Output {
     fn persist(self) -> Result<(PathBuf, u64)> {
         let file = self.tmp.as_file();
         file.sync_all().map_err(|e| Error::io(self.tmp.path(), e))?;
-        let bytes = file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| Error::io(self.tmp.path(), e))?;
+        let bytes = file.metadata().map(|m| m.len()).map_err(|e| Error::io(self.tmp.path(), e))?;
         let dest = self.dest;
-        let persisted = if self.force {
-            self.tmp.persist(&dest)
-        } else {
-            self.tmp.persist_noclobber(&dest)
-        };
+        let persisted = if self.force { self.tmp.persist(&dest) } else { self.tmp.persist_noclobber(&dest) };
         persisted.map_err(|e| match e.error.kind() {
             std::io::ErrorKind::AlreadyExists => Error::DestinationExists { path: dest.clone() },
             _ => Error::io(&dest, e.error),
@@ -116,12 +101,7 @@ fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
 /// harmless, since they change no data (the pragma is a connection setting,
 /// not stored in the database), and writing them keeps the file complete:
 /// importing it again gives back the same change log.
-pub fn export_dbak(
-    reader: &Reader<'_>,
-    upto: Seq,
-    out: &Path,
-    force: bool,
-) -> Result<ExportReport> {
+pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let snapshot = reader.snapshot();
     let start = snapshot.as_ref().map(|s| s.seq).unwrap_or(0);
@@ -136,10 +116,7 @@ pub fn export_dbak(
         ));
     }
     let output = Output::new(out, force)?;
-    let file = output
-        .tmp
-        .reopen()
-        .map_err(|e| Error::io(output.path(), e))?;
+    let file = output.tmp.reopen().map_err(|e| Error::io(output.path(), e))?;
     let mut w = DbakWriter::new(file, output.path())?;
     if let Some(snap) = &snapshot {
         w.add_snapshot_with(snap.version, snap.size, |out| reader.copy_snapshot(out))?;
@@ -207,20 +184,9 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
         let change = change?;
         for (i, tx) in change.transactions.iter().enumerate() {
             if i == 0 {
-                writeln!(
-                    w,
-                    "\n-- version {} ({})",
-                    change.data_version(),
-                    iso8601_utc(tx.time_ms)
-                )
-                .map_err(io)?;
+                writeln!(w, "\n-- version {} ({})", change.data_version(), iso8601_utc(tx.time_ms)).map_err(io)?;
             } else {
-                writeln!(
-                    w,
-                    "-- reported again at the same version ({})",
-                    iso8601_utc(tx.time_ms)
-                )
-                .map_err(io)?;
+                writeln!(w, "-- reported again at the same version ({})", iso8601_utc(tx.time_ms)).map_err(io)?;
             }
             for s in &tx.statements {
                 let s = fix_pre_4090(s);
@@ -245,28 +211,17 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
 /// Write the whole database at `upto` as `sqlite3`'s `.dump` would: the
 /// snapshot and changes are replayed into a temporary database beside `out`,
 /// which is then dumped (see [`sqldump`]).
-pub fn export_dump(
-    reader: &Reader<'_>,
-    upto: Seq,
-    out: &Path,
-    force: bool,
-) -> Result<ExportReport> {
+pub fn export_dump(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let output = Output::new(out, force)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let db = tempfile::Builder::new()
-        .prefix(".cln-backup-dump-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
+    let db = tempfile::Builder::new().prefix(".cln-backup-dump-").tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
     let replayed = restore::replay_into(reader, upto, db.path(), None)?;
-    let conn = rusqlite::Connection::open_with_flags(
-        db.path(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .map_err(|e| Error::sqlite(db.path(), e))?;
+    let conn = rusqlite::Connection::open_with_flags(db.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| Error::sqlite(db.path(), e))?;
     let tmp_path = output.path().to_path_buf();
     let mut w = BufWriter::with_capacity(1 << 20, output.tmp.as_file());
     sqldump::dump(&conn, db.path(), &mut w, &tmp_path)?;
@@ -288,13 +243,7 @@ pub fn iso8601_utc(ms: u64) -> String {
     let secs = ms / 1000;
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard

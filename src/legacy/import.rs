@@ -84,18 +84,11 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store) -> Result<()> {
     for step in &plan.steps {
         let statements = file.statements(&step.record)?;
         let added = store.add_change(step.record.version, &statements)?;
-        let expected = if step.repeat {
-            Added::Repeated(step.seq)
-        } else {
-            Added::New(step.seq)
-        };
+        let expected = if step.repeat { Added::Repeated(step.seq) } else { Added::New(step.seq) };
         if added != expected {
             return Err(Error::legacy(
                 file.path(),
-                format!(
-                    "record at offset {} was stored as {added:?}, expected {expected:?}",
-                    step.record.offset
-                ),
+                format!("record at offset {} was stored as {added:?}, expected {expected:?}", step.record.offset),
             ));
         }
     }
@@ -117,9 +110,7 @@ pub fn importing_path(store_path: &Path) -> PathBuf {
 /// (or a leftover `STORE.importing`) is refused.
 pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
     if store_path.exists() {
-        return Err(Error::AlreadyExists {
-            path: store_path.to_path_buf(),
-        });
+        return Err(Error::AlreadyExists { path: store_path.to_path_buf() });
     }
     let mut file = DbakReader::open(dbak)?;
     let plan = normalise::plan(&mut file)?;
@@ -141,16 +132,12 @@ fn move_into_place(tmp: &Path, dest: &Path) -> Result<()> {
     match std::fs::hard_link(tmp, dest) {
         Ok(()) => std::fs::remove_file(tmp).map_err(|e| Error::io(tmp, e))?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::AlreadyExists {
-                path: dest.to_path_buf(),
-            })
+            return Err(Error::AlreadyExists { path: dest.to_path_buf() })
         }
         // File systems without hard links: check, then rename.
         Err(_) => {
             if dest.exists() {
-                return Err(Error::AlreadyExists {
-                    path: dest.to_path_buf(),
-                });
+                return Err(Error::AlreadyExists { path: dest.to_path_buf() });
             }
             std::fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))?;
         }
@@ -193,12 +180,5 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
     let statements = replayer.statements;
     replayer.finish(data_version(target))?;
     let (path, bytes) = staged.persist()?;
-    Ok(restore::Report {
-        path,
-        version: data_version(target),
-        seq: target,
-        changes,
-        statements,
-        bytes,
-    })
+    Ok(restore::Report { path, version: data_version(target), seq: target, changes, statements, bytes })
 }

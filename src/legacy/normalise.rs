@@ -79,10 +79,7 @@ pub fn plan(file: &mut DbakReader) -> Result<Plan> {
     let records = file.scan()?;
     let path = file.path().to_path_buf();
     let at = |r: &Record| format!("record at offset {} (version {})", r.offset, r.version);
-    let mut plan = Plan {
-        records: records.len() as u64,
-        ..Plan::default()
-    };
+    let mut plan = Plan { records: records.len() as u64, ..Plan::default() };
     // Index into `plan.steps` of the head's transaction while nothing has
     // been reported after it: the one a same-version record would replace.
     let mut replaceable: Option<usize> = None;
@@ -124,11 +121,7 @@ pub fn plan(file: &mut DbakReader) -> Result<Plan> {
                         if rec.version == data_version(next) {
                             plan.head = next;
                             replaceable = Some(plan.steps.len());
-                            plan.steps.push(Step {
-                                record: *rec,
-                                seq: next,
-                                repeat: false,
-                            });
+                            plan.steps.push(Step { record: *rec, seq: next, repeat: false });
                         } else if rec.version == head_dv {
                             let Some(j) = replaceable else {
                                 return Err(Error::legacy(
@@ -142,19 +135,13 @@ pub fn plan(file: &mut DbakReader) -> Result<Plan> {
                             };
                             // The earlier record was rewound: lightningd never committed it.
                             plan.rewound.push(plan.steps[j].record);
-                            plan.steps[j] = Step {
-                                record: *rec,
-                                seq: plan.head,
-                                repeat: false,
-                            };
+                            plan.steps[j] = Step { record: *rec, seq: plan.head, repeat: false };
                         } else {
                             return Err(gap(&path, rec, head_dv, plan.snapshot.is_some()));
                         }
                     }
                     None => {
-                        if rec.version != head_dv
-                            || (plan.steps.is_empty() && plan.snapshot.is_none())
-                        {
+                        if rec.version != head_dv || (plan.steps.is_empty() && plan.snapshot.is_none()) {
                             return Err(Error::legacy(
                                 &path,
                                 format!(
@@ -164,11 +151,7 @@ pub fn plan(file: &mut DbakReader) -> Result<Plan> {
                             ));
                         }
                         replaceable = None;
-                        plan.steps.push(Step {
-                            record: *rec,
-                            seq: plan.head,
-                            repeat: true,
-                        });
+                        plan.steps.push(Step { record: *rec, seq: plan.head, repeat: true });
                     }
                 }
             }
@@ -207,9 +190,6 @@ fn gap(path: &std::path::Path, rec: &Record, head: u32, has_snapshot: bool) -> E
     };
     Error::legacy(
         path,
-        format!(
-            "record at offset {} has version {}, expected {expected}{why}",
-            rec.offset, rec.version
-        ),
+        format!("record at offset {} has version {}, expected {expected}{why}", rec.offset, rec.version),
     )
 }

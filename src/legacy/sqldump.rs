@@ -22,8 +22,7 @@ use std::path::Path;
 pub fn dump(conn: &Connection, db_path: &Path, out: &mut dyn Write, out_path: &Path) -> Result<()> {
     let sq = |e| Error::sqlite(db_path, e);
     let io = |e| Error::io(out_path, e);
-    out.write_all(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")
-        .map_err(io)?;
+    out.write_all(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n").map_err(io)?;
     let tables: Vec<(String, String)> = {
         let mut stmt = conn
             .prepare(
@@ -31,16 +30,13 @@ pub fn dump(conn: &Connection, db_path: &Path, out: &mut dyn Write, out_path: &P
                  ORDER BY tbl_name == 'sqlite_sequence', rowid",
             )
             .map_err(sq)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(sq)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sq)?;
         rows.collect::<std::result::Result<_, _>>().map_err(sq)?
     };
     let mut writable_schema = false;
     for (name, sql) in &tables {
         if name == "sqlite_sequence" {
-            out.write_all(b"DELETE FROM sqlite_sequence;\n")
-                .map_err(io)?;
+            out.write_all(b"DELETE FROM sqlite_sequence;\n").map_err(io)?;
         } else if name.starts_with("sqlite_stat") && name.len() == "sqlite_stat1".len() {
             out.write_all(b"ANALYZE sqlite_schema;\n").map_err(io)?;
         } else if name.starts_with("sqlite_") {
@@ -78,8 +74,7 @@ pub fn dump(conn: &Connection, db_path: &Path, out: &mut dyn Write, out_path: &P
         }
     }
     if writable_schema {
-        out.write_all(b"PRAGMA writable_schema=OFF;\n")
-            .map_err(io)?;
+        out.write_all(b"PRAGMA writable_schema=OFF;\n").map_err(io)?;
     }
     out.write_all(b"COMMIT;\n").map_err(io)?;
     Ok(())
@@ -98,45 +93,27 @@ fn schema_line(out: &mut dyn Write, sql: &str) -> std::io::Result<()> {
             }
         }
     }
-    let quoted_name = sql
-        .strip_prefix("CREATE TABLE ")
-        .is_some_and(|rest| rest.starts_with('"') || rest.starts_with('\''));
+    let quoted_name =
+        sql.strip_prefix("CREATE TABLE ").is_some_and(|rest| rest.starts_with('"') || rest.starts_with('\''));
     if quoted_name {
-        writeln!(
-            out,
-            "CREATE TABLE IF NOT EXISTS {};",
-            &sql["CREATE TABLE ".len()..]
-        )
+        writeln!(out, "CREATE TABLE IF NOT EXISTS {};", &sql["CREATE TABLE ".len()..])
     } else {
         writeln!(out, "{sql};")
     }
 }
 
-fn table_rows(
-    conn: &Connection,
-    db_path: &Path,
-    name: &str,
-    out: &mut dyn Write,
-    out_path: &Path,
-) -> Result<()> {
+fn table_rows(conn: &Connection, db_path: &Path, name: &str, out: &mut dyn Write, out_path: &Path) -> Result<()> {
     let sq = |e| Error::sqlite(db_path, e);
     let io = |e| Error::io(out_path, e);
     let quoted = quote_identifier(name);
     let without_rowid: bool = conn
-        .query_row(
-            "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
-            [name],
-            |r| r.get::<_, i64>(0),
-        )
+        .query_row("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1", [name], |r| {
+            r.get::<_, i64>(0)
+        })
         .map_err(sq)?
         != 0;
     let order = if without_rowid { "" } else { " ORDER BY rowid" };
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT * FROM \"{}\"{order}",
-            name.replace('"', "\"\"")
-        ))
-        .map_err(sq)?;
+    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{}\"{order}", name.replace('"', "\"\""))).map_err(sq)?;
     let columns = stmt.column_count();
     let mut real = conn.prepare("SELECT printf('%!.20g', ?1)").map_err(sq)?;
     let mut rows = stmt.query([]).map_err(sq)?;
@@ -196,16 +173,8 @@ fn format_real(r: f64, printf: &mut rusqlite::Statement<'_>) -> rusqlite::Result
 fn escaped_text(out: &mut Vec<u8>, t: &[u8]) {
     let has_nl = t.contains(&b'\n');
     let has_cr = t.contains(&b'\r');
-    let nl = if has_nl {
-        unused_marker(t, "\\n", "\\012")
-    } else {
-        String::new()
-    };
-    let cr = if has_cr {
-        unused_marker(t, "\\r", "\\015")
-    } else {
-        String::new()
-    };
+    let nl = if has_nl { unused_marker(t, "\\n", "\\012") } else { String::new() };
+    let cr = if has_cr { unused_marker(t, "\\r", "\\015") } else { String::new() };
     if has_nl {
         out.extend_from_slice(b"replace(");
     }
@@ -231,9 +200,7 @@ fn escaped_text(out: &mut Vec<u8>, t: &[u8]) {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 fn unused_marker(t: &[u8], a: &str, b: &str) -> String {
@@ -243,10 +210,7 @@ fn unused_marker(t: &[u8], a: &str, b: &str) -> String {
     if !contains(t, b) {
         return b.to_string();
     }
-    (0u32..)
-        .map(|i| format!("({a}{i})"))
-        .find(|m| !contains(t, m))
-        .unwrap_or_default()
+    (0u32..).map(|i| format!("({a}{i})")).find(|m| !contains(t, m)).unwrap_or_default()
 }
 
 fn quote_text(s: &str) -> String {
@@ -256,10 +220,7 @@ fn quote_text(s: &str) -> String {
 /// A table name as the shell writes it after `INSERT INTO`: bare when it is
 /// a plain identifier that is not a keyword, else in double quotes.
 fn quote_identifier(name: &str) -> String {
-    let plain = name
-        .bytes()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+    let plain = name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
         && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if plain && !is_keyword(name) {
         name.to_string()

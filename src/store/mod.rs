@@ -118,6 +118,11 @@ impl State {
         }
     }
 
+    /// The version the log starts from: the snapshot's, or 0.
+    fn base(&self) -> Seq {
+        self.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0)
+    }
+
     fn rewind_refusal(&self) -> Option<&'static str> {
         let Some(last) = &self.last else {
             return Some("there is no change after the snapshot to remove");
@@ -125,8 +130,10 @@ impl State {
         if self.meta.rewound_at == Some(self.head) {
             return Some("the last change was already rewound; only one rewind in a row is allowed");
         }
-        if self.snapshot.as_ref().is_some_and(|(s, _)| *s == last.seq) {
-            return Some("the last record only holds reports made after the snapshot");
+        if last.seq <= self.base() {
+            // The record at the snapshot's version (or at 0 in a store without
+            // one) can only hold lone PRAGMA reports: lightningd had committed them.
+            return Some("the last record only holds repeated-version reports");
         }
         if last.parts > 1 {
             return Some("the last version holds repeated-version reports, so lightningd had committed it");
@@ -176,6 +183,25 @@ fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     id.copy_from_slice(&h.finalize().as_bytes()[..16]);
     id
+}
+
+/// Run `f`, turning a panic into [`Error::Corrupt`] naming `path`.
+///
+/// redb meets some damaged pages with a panic (`unreachable!`) rather than an
+/// error. A damaged store must be a clear error, never a crash: every call
+/// that reads the file goes through here.
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(Error::corrupt(path, format!("the storage engine failed on a damaged page ({what})")))
+        }
+    }
 }
 
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
@@ -228,9 +254,11 @@ impl Store {
             return Err(Error::NotAStore { path, reason: "not a redb database".into() });
         }
         drop(f);
-        let db =
-            redb::Database::builder().set_cache_size(CACHE_BYTES).open(&path).map_err(|e| Error::redb(&path, e))?;
-        Store::from_db(path, db)
+        guarded(&path.clone(), move || {
+            let db =
+                redb::Database::builder().set_cache_size(CACHE_BYTES).open(&path).map_err(|e| Error::redb(&path, e))?;
+            Store::from_db(path, db)
+        })
     }
 
     fn from_db(path: PathBuf, db: redb::Database) -> Result<Store> {
@@ -265,7 +293,11 @@ impl Store {
             format: FORMAT_VERSION,
             version: data_version(st.head),
             seq: st.head,
-            prev_version: st.last.as_ref().filter(|l| l.seq == st.head).map(|l| data_version(l.seq.wrapping_sub(1))),
+            prev_version: st
+                .last
+                .as_ref()
+                .filter(|l| l.seq == st.head && l.seq > st.base())
+                .map(|l| data_version(l.seq - 1)),
             rewind_allowed,
             changes: st.changes,
             snapshot: st.snapshot_info(),
@@ -293,6 +325,10 @@ impl Store {
     /// a repeated-version report (appended to that version's record, in order).
     /// Anything else is refused. Durable when it returns `Ok`.
     pub fn add_change<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
+        guarded(&self.path, || self.add_change_inner(version, statements))
+    }
+
+    fn add_change_inner<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
         if statements.is_empty() {
             return Err(Error::EmptyChange { version });
         }
@@ -362,6 +398,10 @@ impl Store {
     /// Refused when it is not safe: twice in a row, when the last version holds
     /// repeated-version reports, or when nothing follows the snapshot.
     pub fn rewind(&self) -> Result<Seq> {
+        guarded(&self.path, || self.rewind_inner())
+    }
+
+    fn rewind_inner(&self) -> Result<Seq> {
         let mut st = self.lock();
         if let Some(reason) = st.rewind_refusal() {
             return Err(Error::Rewind { reason });
@@ -430,6 +470,10 @@ impl Store {
     /// be rewound). Replay after it starts with foreign keys on, as lightningd
     /// opens its database.
     pub fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
+        guarded(&self.path, || self.add_snapshot_inner(version, image))
+    }
+
+    fn add_snapshot_inner(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
         let mut st = self.lock();
         let empty = st.head == 0 && st.snapshot.is_none() && st.changes == 0;
         let seq = if empty {
@@ -457,6 +501,17 @@ impl Store {
     /// caller from this store) replaces the snapshot and every change up to
     /// `seq`. Refused if the record at `seq` no longer has hash `expect`.
     pub(crate) fn publish_compaction(
+        &self,
+        seq: Seq,
+        expect: Hash,
+        foreign_keys: bool,
+        image: &mut dyn Read,
+        started: std::time::Instant,
+    ) -> Result<CompactionRecord> {
+        guarded(&self.path, || self.publish_compaction_inner(seq, expect, foreign_keys, image, started))
+    }
+
+    fn publish_compaction_inner(
         &self,
         seq: Seq,
         expect: Hash,
@@ -515,9 +570,11 @@ impl Store {
     /// A consistent view of the store for reading (restore, export, verify,
     /// compaction). Writers go on while it is held.
     pub fn reader(&self) -> Result<Reader<'_>> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let state = load_state(&self.path, &txn)?;
-        Ok(Reader { store: self, txn, state })
+        guarded(&self.path, || {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let state = load_state(&self.path, &txn)?;
+            Ok(Reader { store: self, txn, state })
+        })
     }
 
     /// Give space freed by pruning back to the file system. Needs exclusive use.
@@ -615,15 +672,19 @@ impl Reader<'_> {
     /// Write the snapshot's SQLite image to `out`, checking its content hash.
     /// Returns the bytes written (0 when there is no snapshot).
     pub fn copy_snapshot(&self, out: &mut dyn Write) -> Result<u64> {
-        match &self.state.snapshot {
+        guarded(&self.store.path, || match &self.state.snapshot {
             Some((seq, header)) => snapshot::copy(&self.store.path, &self.txn, *seq, header, out),
             None => Ok(0),
-        }
+        })
     }
 
     /// The change records after the snapshot up to and including `upto`, in
     /// order, each checked against the hash chain before it is decoded.
     pub fn changes(&self, upto: Seq) -> Result<Changes> {
+        guarded(&self.store.path, || self.changes_inner(upto))
+    }
+
+    fn changes_inner(&self, upto: Seq) -> Result<Changes> {
         let t = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
         let start = self.state.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
         let range = t.range(start..=upto).map_err(|e| self.store.err(e))?;
@@ -632,6 +693,10 @@ impl Reader<'_> {
 
     /// Bytes of each stored change record, for size accounting.
     pub fn stored_change_bytes(&self) -> Result<u64> {
+        guarded(&self.store.path, || self.stored_change_bytes_inner())
+    }
+
+    fn stored_change_bytes_inner(&self) -> Result<u64> {
         let t = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
         let mut total = 0u64;
         for entry in t.range::<u64>(..).map_err(|e| self.store.err(e))? {
@@ -697,7 +762,10 @@ impl Changes {
 impl Iterator for Changes {
     type Item = Result<Change>;
     fn next(&mut self) -> Option<Self::Item> {
-        let entry = self.range.next()?;
-        Some(self.step(entry))
+        let path = self.path.clone();
+        match guarded(&path, || Ok(self.range.next().map(|entry| self.step(entry)))) {
+            Ok(item) => item,
+            Err(e) => Some(Err(e)),
+        }
     }
 }

@@ -131,6 +131,12 @@ impl Error {
             redb::Error::TableTypeMismatch { .. } => {
                 Error::NotAStore { path, reason: "its tables have other types than a cln-backup store's".into() }
             }
+            // A read past the end of the file means a page pointer is damaged
+            // or the file was truncated: corruption, not a failing disk.
+            redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::Corrupt {
+                path,
+                what: format!("a page lies beyond the end of the file (truncated or damaged): {e}"),
+            },
             other => Error::Storage { path, source: other },
         }
     }

@@ -29,14 +29,20 @@ const BLOB_MARK: u8 = 1;
 /// Blob literals shorter than this many bytes stay in the text: not worth a length.
 const MIN_BLOB: usize = 8;
 
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 9;
 
-/// Raw-content zstd dictionary: lightningd statement shapes (see `dictionary.sql`).
+/// Raw-content zstd dictionary: the shapes of lightningd's statements (values
+/// removed, blob literals as the mark byte, most frequent last), taken from a
+/// real node's log, `migrations/` and the CLN-shaped workload generator.
+/// Frozen: it is part of codec 1.
 static DICTIONARY_V1: &[u8] = include_bytes!("dictionary.sql");
 
 #[derive(Serialize, Deserialize)]
 struct Split {
-    /// zstd frame of the statements joined by NUL, blobs replaced by a mark byte.
+    /// Length of the text before compression.
+    text_len: u32,
+    /// Magicless zstd frame (no dictionary id, no content size: both are
+    /// implied) of the statements joined by NUL, blobs replaced by a mark byte.
     text: Vec<u8>,
     /// Length of each lifted blob, in order of appearance.
     blob_lens: Vec<u32>,
@@ -69,44 +75,61 @@ fn decoder_dict() -> &'static zstd::dict::DecoderDictionary<'static> {
 thread_local! {
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    static BLOB_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }
 
-fn compress_text(text: &[u8]) -> Vec<u8> {
-    COMPRESSOR
-        .with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = zstd::bulk::Compressor::with_prepared_dictionary(encoder_dict()).ok();
-            }
-            match slot.as_mut() {
-                Some(c) => c.compress(text).ok(),
-                None => None,
-            }
-        })
-        // Compression of an in-memory buffer only fails on allocation failure.
-        .unwrap_or_else(|| zstd::bulk::compress(text, ZSTD_LEVEL).unwrap_or_default())
+fn new_compressor() -> Option<zstd::bulk::Compressor<'static>> {
+    use zstd::stream::raw::CParameter;
+    let mut c = zstd::bulk::Compressor::with_prepared_dictionary(encoder_dict()).ok()?;
+    // The frame's magic number, dictionary id and content size are implied by
+    // the codec id and the stored length: 9 bytes a record saved.
+    c.set_parameter(CParameter::DictIdFlag(false)).ok()?;
+    c.set_parameter(CParameter::ContentSizeFlag(false)).ok()?;
+    c.set_parameter(CParameter::ChecksumFlag(false)).ok()?;
+    Some(c)
 }
 
-fn decompress_text(frame: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    let size = zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten()
-        .ok_or_else(|| DecodeError::Malformed("zstd frame without content size".into()))?;
+fn new_decompressor() -> Result<zstd::bulk::Decompressor<'static>, DecodeError> {
+    zstd::bulk::Decompressor::with_prepared_dictionary(decoder_dict())
+        .map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// The zstd frame magic number, left out of stored frames.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Compress the text; `None` only if zstd cannot allocate its context.
+fn compress_text(text: &[u8]) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = new_compressor();
+        }
+        let frame = slot.as_mut().and_then(|c| c.compress(text).ok())?;
+        frame.strip_prefix(&ZSTD_MAGIC).map(<[u8]>::to_vec)
+    })
+}
+
+fn decompress_text(frame: &[u8], size: u32) -> Result<Vec<u8>, DecodeError> {
     if size > 1 << 30 {
         return Err(DecodeError::Malformed(format!("text of {size} bytes")));
     }
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(
-                zstd::bulk::Decompressor::with_prepared_dictionary(decoder_dict())
-                    .map_err(|e| DecodeError::Malformed(e.to_string()))?,
-            );
+            *slot = Some(new_decompressor()?);
         }
         let d = slot.as_mut().ok_or(DecodeError::Empty)?;
-        d.decompress(frame, size as usize).map_err(|e| DecodeError::Malformed(e.to_string()))
+        let mut whole = Vec::with_capacity(frame.len() + ZSTD_MAGIC.len());
+        whole.extend_from_slice(&ZSTD_MAGIC);
+        whole.extend_from_slice(frame);
+        let text = d.decompress(&whole, size as usize).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if text.len() != size as usize {
+            return Err(DecodeError::Malformed(format!("text is {} bytes, expected {size}", text.len())));
+        }
+        Ok(text)
     })
 }
 
@@ -177,15 +200,19 @@ fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
+fn plain<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
+    let plain: Vec<&str> = statements.iter().map(|s| s.as_ref()).collect();
+    let mut out = vec![CODEC_PLAIN];
+    // Serialising strings into a Vec cannot fail.
+    out.extend(postcard::to_stdvec(&plain).unwrap_or_default());
+    out
+}
+
 /// Encode one transaction's statements.
 pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
     let representable = statements.iter().all(|s| !s.as_ref().bytes().any(|b| b == STMT_SEP || b == BLOB_MARK));
     if !representable {
-        let plain: Vec<&str> = statements.iter().map(|s| s.as_ref()).collect();
-        let mut out = vec![CODEC_PLAIN];
-        // Serialising strings into a Vec cannot fail.
-        out.extend(postcard::to_stdvec(&plain).unwrap_or_default());
-        return out;
+        return plain(statements);
     }
     let total: usize = statements.iter().map(|s| s.as_ref().len() + 1).sum();
     let mut text = Vec::with_capacity(total);
@@ -199,14 +226,27 @@ pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
     }
     let mut blobs_compressed = false;
     if blobs.len() >= 64 {
-        if let Ok(c) = zstd::bulk::compress(&blobs, 1) {
+        // Onions, signatures and keys are random and stay as they are; scripts
+        // and transactions with repeated parts shrink. A shared context keeps
+        // the attempt cheap.
+        let packed = BLOB_COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Compressor::new(1).ok();
+            }
+            slot.as_mut().and_then(|c| c.compress(&blobs).ok())
+        });
+        if let Some(c) = packed {
             if c.len() + c.len() / 16 < blobs.len() {
                 blobs = c;
                 blobs_compressed = true;
             }
         }
     }
-    let split = Split { text: compress_text(&text), blob_lens, blobs, blobs_compressed };
+    let (Ok(text_len), Some(frame)) = (u32::try_from(text.len()), compress_text(&text)) else {
+        return plain(statements);
+    };
+    let split = Split { text_len, text: frame, blob_lens, blobs, blobs_compressed };
     let mut out = vec![CODEC_SPLIT_DICT1];
     out.extend(postcard::to_stdvec(&split).unwrap_or_default());
     out
@@ -224,7 +264,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<String>, DecodeError> {
 
 fn decode_split(body: &[u8]) -> Result<Vec<String>, DecodeError> {
     let split: Split = postcard::from_bytes(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let text = decompress_text(&split.text)?;
+    let text = decompress_text(&split.text, split.text_len)?;
     let blobs = if split.blobs_compressed {
         let expected: usize = split.blob_lens.iter().map(|&l| l as usize).sum();
         zstd::bulk::decompress(&split.blobs, expected).map_err(|e| DecodeError::Malformed(e.to_string()))?

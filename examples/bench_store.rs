@@ -157,7 +157,11 @@ fn main() {
         store.add_change(*v, s).expect("add_change");
     }
     let fill = t.elapsed();
-    let file_bytes = std::fs::metadata(&store_path).expect("store size").len();
+    let meta = std::fs::metadata(&store_path).expect("store size");
+    let file_bytes = meta.len();
+    // What the file occupies: redb extends it by doubling with sparse
+    // `set_len`, so its length overstates the blocks in use.
+    let allocated_bytes = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
     let record_bytes = store.reader().and_then(|r| r.stored_change_bytes()).expect("stored bytes");
 
     let (mut rt, mut dt) = (Vec::new(), Vec::new());
@@ -214,11 +218,19 @@ fn main() {
     );
     println!(
         "{:<44} {:>12.0} {:>12.0} {:>8.3} {:>8}",
-        "file bytes per change / raw statement bytes",
+        "bytes on disk per change / raw statement bytes",
+        allocated_bytes as f64 / n,
+        raw as f64 / n,
+        allocated_bytes as f64 / raw as f64,
+        "<= 0.5"
+    );
+    println!(
+        "{:<44} {:>12.0} {:>12.0} {:>8.3} {:>8}",
+        "file length per change / raw bytes",
         file_bytes as f64 / n,
         raw as f64 / n,
         file_bytes as f64 / raw as f64,
-        "<= 0.5"
+        ""
     );
     println!(
         "{:<44} {:>12.0} {:>12.0} {:>8.3} {:>8}",

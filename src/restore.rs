@@ -1,7 +1,8 @@
 //! Restore: replaying a change log into a SQLite database exactly as
 //! lightningd executed it.
 //!
-//! Owns the replay rules of SPEC section 1: foreign keys on (so `ON DELETE
+//! Owns the replay rules that make the result equal lightningd's database:
+//! foreign keys on (so `ON DELETE
 //! CASCADE` and `SET NULL` happen as they did in lightningd), lone
 //! `PRAGMA foreign_keys` reports run outside any transaction, and the
 //! pre-4090 expansion bug mended. Owns the safe hand-over too: replay into a

@@ -1,6 +1,6 @@
 //! The Python plugin's `.dbak` file format: reading and writing records.
 //!
-//! Owns the bytes of the format (SPEC section 5): a 512-byte big-endian
+//! Owns the bytes of the format: a 512-byte big-endian
 //! header, then records from byte 512, each `u32 length, u32 version,
 //! u8 type, payload` where `length` counts the payload only. Type 1 holds a
 //! transaction's statements joined by NUL bytes, type 2 a whole SQLite file.

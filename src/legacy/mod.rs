@@ -1,8 +1,7 @@
 //! Interoperability with the Python backup plugin's `.dbak` files, and the
 //! other export formats.
 //!
-//! Owns reading legacy files as SPEC section 5 describes the files that
-//! plugin really writes (every whole record, rewound transactions dropped,
+//! Owns reading legacy files as that plugin really writes them (every whole record, rewound transactions dropped,
 //! a snapshot as base), importing them into a store, restoring them
 //! directly, and exporting a store as a legacy file the Python
 //! `backup-cli restore` accepts, as flat SQL, or as a full `.dump`.

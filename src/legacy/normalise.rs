@@ -1,7 +1,6 @@
 //! Which records of a legacy file lightningd really committed.
 //!
-//! Owns the reading of a `.dbak` file as SPEC section 5 describes the files
-//! the Python plugin really writes: every whole record counts, to the end of
+//! Owns the reading of a `.dbak` file as the Python plugin really writes it: every whole record counts, to the end of
 //! the file; of two transaction records with the same version that both end
 //! with the `data_version` bump only the later is kept (the earlier was
 //! rewound: lightningd never committed it, yet the plugin, which appends,

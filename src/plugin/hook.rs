@@ -1,5 +1,5 @@
-//! The `db_write` hook: the version check and the change-log rules of SPEC
-//! section 2, over a [`Store`].
+//! The `db_write` hook: the version check on the first write after a start,
+//! and the change-log rules for every write, over a [`Store`].
 //!
 //! Owns the decision for each write lightningd reports (continue, rewind and
 //! continue, or refuse) and the log lines that explain it, which operators

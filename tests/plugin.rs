@@ -5,6 +5,8 @@
 
 #[path = "support/sim.rs"]
 mod sim;
+#[path = "support/workload.rs"]
+mod workload;
 
 use cln_backup::{restore, Store};
 use sim::{Node, NodeDir, Start, Stop};
@@ -57,21 +59,32 @@ fn rows(path: &Path) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// Run `n` transactions of the realistic workload (channels opening and
+/// closing by cascade, HTLCs with onions, invoices, payments, forwards).
+fn run_workload(node: &mut Node, load: &mut workload::Workload, n: usize) {
+    for _ in 0..n {
+        let txn = load.next_txn();
+        node.apply(&txn).unwrap_or_else(|e| panic!("transaction {}: {e}", txn.0));
+    }
+}
+
 #[test]
 fn start_then_restart_five_times() {
     let dir = NodeDir::new();
     let store = init_empty(&dir);
+    let mut load: Option<workload::Workload> = None;
     for round in 0..6 {
         let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap_or_else(|e| panic!("start {round}: {e}"));
-        node.transaction(vec![format!(
-            "INSERT INTO peers (id, node_id, address) VALUES ({round}, x'{round:02x}', 'a')"
-        )])
-        .unwrap();
         if round > 0 {
             assert!(node.logged("Versions match up"), "round {round}: {:?}", node.logs);
         }
+        // The node's history goes on across restarts; its start-up write moved the version.
+        let load = load.get_or_insert_with(|| workload::Workload::on_existing_schema(1, node.data_version()));
+        load.resume_at(node.data_version());
+        run_workload(&mut node, load, 150);
         node.stop();
     }
+    assert!(load.is_some_and(|l| l.closed_channels() > 0), "the workload closed channels by cascade");
     restore_and_compare(&store, &dir.db());
 }
 
@@ -90,7 +103,8 @@ fn crash_between_hook_and_commit_rewinds() {
     let dir = NodeDir::new();
     let store = init_empty(&dir);
     let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
-    node.transaction(vec!["INSERT INTO peers (id, node_id, address) VALUES (1, x'01', 'a')".into()]).unwrap();
+    let mut load = workload::Workload::on_existing_schema(3, node.data_version());
+    run_workload(&mut node, &mut load, 200);
     node.crash_after_hook(vec!["INSERT INTO peers (id, node_id, address) VALUES (2, x'02', 'phantom')".into()])
         .unwrap();
     let node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
@@ -232,13 +246,10 @@ fn compaction_during_a_workload_then_restore() {
     let dir = NodeDir::new();
     let store = init_empty(&dir);
     let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
-    for n in 1..200 {
-        node.transaction(peer(n)).unwrap();
-    }
+    let mut load = workload::Workload::on_existing_schema(4, node.data_version());
+    run_workload(&mut node, &mut load, 300);
     let call = node.rpc_start("backup-compact", serde_json::json!({})).unwrap();
-    for n in 200..260 {
-        node.transaction(peer(n)).unwrap();
-    }
+    run_workload(&mut node, &mut load, 100);
     let stats = node.rpc_wait(&call).unwrap();
     assert_eq!(stats["compacted"], serde_json::json!(true), "{stats}");
     assert!(stats["changes_after"].as_u64().unwrap() < stats["changes_before"].as_u64().unwrap(), "{stats}");

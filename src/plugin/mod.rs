@@ -43,6 +43,10 @@ fn open_target(dir: &Path) -> Target {
 }
 
 /// Run as a plugin on stdin/stdout until lightningd closes the pipe.
+///
+/// `db_write` calls are answered on a thread of their own with blocking I/O:
+/// read, store durably, answer, with no hand-over between threads on the way.
+/// Everything else goes to cln-plugin on the async runtime.
 pub async fn run() -> anyhow::Result<()> {
     let dir = std::env::current_dir().context("reading the working directory")?;
     let target = open_target(&dir);
@@ -57,17 +61,27 @@ pub async fn run() -> anyhow::Result<()> {
         },
     };
     let hook = Arc::new(Mutex::new(DbWrite::new(target)));
+    let out = Out::new(std::io::stdout());
 
-    let (out, writer) = Out::spawn(tokio::io::stdout());
     let (mut to_plugin, plugin_in) = tokio::io::duplex(1 << 20);
     let (plugin_out, from_plugin) = tokio::io::duplex(1 << 20);
     tokio::spawn(wire::forward_plugin_output(from_plugin, out.clone()));
+    let (pass_tx, mut pass_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let passer = tokio::spawn(async move {
+        while let Some(mut msg) = pass_rx.recv().await {
+            msg.extend_from_slice(b"\n\n");
+            if to_plugin.write_all(&msg).await.is_err() {
+                break;
+            }
+        }
+    });
 
     let hook_for_plugin = Arc::clone(&hook);
     let builder = cln_plugin::Builder::new(plugin_in, plugin_out)
         .option(DEPRECATED_DESTINATION)
         // Registered so lightningd sends db_write; the wire layer answers every
-        // call itself so that log lines precede answers and one path decides.
+        // call itself (see ARCHITECTURE.md), so this runs only if a call ever
+        // reaches cln-plugin, and then decides the same way.
         .hook("db_write", move |_p, req: Value| {
             let hook = Arc::clone(&hook_for_plugin);
             async move {
@@ -108,42 +122,56 @@ pub async fn run() -> anyhow::Result<()> {
         plugin.join().await
     });
 
-    let mut input = wire::Framer::new(tokio::io::stdin());
-    while let Some(msg) = input.next().await.context("reading from lightningd")? {
+    let reader = std::thread::Builder::new()
+        .name("db_write".into())
+        .spawn(move || serve(std::io::stdin().lock(), &hook, &out, &pass_tx))
+        .context("starting the db_write thread")?;
+    // The thread ends when lightningd closes the pipe: it is stopping, and
+    // every stored change is already durable.
+    let result = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .context("waiting for the db_write thread")?
+        .map_err(|_| anyhow::anyhow!("the db_write thread panicked"))?;
+    passer.abort();
+    plugin_task.abort();
+    result
+}
+
+/// Read lightningd's messages until end of input: answer `db_write` calls,
+/// pass everything else on.
+fn serve(
+    input: impl std::io::Read,
+    hook: &Mutex<DbWrite>,
+    out: &Out,
+    pass: &tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let mut input = wire::Framer::new(input);
+    while let Some(msg) = input.next().context("reading from lightningd")? {
         match wire::classify(&msg) {
             Incoming::DbWrite(call) => {
-                let hook = Arc::clone(&hook);
-                let (dv, writes) = (call.data_version, call.writes);
-                let outcome = tokio::task::spawn_blocking(move || lock(&hook).handle(dv, &writes))
-                    .await
-                    .context("db_write handler")?;
-                for line in &outcome.logs {
-                    out.log(line.level.as_str(), &line.message).await;
-                }
-                match outcome.answer {
-                    Ok(()) => out.send(&wire::continue_response(&call.id)).await,
-                    Err(message) => out.send(&wire::error_response(&call.id, &message)).await,
-                }
+                let outcome = lock(hook).handle(call.data_version, &call.writes);
+                let mut msgs: Vec<Vec<u8>> =
+                    outcome.logs.iter().map(|l| wire::log_notification(l.level.as_str(), &l.message)).collect();
+                let answer = match &outcome.answer {
+                    Ok(()) => wire::continue_response(&call.id),
+                    Err(message) => wire::error_response(&call.id, message),
+                };
+                msgs.push(answer.to_string().into_bytes());
+                let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+                out.send_all(&refs).context("answering lightningd")?;
             }
             Incoming::BadDbWrite { id, error } => {
-                out.log("error", &error).await;
-                out.send(&wire::error_response(&id, &error)).await;
+                let log = wire::log_notification("error", &error);
+                let answer = wire::error_response(&id, &error).to_string().into_bytes();
+                out.send_all(&[&log, &answer]).context("answering lightningd")?;
             }
             Incoming::Other => {
-                let mut framed = msg;
-                framed.extend_from_slice(b"\n\n");
-                if to_plugin.write_all(&framed).await.is_err() {
+                if pass.send(msg).is_err() {
                     break;
                 }
             }
         }
     }
-    // lightningd closed the pipe: it is stopping. Write what is queued and go;
-    // every stored change is already durable.
-    drop(to_plugin);
-    out.flush().await;
-    plugin_task.abort();
-    writer.abort();
     Ok(())
 }
 

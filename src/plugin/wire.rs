@@ -11,119 +11,132 @@
 //! It must not decide anything about a write: that is [`super::hook`].
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Messages larger than this are refused: lightningd's largest `db_write`
 /// carries a transaction's statements, far below it.
 const MAX_MESSAGE: usize = 512 << 20;
 
-/// Splits a byte stream into messages separated by `\n\n`.
-pub struct Framer<R> {
-    input: R,
+/// Buffer of a byte stream, split into messages separated by `\n\n`.
+#[derive(Default)]
+struct Frames {
     buf: Vec<u8>,
     scanned: usize,
 }
 
-impl<R: AsyncRead + Unpin> Framer<R> {
+impl Frames {
+    /// The next whole message in the buffer, without its separator.
+    fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let at = self.buf[self.scanned..].windows(2).position(|w| w == b"\n\n")?;
+            let end = self.scanned + at;
+            let msg: Vec<u8> = self.buf.drain(..end + 2).take(end).collect();
+            self.scanned = 0;
+            if !msg.iter().all(u8::is_ascii_whitespace) {
+                return Some(msg);
+            }
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.scanned = self.buf.len().saturating_sub(1);
+        if self.buf.len() + data.len() > MAX_MESSAGE {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "message too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// What is left at end of input: a last message without separator.
+    fn rest(&mut self) -> Option<Vec<u8>> {
+        let rest = std::mem::take(&mut self.buf);
+        self.scanned = 0;
+        (!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest)
+    }
+}
+
+/// Reads messages from a blocking stream (lightningd's pipe on stdin).
+pub struct Framer<R> {
+    input: R,
+    frames: Frames,
+    chunk: Vec<u8>,
+}
+
+impl<R: Read> Framer<R> {
     pub fn new(input: R) -> Self {
-        Framer { input, buf: Vec::with_capacity(64 << 10), scanned: 0 }
+        Framer { input, frames: Frames::default(), chunk: vec![0; 64 << 10] }
     }
 
     /// The next message without its separator; `None` at end of input.
-    /// Whitespace-only leftovers at the end are ignored.
-    pub async fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+    pub fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         loop {
-            if let Some(at) = self.buf[self.scanned..].windows(2).position(|w| w == b"\n\n") {
-                let end = self.scanned + at;
-                let msg: Vec<u8> = self.buf.drain(..end + 2).take(end).collect();
-                self.scanned = 0;
-                if msg.iter().all(|b| b.is_ascii_whitespace()) {
-                    continue;
-                }
+            if let Some(msg) = self.frames.next() {
                 return Ok(Some(msg));
             }
-            self.scanned = self.buf.len().saturating_sub(1);
-            if self.buf.len() > MAX_MESSAGE {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "message too large"));
-            }
-            let mut chunk = [0u8; 64 << 10];
-            let n = self.input.read(&mut chunk).await?;
+            let n = match self.input.read(&mut self.chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
-                let rest = std::mem::take(&mut self.buf);
-                self.scanned = 0;
-                if rest.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Ok(None);
-                }
-                return Ok(Some(rest));
+                return Ok(self.frames.rest());
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.frames.push(&self.chunk[..n])?;
         }
     }
 }
 
-enum Queued {
-    Message(Vec<u8>),
-    /// Answered once everything queued before it is written.
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// A handle for queueing whole messages to stdout.
+/// Whole messages to lightningd. Every writer takes the one lock, so nothing
+/// interleaves, and a message is flushed before the lock is released.
 #[derive(Clone)]
-pub struct Out(mpsc::Sender<Queued>);
+pub struct Out(Arc<Mutex<Box<dyn Write + Send>>>);
 
 impl Out {
-    /// Start the writer task over `output`.
-    pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(mut output: W) -> (Out, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Queued>(256);
-        let task = tokio::spawn(async move {
-            while let Some(item) = rx.recv().await {
-                match item {
-                    Queued::Message(mut msg) => {
-                        msg.extend_from_slice(b"\n\n");
-                        if output.write_all(&msg).await.is_err() || output.flush().await.is_err() {
-                            break;
-                        }
-                    }
-                    Queued::Flush(done) => {
-                        let _ = done.send(());
-                    }
-                }
-            }
-        });
-        (Out(tx), task)
+    pub fn new(output: impl Write + Send + 'static) -> Out {
+        Out(Arc::new(Mutex::new(Box::new(output))))
     }
 
-    /// Queue one message (without separator).
-    pub async fn send_raw(&self, msg: Vec<u8>) {
-        // The writer only stops when stdout is gone, and then lightningd is too.
-        let _ = self.0.send(Queued::Message(msg)).await;
-    }
-
-    /// Wait until everything queued so far is written.
-    pub async fn flush(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.0.send(Queued::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
+    /// Write messages (without separators), in order, under one lock.
+    pub fn send_all(&self, msgs: &[&[u8]]) -> std::io::Result<()> {
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for msg in msgs {
+            out.write_all(msg)?;
+            out.write_all(b"\n\n")?;
         }
+        out.flush()
     }
 
-    /// Queue a JSON value.
-    pub async fn send(&self, value: &Value) {
-        self.send_raw(value.to_string().into_bytes()).await;
-    }
-
-    /// Queue a `log` notification.
-    pub async fn log(&self, level: &str, message: &str) {
-        self.send(&json!({"jsonrpc": "2.0", "method": "log", "params": {"level": level, "message": message}})).await;
+    /// Write one message.
+    pub fn send_raw(&self, msg: &[u8]) -> std::io::Result<()> {
+        self.send_all(&[msg])
     }
 }
 
-/// Forward cln-plugin's output, message by message, into the queue.
-pub async fn forward_plugin_output<R: AsyncRead + Unpin>(from: R, out: Out) {
-    let mut framer = Framer::new(from);
-    while let Ok(Some(msg)) = framer.next().await {
-        out.send_raw(msg).await;
+/// A `log` notification.
+pub fn log_notification(level: &str, message: &str) -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "method": "log", "params": {"level": level, "message": message}}).to_string().into_bytes()
+}
+
+/// Forward cln-plugin's output, message by message, to lightningd.
+pub async fn forward_plugin_output<R: AsyncRead + Unpin>(mut from: R, out: Out) {
+    let mut frames = Frames::default();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        while let Some(msg) = frames.next() {
+            if out.send_raw(&msg).is_err() {
+                return;
+            }
+        }
+        match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if frames.push(&chunk[..n]).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -193,14 +206,45 @@ pub fn error_response(id: &Value, message: &str) -> Value {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn frames_split_on_blank_lines_across_reads() {
+    /// Hands out its bytes a few at a time, as a pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(3);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_split_on_blank_lines_across_reads() {
         let data: &[u8] = b"{\"a\":1}\n\n{\"b\":\n2}\n\n\n\n{\"c\":3}";
-        let mut f = Framer::new(data);
-        assert_eq!(f.next().await.unwrap().unwrap(), b"{\"a\":1}");
-        assert_eq!(f.next().await.unwrap().unwrap(), b"{\"b\":\n2}");
-        assert_eq!(f.next().await.unwrap().unwrap(), b"{\"c\":3}");
-        assert!(f.next().await.unwrap().is_none());
+        let mut f = Framer::new(Trickle(data));
+        assert_eq!(f.next().unwrap().unwrap(), b"{\"a\":1}");
+        assert_eq!(f.next().unwrap().unwrap(), b"{\"b\":\n2}");
+        assert_eq!(f.next().unwrap().unwrap(), b"{\"c\":3}");
+        assert!(f.next().unwrap().is_none());
+    }
+
+    #[test]
+    fn out_writes_whole_messages_in_order() {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Shared::default();
+        let out = Out::new(sink.clone());
+        out.send_all(&[b"{\"log\":1}", b"{\"answer\":2}"]).unwrap();
+        assert_eq!(&*sink.0.lock().unwrap(), b"{\"log\":1}\n\n{\"answer\":2}\n\n");
     }
 
     #[test]

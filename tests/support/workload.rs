@@ -208,6 +208,12 @@ impl Workload {
         w
     }
 
+    /// Go on from `version`: the node made writes of its own since the last
+    /// transaction produced here (a restart's start-up write).
+    pub fn resume_at(&mut self, version: u32) {
+        self.version = version;
+    }
+
     /// `data_version` of the last transaction produced.
     pub fn version(&self) -> u32 {
         self.version
@@ -535,7 +541,8 @@ impl Workload {
             self.rng.blob(32),
             self.rng.below(4),
             self.rng.range(546, 100_000_000),
-            if self.rng.chance(50) { self.height.to_string() } else { "NULL".into() },
+            // Confirmed in the latest block, once there is one (heights start above 100).
+            if self.rng.chance(50) && self.height > 100 { self.height.to_string() } else { "NULL".into() },
             self.rng.blob(22),
         )];
         self.commit(s)

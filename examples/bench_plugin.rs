@@ -20,22 +20,8 @@ mod workload;
 use cln_backup::Store;
 use sim::{Node, NodeDir, Start};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn plugin_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "--bin", "cln-backup"]);
-    if release {
-        cmd.arg("--release");
-    }
-    assert!(cmd.status().expect("run cargo build").success(), "building the plugin binary failed");
-    profile_dir.join("cln-backup")
-}
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -57,7 +43,7 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let binary = plugin_binary();
+    let binary = sim::plugin_binary_beside_example();
     let work = tempfile::Builder::new().prefix("bench-plugin-").tempdir_in(&parent).expect("work dir");
     let dir = NodeDir::new_in(work.path());
     let store_path = work.path().join("plugin.redb");

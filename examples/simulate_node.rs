@@ -16,7 +16,7 @@ mod workload;
 
 use cln_backup::{restore, Store};
 use sim::{Node, NodeDir, Start};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -44,25 +44,6 @@ fn args() -> Args {
     a
 }
 
-/// The plugin binary beside this example's target directory, built if missing.
-fn plugin_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = profile_dir.join("cln-backup");
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "--bin", "cln-backup"]);
-    if release {
-        cmd.arg("--release");
-    }
-    // Always ask cargo: it rebuilds only if the sources changed.
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "building the plugin binary failed");
-    assert!(bin.exists(), "{} is missing after the build", bin.display());
-    bin
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -72,7 +53,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let args = args();
-    let binary = plugin_binary();
+    let binary = sim::plugin_binary_beside_example();
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = NodeDir::new_in(&parent);
     let store_path = dir.root.path().join("backup.redb");

@@ -134,22 +134,9 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch as an ISO 8601 UTC time.
+/// Milliseconds since the Unix epoch as an ISO 8601 UTC time, to the second.
 pub fn utc_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days to civil date (proleptic Gregorian), after H. Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    cln_backup::record::utc_iso8601(ms, false)
 }
 
 #[cfg(test)]
@@ -175,14 +162,6 @@ mod tests {
         assert!(remote.to_string().contains("socket:127.0.0.1:9000"));
         let host = store_path(Path::new("file://example.com/x")).unwrap_err();
         assert!(host.to_string().contains("absolute path"));
-    }
-
-    #[test]
-    fn times_are_utc_iso8601() {
-        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_time(1_700_000_000_999), "2023-11-14T22:13:20Z");
-        assert_eq!(utc_time(4_107_542_399_000), "2100-02-28T23:59:59Z");
     }
 
     #[test]

@@ -184,9 +184,16 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
         let change = change?;
         for (i, tx) in change.transactions.iter().enumerate() {
             if i == 0 {
-                writeln!(w, "\n-- version {} ({})", change.data_version(), iso8601_utc(tx.time_ms)).map_err(io)?;
+                writeln!(
+                    w,
+                    "\n-- version {} ({})",
+                    change.data_version(),
+                    crate::record::utc_iso8601(tx.time_ms, true)
+                )
+                .map_err(io)?;
             } else {
-                writeln!(w, "-- reported again at the same version ({})", iso8601_utc(tx.time_ms)).map_err(io)?;
+                writeln!(w, "-- reported again at the same version ({})", crate::record::utc_iso8601(tx.time_ms, true))
+                    .map_err(io)?;
             }
             for s in &tx.statements {
                 let s = fix_pre_4090(s);
@@ -236,42 +243,4 @@ pub fn export_dump(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
         records: replayed.changes,
         bytes,
     })
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch.
-pub fn iso8601_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
-        // 2000-02-29 (a leap day in a century leap year) 12:34:56.789
-        assert_eq!(iso8601_utc(951_827_696_789), "2000-02-29T12:34:56.789Z");
-        assert_eq!(iso8601_utc(1_709_559_264_000), "2024-03-04T13:34:24.000Z");
-        // 2100-03-01: 2100 is not a leap year.
-        assert_eq!(iso8601_utc(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
-    }
 }

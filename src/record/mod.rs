@@ -211,7 +211,53 @@ impl Meta {
     }
 }
 
+/// A record time (milliseconds since the Unix epoch) as ISO 8601 UTC,
+/// `2023-11-14T22:13:20Z`, with `.mmm` milliseconds when `millis` is set.
+pub fn utc_iso8601(ms: u64, millis: bool) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let (h, min, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    if millis {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{:03}Z", ms % 1000)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
+    }
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_iso8601(0, true), "1970-01-01T00:00:00.000Z");
+        // A leap day in a century leap year.
+        assert_eq!(utc_iso8601(951_827_696_789, true), "2000-02-29T12:34:56.789Z");
+        assert_eq!(utc_iso8601(1_709_559_264_000, true), "2024-03-04T13:34:24.000Z");
+        // 2100 is not a leap year.
+        assert_eq!(utc_iso8601(4_107_542_400_000, true), "2100-03-01T00:00:00.000Z");
+        assert_eq!(utc_iso8601(1_700_000_000_999, false), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_iso8601(4_107_542_399_000, false), "2100-02-28T23:59:59Z");
+    }
 }

@@ -66,6 +66,25 @@ pub fn migrations() -> Vec<Migration> {
         .collect()
 }
 
+/// For examples: the `cln-backup` binary of the example's own profile, built
+/// with cargo first (`cargo run --example` does not build binaries; cargo
+/// rebuilds only what changed).
+pub fn plugin_binary_beside_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--bin", "cln-backup"]);
+    if release {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().expect("run cargo build").success(), "building the plugin binary failed");
+    let bin = profile_dir.join("cln-backup");
+    assert!(bin.exists(), "{} is missing after the build", bin.display());
+    bin
+}
+
 /// A log notification the plugin sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {

@@ -10,6 +10,7 @@
 //! Run: `cargo run --release --example bench_store [-- --quick] [--dir DIR]`.
 //! The default directory is a temporary one under the current directory, so
 //! that it is on the same (real) disk as the project, not a tmpfs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/workload.rs"]
 mod workload;

@@ -3,6 +3,7 @@
 //! compaction and table rebuilds, checked after every step against an
 //! in-memory model of what the store must hold, and regularly by restoring
 //! and comparing with the model's transactions applied directly to SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! happen, lone `PRAGMA foreign_keys` reports run outside transactions, the
 //! u32 wrap keeps its order, earlier versions and compaction give the same
 //! databases as applying the transactions directly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -16,6 +16,7 @@
 //! - head and prev_version are derived from the log's keys, never stored
 //!   twice, so adding a change touches one table.
 
+mod log;
 mod snapshot;
 
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ use crate::record::{
     StoredPart, FORMAT_VERSION,
 };
 use crate::version::{self, data_version, Seq};
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -34,6 +35,8 @@ use std::sync::{Mutex, MutexGuard};
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// Older change records, packed into segments keyed by their last version (see [`log`]).
+pub(crate) const SEALED: TableDefinition<u64, &[u8]> = TableDefinition::new("sealed_changes");
 pub(crate) const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 pub(crate) const CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("snapshot_chunks");
 
@@ -234,6 +237,7 @@ impl Store {
             t.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
             t.insert(KEY_META, meta.to_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
             txn.open_table(CHANGES).map_err(|e| Error::redb(&path, e))?;
+            txn.open_table(SEALED).map_err(|e| Error::redb(&path, e))?;
             txn.open_table(SNAPSHOTS).map_err(|e| Error::redb(&path, e))?;
             txn.open_table(CHUNKS).map_err(|e| Error::redb(&path, e))?;
         }
@@ -376,11 +380,10 @@ impl Store {
 
     fn read_change(&self, seq: Seq) -> Result<StoredChange> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
-        let v = t.get(seq).map_err(|e| self.err(e))?.ok_or_else(|| {
+        let bytes = record_in(&self.path, &txn, seq)?.ok_or_else(|| {
             Error::corrupt(&self.path, format!("change record for version {} is missing", data_version(seq)))
         })?;
-        StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))
+        StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(&self.path, e))
     }
 
     fn put_change(&self, seq: Seq, rec: &StoredChange) -> Result<()> {
@@ -390,6 +393,7 @@ impl Store {
             let mut t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
             t.insert(seq, bytes.as_slice()).map_err(|e| self.err(e))?;
         }
+        log::seal_if_due(&txn).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))
     }
 
@@ -413,12 +417,17 @@ impl Store {
         let prev = {
             let mut t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
             t.remove(head).map_err(|e| self.err(e))?;
-            let prev = t.range(..head).map_err(|e| self.err(e))?.next_back();
+            let sealed = txn.open_table(SEALED).map_err(|e| self.err(e))?;
+            let base = st.base();
+            let prev = if head > base {
+                log::record_at(&t, &sealed, head - 1).map_err(|e| lookup_error(&self.path, e))?
+            } else {
+                None
+            };
             match prev {
-                Some(entry) => {
-                    let (k, v) = entry.map_err(|e| self.err(e))?;
-                    let rec = StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?;
-                    Some((k.value(), rec))
+                Some(bytes) => {
+                    let rec = StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(&self.path, e))?;
+                    Some((head - 1, rec))
                 }
                 None => None,
             }
@@ -448,17 +457,11 @@ impl Store {
     /// The hash the record at `seq` chains from.
     fn chain_origin_of(&self, seq: Seq) -> Result<Hash> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
-        let before = t.range(..seq).map_err(|e| self.err(e))?.next_back();
+        let st = load_state(&self.path, &txn)?;
+        let before = if seq > st.base() { record_in(&self.path, &txn, seq - 1)? } else { None };
         match before {
-            Some(entry) => {
-                let (_, v) = entry.map_err(|e| self.err(e))?;
-                Ok(StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?.hash)
-            }
-            None => {
-                let st = load_state(&self.path, &txn)?;
-                Ok(st.origin())
-            }
+            Some(bytes) => Ok(StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(&self.path, e))?.hash),
+            None => Ok(st.origin()),
         }
     }
 
@@ -528,8 +531,9 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
-            let current = match t.get(seq).map_err(|e| self.err(e))? {
-                Some(v) => Some(StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?.hash),
+            let sealed = txn.open_table(SEALED).map_err(|e| self.err(e))?;
+            let current = match log::record_at(&t, &sealed, seq).map_err(|e| lookup_error(&self.path, e))? {
+                Some(v) => Some(StoredChange::from_bytes(&v).map_err(|e| Error::corrupt(&self.path, e))?.hash),
                 None => None,
             };
             if current != Some(expect) || st.head <= seq {
@@ -537,10 +541,8 @@ impl Store {
             }
         }
         snapshot::install(&self.path, &txn, seq, &staged, foreign_keys, |_| expect)?;
-        let changes_after = {
-            let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
-            t.len().map_err(|e| self.err(e))?
-        };
+        // Records are consecutive from the snapshot to the head.
+        let changes_after = st.head - seq;
         let record = CompactionRecord {
             time_ms: now_ms(),
             snapshot_seq: seq,
@@ -583,6 +585,20 @@ impl Store {
     }
 }
 
+fn lookup_error(path: &Path, e: log::LookupError) -> Error {
+    match e {
+        log::LookupError::Storage(e) => Error::redb(path, e),
+        log::LookupError::Corrupt(what) => Error::corrupt(path, what),
+    }
+}
+
+/// The bytes of the record at `seq` in a read view.
+fn record_in(path: &Path, txn: &redb::ReadTransaction, seq: Seq) -> Result<Option<Vec<u8>>> {
+    let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+    let sealed = txn.open_table(SEALED).map_err(|e| Error::redb(path, e))?;
+    log::record_at(&tail, &sealed, seq).map_err(|e| lookup_error(path, e))
+}
+
 fn load_state(path: &Path, txn: &redb::ReadTransaction) -> Result<State> {
     let err = |e: redb::Error| match e {
         redb::Error::TableDoesNotExist(t) => {
@@ -612,17 +628,32 @@ fn load_state(path: &Path, txn: &redb::ReadTransaction) -> Result<State> {
         Some((k, v)) => Some((k.value(), SnapshotHeader::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?)),
         None => None,
     };
-    let changes_t = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
-    let changes = changes_t.len().map_err(|e| err(e.into()))?;
-    let mut tail = changes_t.range::<u64>(..).map_err(|e| err(e.into()))?.rev().take(2);
-    let decode =
-        |entry: std::result::Result<(redb::AccessGuard<u64>, redb::AccessGuard<&[u8]>), redb::StorageError>| {
-            let (k, v) = entry.map_err(|e| err(e.into()))?;
-            let rec = StoredChange::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?;
-            Ok::<_, Error>((k.value(), rec))
-        };
-    let last = tail.next().map(decode).transpose()?;
-    let before = tail.next().map(decode).transpose()?;
+    let tail = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
+    let sealed = txn.open_table(SEALED).map_err(|e| err(e.into()))?;
+    let decode = |seq: Seq, bytes: &[u8]| {
+        let rec = StoredChange::from_bytes(bytes).map_err(|e| Error::corrupt(path, e))?;
+        Ok::<_, Error>((seq, rec))
+    };
+    // The head's record is always in the tail (see `log`).
+    let last = match tail.last().map_err(|e| err(e.into()))? {
+        Some((k, v)) => Some(decode(k.value(), v.value())?),
+        None => None,
+    };
+    let before = match &last {
+        Some((seq, _)) if *seq > 0 => {
+            match log::record_at(&tail, &sealed, seq - 1).map_err(|e| lookup_error(path, e))? {
+                Some(bytes) => Some(decode(seq - 1, &bytes)?),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    // Records are consecutive, so their count follows from the first and last.
+    let first = log::first_seq(&tail, &sealed).map_err(|e| lookup_error(path, e))?;
+    let changes = match (first, &last) {
+        (Some(first), Some((last, _))) if *last >= first => last - first + 1,
+        _ => 0,
+    };
     let mut st = State { meta, head: 0, snapshot, last: None, tip: [0; 32], changes };
     let origin = st.origin();
     st.head = st.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
@@ -685,10 +716,19 @@ impl Reader<'_> {
     }
 
     fn changes_inner(&self, upto: Seq) -> Result<Changes> {
-        let t = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
-        let start = self.state.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
-        let range = t.range(start..=upto).map_err(|e| self.store.err(e))?;
-        Ok(Changes { path: self.store.path.clone(), range, prev_hash: self.state.origin(), prev_seq: None, start })
+        let tail = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
+        let sealed = self.txn.open_table(SEALED).map_err(|e| self.store.err(e))?;
+        let start = self.state.base();
+        Ok(Changes {
+            path: self.store.path.clone(),
+            sealed: sealed.range(start..).map_err(|e| self.store.err(e))?,
+            segment: std::collections::VecDeque::new(),
+            tail: tail.range(start..=upto).map_err(|e| self.store.err(e))?,
+            upto,
+            prev_hash: self.state.origin(),
+            prev_seq: None,
+            start,
+        })
     }
 
     /// Bytes of each stored change record, for size accounting.
@@ -697,20 +737,27 @@ impl Reader<'_> {
     }
 
     fn stored_change_bytes_inner(&self) -> Result<u64> {
-        let t = self.txn.open_table(CHANGES).map_err(|e| self.store.err(e))?;
         let mut total = 0u64;
-        for entry in t.range::<u64>(..).map_err(|e| self.store.err(e))? {
-            let (_, v) = entry.map_err(|e| self.store.err(e))?;
-            total += v.value().len() as u64;
+        for table in [CHANGES, SEALED] {
+            let t = self.txn.open_table(table).map_err(|e| self.store.err(e))?;
+            for entry in t.range::<u64>(..).map_err(|e| self.store.err(e))? {
+                let (_, v) = entry.map_err(|e| self.store.err(e))?;
+                total += v.value().len() as u64;
+            }
         }
         Ok(total)
     }
 }
 
-/// Iterator over checked, decoded change records.
+/// Iterator over checked, decoded change records: sealed segments first,
+/// then the tail.
 pub struct Changes {
     path: PathBuf,
-    range: redb::Range<'static, u64, &'static [u8]>,
+    sealed: redb::Range<'static, u64, &'static [u8]>,
+    /// Records of the current segment not yet yielded.
+    segment: std::collections::VecDeque<(Seq, Vec<u8>)>,
+    tail: redb::Range<'static, u64, &'static [u8]>,
+    upto: Seq,
     prev_hash: Hash,
     prev_seq: Option<Seq>,
     start: Seq,
@@ -722,15 +769,40 @@ impl Changes {
         self.prev_hash
     }
 
-    fn step(
-        &mut self,
-        entry: std::result::Result<
-            (redb::AccessGuard<'static, u64>, redb::AccessGuard<'static, &'static [u8]>),
-            redb::StorageError,
-        >,
-    ) -> Result<Change> {
-        let (k, v) = entry.map_err(|e| Error::redb(&self.path, e))?;
-        let seq = k.value();
+    /// The next stored record in order, as (version, bytes).
+    fn next_raw(&mut self) -> Result<Option<(Seq, Vec<u8>)>> {
+        loop {
+            if let Some((seq, bytes)) = self.segment.pop_front() {
+                if seq < self.start {
+                    continue;
+                }
+                if seq > self.upto {
+                    self.segment.clear();
+                    return Ok(None);
+                }
+                return Ok(Some((seq, bytes)));
+            }
+            match self.sealed.next() {
+                Some(entry) => {
+                    let (_, v) = entry.map_err(|e| Error::redb(&self.path, e))?;
+                    let segment = log::Segment::from_bytes(v.value()).map_err(|e| Error::corrupt(&self.path, e))?;
+                    let first = segment.first;
+                    self.segment =
+                        segment.records.into_iter().enumerate().map(|(i, r)| (first + i as u64, r)).collect();
+                }
+                None => break,
+            }
+        }
+        match self.tail.next() {
+            Some(entry) => {
+                let (k, v) = entry.map_err(|e| Error::redb(&self.path, e))?;
+                Ok(Some((k.value(), v.value().to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn step(&mut self, seq: Seq, bytes: &[u8]) -> Result<Change> {
         let expected_seq = match self.prev_seq {
             Some(p) => p + 1,
             None => seq.max(self.start),
@@ -742,7 +814,7 @@ impl Changes {
                 format!("change record for version {} is missing", data_version(expected_seq.min(seq))),
             ));
         }
-        let rec = StoredChange::from_bytes(v.value())
+        let rec = StoredChange::from_bytes(bytes)
             .map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq))))?;
         if !rec.check(&self.prev_hash, seq) {
             return Err(Error::corrupt(
@@ -763,9 +835,10 @@ impl Iterator for Changes {
     type Item = Result<Change>;
     fn next(&mut self) -> Option<Self::Item> {
         let path = self.path.clone();
-        match guarded(&path, || Ok(self.range.next().map(|entry| self.step(entry)))) {
-            Ok(item) => item,
-            Err(e) => Some(Err(e)),
-        }
+        let item = guarded(&path, || match self.next_raw()? {
+            Some((seq, bytes)) => self.step(seq, &bytes).map(Some),
+            None => Ok(None),
+        });
+        item.transpose()
     }
 }

@@ -6,7 +6,7 @@
 //! the content hash check. No step holds a whole image in memory. It must not
 //! decide when snapshots are taken.
 
-use super::{CHANGES, CHUNKS, SNAPSHOTS};
+use super::{CHUNKS, SNAPSHOTS};
 use crate::error::{Error, Result};
 use crate::record::{now_ms, Hash, SnapshotHeader};
 use crate::version::Seq;
@@ -146,9 +146,8 @@ pub(super) fn install(
         created_ms: now_ms(),
     };
     snaps.insert(seq, header.to_bytes().as_slice()).map_err(|e| err(e.into()))?;
-    let mut changes = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
-    changes.retain_in(..=seq, |_, _| false).map_err(|e| err(e.into()))?;
-    Ok(())
+    drop(snaps);
+    super::log::prune_through(txn, seq).map_err(|e| super::lookup_error(path, e))
 }
 
 /// Within `txn`: store `image` as the snapshot at `seq` and install it, all at once.

@@ -1,0 +1,148 @@
+//! The change log's layout in redb: a small tail table that every write
+//! touches, and sealed segments that hold older records packed together.
+//!
+//! Owns where a record lives and moving records from the tail into segments.
+//! Writes touch only the tail, which stays a few dozen records long, so a
+//! commit rewrites few pages however long the log grows; sealed records are
+//! packed 128 to a value, so they fill their pages instead of leaving the
+//! room one small value per leaf slot leaves. It must not interpret records:
+//! they move as the bytes they were written as, hash chain included.
+//!
+//! Invariants: every sealed record is older than every tail record; the tail
+//! keeps at least the last two records, so a write, an append to the head's
+//! record and a rewind never reach a segment; a segment holds consecutive
+//! records and is keyed by the version of its last one.
+
+use super::{CHANGES, SEALED};
+use crate::version::Seq;
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+/// Records packed into one sealed segment.
+pub(super) const SEGMENT_RECORDS: u64 = 128;
+/// Tail length at which the oldest [`SEGMENT_RECORDS`] are sealed.
+const SEAL_AT: u64 = SEGMENT_RECORDS + 2;
+
+#[derive(Serialize, Deserialize)]
+enum SegmentEnvelope {
+    V1 { first: Seq, records: Vec<Vec<u8>> },
+}
+
+/// A sealed segment, decoded.
+pub(super) struct Segment {
+    pub first: Seq,
+    pub records: Vec<Vec<u8>>,
+}
+
+impl Segment {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Segment, String> {
+        match postcard::from_bytes::<SegmentEnvelope>(bytes) {
+            Ok(SegmentEnvelope::V1 { first, records }) if !records.is_empty() => Ok(Segment { first, records }),
+            Ok(_) => Err("sealed segment is empty".into()),
+            Err(e) => Err(format!("sealed segment does not decode: {e}")),
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(&SegmentEnvelope::V1 { first: self.first, records: self.records.clone() })
+            .unwrap_or_default()
+    }
+
+    pub fn last(&self) -> Seq {
+        self.first + self.records.len() as u64 - 1
+    }
+
+    /// The record at `seq`, if this segment holds it.
+    pub fn get(&self, seq: Seq) -> Option<&[u8]> {
+        let i = seq.checked_sub(self.first)?;
+        self.records.get(usize::try_from(i).ok()?).map(Vec::as_slice)
+    }
+}
+
+/// Where a lookup failed.
+pub(super) enum LookupError {
+    Storage(redb::Error),
+    Corrupt(String),
+}
+
+impl From<redb::StorageError> for LookupError {
+    fn from(e: redb::StorageError) -> Self {
+        LookupError::Storage(e.into())
+    }
+}
+
+/// The bytes of the record at `seq`, from the tail or a segment.
+pub(super) fn record_at(
+    tail: &impl ReadableTable<u64, &'static [u8]>,
+    sealed: &impl ReadableTable<u64, &'static [u8]>,
+    seq: Seq,
+) -> Result<Option<Vec<u8>>, LookupError> {
+    if let Some(v) = tail.get(seq)? {
+        return Ok(Some(v.value().to_vec()));
+    }
+    let Some(entry) = sealed.range(seq..)?.next() else {
+        return Ok(None);
+    };
+    let (_, v) = entry?;
+    let segment = Segment::from_bytes(v.value()).map_err(LookupError::Corrupt)?;
+    Ok(segment.get(seq).map(<[u8]>::to_vec))
+}
+
+/// The first record's version, if the log holds any.
+pub(super) fn first_seq(
+    tail: &impl ReadableTable<u64, &'static [u8]>,
+    sealed: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Option<Seq>, LookupError> {
+    if let Some((_, v)) = sealed.first()? {
+        return Ok(Some(Segment::from_bytes(v.value()).map_err(LookupError::Corrupt)?.first));
+    }
+    Ok(tail.first()?.map(|(k, _)| k.value()))
+}
+
+/// Within `txn`, after a record was added to the tail: seal the oldest
+/// records into a segment once the tail is long enough.
+pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    let mut tail = txn.open_table(CHANGES)?;
+    if tail.len()? < SEAL_AT {
+        return Ok(());
+    }
+    let mut records = Vec::with_capacity(SEGMENT_RECORDS as usize);
+    let mut first = None;
+    for entry in tail.range::<u64>(..)?.take(SEGMENT_RECORDS as usize) {
+        let (k, v) = entry?;
+        first.get_or_insert(k.value());
+        records.push(v.value().to_vec());
+    }
+    let Some(first) = first else { return Ok(()) };
+    let segment = Segment { first, records };
+    let last = segment.last();
+    tail.retain_in(first..=last, |_, _| false)?;
+    let mut sealed = txn.open_table(SEALED)?;
+    sealed.insert(last, segment.to_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Within `txn`: drop every record at or below `seq`, from the tail and from
+/// segments (a segment reaching past `seq` keeps its later records).
+pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), LookupError> {
+    let mut tail = txn.open_table(CHANGES).map_err(|e| LookupError::Storage(e.into()))?;
+    tail.retain_in(..=seq, |_, _| false)?;
+    let mut sealed = txn.open_table(SEALED).map_err(|e| LookupError::Storage(e.into()))?;
+    sealed.retain_in(..=seq, |_, _| false)?;
+    let straddling = match sealed.range(seq..)?.next() {
+        Some(entry) => {
+            let (k, v) = entry?;
+            Some((k.value(), Segment::from_bytes(v.value()).map_err(LookupError::Corrupt)?))
+        }
+        None => None,
+    };
+    if let Some((key, mut segment)) = straddling {
+        if segment.first <= seq {
+            let drop = (seq - segment.first + 1) as usize;
+            segment.records.drain(..drop);
+            segment.first = seq + 1;
+            sealed.insert(key, segment.to_bytes().as_slice())?;
+        }
+    }
+    Ok(())
+}

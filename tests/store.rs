@@ -441,7 +441,7 @@ fn long_logs_seal_into_segments_and_stay_exact() {
     let store = Store::create(&path).unwrap();
     let mut load = Workload::new(11);
     let mut txns: Vec<Txn> = Vec::new();
-    // 700 transactions cross five sealing points (every 128 records).
+    // 700 transactions (about 600 KiB of records) fill several sealed segments.
     for i in 0..700u32 {
         let txn = load.next_txn();
         store.add_change(txn.0, &txn.1).unwrap();

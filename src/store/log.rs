@@ -4,8 +4,9 @@
 //! Owns where a record lives and moving records from the tail into segments.
 //! Writes touch only the tail, which stays a few dozen records long, so a
 //! commit rewrites few pages however long the log grows; sealed records are
-//! packed 128 to a value, so they fill their pages instead of leaving the
-//! room one small value per leaf slot leaves. It must not interpret records:
+//! packed up to just under 64 KiB a value, which redb stores in one 64 KiB
+//! page, so they fill their pages instead of leaving the room that small
+//! values split across leaves leave. It must not interpret records:
 //! they move as the bytes they were written as, hash chain included.
 //!
 //! Invariants: every sealed record is older than every tail record; the tail
@@ -18,10 +19,17 @@ use crate::version::Seq;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-/// Records packed into one sealed segment.
-pub(super) const SEGMENT_RECORDS: u64 = 128;
-/// Tail length at which the oldest [`SEGMENT_RECORDS`] are sealed.
-const SEAL_AT: u64 = SEGMENT_RECORDS + 2;
+/// Bytes of records packed into one sealed segment at most (a record larger
+/// than this is sealed alone): with the segment's own framing it stays within
+/// one 64 KiB page.
+const SEGMENT_BYTES: usize = 63 * 1024;
+/// Tail length at which its oldest records are sealed, as many segments as
+/// they fill, down to [`TAIL_KEEP`]. Sealing in bulk this rarely (one commit
+/// in about 280 also writes segments) keeps it out of the 99th percentile of
+/// write latency.
+const SEAL_AT: u64 = 300;
+/// Records the tail keeps after sealing; at least the last two.
+const TAIL_KEEP: u64 = 16;
 
 #[derive(Serialize, Deserialize)]
 enum SegmentEnvelope {
@@ -103,22 +111,39 @@ pub(super) fn first_seq(
 /// records into a segment once the tail is long enough.
 pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
     let mut tail = txn.open_table(CHANGES)?;
-    if tail.len()? < SEAL_AT {
+    let len = tail.len()?;
+    if len < SEAL_AT {
         return Ok(());
     }
-    let mut records = Vec::with_capacity(SEGMENT_RECORDS as usize);
-    let mut first = None;
-    for entry in tail.range::<u64>(..)?.take(SEGMENT_RECORDS as usize) {
-        let (k, v) = entry?;
-        first.get_or_insert(k.value());
-        records.push(v.value().to_vec());
-    }
-    let Some(first) = first else { return Ok(()) };
-    let segment = Segment { first, records };
-    let last = segment.last();
-    tail.retain_in(first..=last, |_, _| false)?;
+    let mut sealable = len - TAIL_KEEP;
+    // Tiny records may not fill a segment for a long time: past this length
+    // the tail is sealed anyway, partial segment included.
+    let force = len >= 4 * SEAL_AT;
     let mut sealed = txn.open_table(SEALED)?;
-    sealed.insert(last, segment.to_bytes().as_slice())?;
+    while sealable > 0 {
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0usize;
+        let mut first = None;
+        let mut full = false;
+        for entry in tail.range::<u64>(..)?.take(sealable as usize) {
+            let (k, v) = entry?;
+            let value = v.value();
+            if !records.is_empty() && bytes + value.len() > SEGMENT_BYTES {
+                full = true;
+                break;
+            }
+            first.get_or_insert(k.value());
+            bytes += value.len();
+            records.push(value.to_vec());
+        }
+        // Only full segments: the rest waits in the tail for the next round.
+        let (Some(first), true) = (first, full || force) else { break };
+        let segment = Segment { first, records };
+        let last = segment.last();
+        tail.retain_in(first..=last, |_, _| false)?;
+        sealed.insert(last, segment.to_bytes().as_slice())?;
+        sealable -= segment.records.len() as u64;
+    }
     Ok(())
 }
 

@@ -52,7 +52,9 @@ fn main() {
     let bare = Store::create(work.path().join("bare.redb")).unwrap();
     let mut floor = std::fs::OpenOptions::new().create(true).append(true).open(work.path().join("floor.log")).unwrap();
 
-    let mut node = Node::start(&dir, &Start::with_plugin(&binary)).unwrap_or_else(|e| panic!("start: {e}"));
+    let mut start = Start::with_plugin(&binary);
+    start.durable_node = true;
+    let mut node = Node::start(&dir, &start).unwrap_or_else(|e| panic!("start: {e}"));
     // The bare store follows the node's versions: give it the same start-up history.
     for v in 1..=node.data_version() {
         bare.add_change(v, &[sim::bump(v)]).unwrap();

@@ -163,15 +163,25 @@ pub struct Start {
     pub migrations: usize,
     /// Options passed to the plugin in `init`.
     pub options: serde_json::Map<String, Value>,
+    /// Sync the node's own commits as lightningd does (SQLite's default).
+    /// Tests leave it off: a crash is simulated by not committing, and syncing
+    /// only slows them. Benchmarks turn it on, so that the node's writes are
+    /// flushed by its own commits, not by the plugin's.
+    pub durable_node: bool,
 }
 
 impl Start {
     pub fn with_plugin(binary: impl Into<PathBuf>) -> Start {
-        Start { plugin: Some(binary.into()), migrations: migrations().len(), options: serde_json::Map::new() }
+        Start {
+            plugin: Some(binary.into()),
+            migrations: migrations().len(),
+            options: serde_json::Map::new(),
+            durable_node: false,
+        }
     }
 
     pub fn without_plugin() -> Start {
-        Start { plugin: None, migrations: migrations().len(), options: serde_json::Map::new() }
+        Start { plugin: None, migrations: migrations().len(), options: serde_json::Map::new(), durable_node: false }
     }
 }
 
@@ -196,12 +206,13 @@ pub struct Node {
     pub hook_times: Vec<Duration>,
 }
 
-fn open_db(path: &Path) -> Connection {
+fn open_db(path: &Path, durable: bool) -> Connection {
     let db = Connection::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // Foreign keys on, as lightningd runs. The node's own durability is not
-    // what the simulator tests (a crash is simulated by not committing), so
-    // its commits are not synced.
-    db.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = OFF;").expect("configure the node database");
+    // Foreign keys on, as lightningd runs.
+    db.execute_batch("PRAGMA foreign_keys = ON;").expect("configure the node database");
+    if !durable {
+        db.execute_batch("PRAGMA synchronous = OFF;").expect("configure the node database");
+    }
     db
 }
 
@@ -251,7 +262,7 @@ impl Node {
     /// and the start-up version update), init.
     pub fn start(dir: &NodeDir, opts: &Start) -> Result<Node, Stop> {
         let network = dir.network();
-        let db = open_db(&dir.db());
+        let db = open_db(&dir.db(), opts.durable_node);
         let data_version = read_data_version(&db);
         let mut node = Node { network, db, data_version, plugin: None, logs: Vec::new(), hook_times: Vec::new() };
         if let Some(binary) = &opts.plugin {

@@ -225,7 +225,7 @@ impl Replayer {
             None
         };
         let ok = match found {
-            Some(v) => v == i64::from(expect_version),
+            Some(v) => same_data_version(v, expect_version),
             None => expect_version == 0,
         };
         if !ok {
@@ -241,6 +241,13 @@ impl Replayer {
         self.conn.close().map_err(|(_, e)| Error::sqlite(&self.path, e))?;
         Ok(fk)
     }
+}
+
+/// Whether SQLite's `vars.intval` for `data_version` is lightningd's u32
+/// version `expected`. lightningd's version wraps at 2^32 while the integer
+/// its bump statement increments in SQLite goes on, so compare modulo 2^32.
+fn same_data_version(stored: i64, expected: u32) -> bool {
+    stored.rem_euclid(1 << 32) == i64::from(expected)
 }
 
 /// Where a restore writes: a directory means `DIR/lightningd.sqlite3`.
@@ -412,6 +419,15 @@ pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Repor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_version_compares_modulo_2_32() {
+        assert!(same_data_version(45, 45));
+        assert!(same_data_version(1 << 32, 0));
+        assert!(same_data_version((1 << 32) + 7, 7));
+        assert!(!same_data_version(44, 45));
+        assert!(!same_data_version(-1, 0));
+    }
 
     #[test]
     fn mends_pre_4090_statements() {

@@ -55,9 +55,16 @@ pub struct StoredPart {
     pub statements: Vec<u8>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 enum ChangeEnvelope {
     V1 { hash: Hash, parts: Vec<StoredPart> },
+}
+
+/// [`ChangeEnvelope`] borrowed for writing: the same variants and fields, so
+/// the same bytes, without copying the parts on the write path.
+#[derive(Serialize)]
+enum ChangeEnvelopeRef<'a> {
+    V1 { hash: &'a Hash, parts: &'a [StoredPart] },
 }
 
 /// A change record as stored: encoded parts plus the chain hash.
@@ -108,7 +115,7 @@ impl StoredChange {
 
     /// Serialise into the versioned envelope.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let env = ChangeEnvelope::V1 { hash: self.hash, parts: self.parts.clone() };
+        let env = ChangeEnvelopeRef::V1 { hash: &self.hash, parts: &self.parts };
         postcard::to_stdvec(&env).unwrap_or_default()
     }
 
@@ -248,6 +255,18 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_records_round_trip_and_check_their_chain() {
+        let parts = vec![StoredPart { time_ms: 7, statements: codec::encode(&["SELECT 1"]) }];
+        let rec = StoredChange::new(&[3; 32], 42, parts);
+        let back = StoredChange::from_bytes(&rec.to_bytes()).unwrap();
+        assert_eq!(back.hash, rec.hash);
+        assert!(back.check(&[3; 32], 42));
+        assert!(!back.check(&[4; 32], 42), "another predecessor");
+        assert!(!back.check(&[3; 32], 43), "another version");
+        assert_eq!(back.decode(42).unwrap().transactions[0].statements, vec!["SELECT 1"]);
+    }
 
     #[test]
     fn utc_times() {

@@ -27,36 +27,7 @@ fn restore_and_compare(store: &Path, node_db: &Path) {
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("restored.sqlite3");
     restore::restore_store(&store, &dest, &restore::Options::default()).unwrap();
-    let a = rows(&dest);
-    let b = rows(node_db);
-    assert_eq!(a, b, "restored database differs from the node's");
-}
-
-fn rows(path: &Path) -> Vec<(String, Vec<String>)> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut out = Vec::new();
-    let tables: Vec<(String, String)> = conn
-        .prepare("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for (name, sql) in tables {
-        let mut stmt = conn.prepare(&format!("SELECT quote(*) FROM \"{name}\"")).ok();
-        let mut data = vec![sql];
-        if stmt.is_none() {
-            let mut s = conn.prepare(&format!("SELECT * FROM \"{name}\" ORDER BY rowid")).unwrap();
-            let n = s.column_count();
-            let mut q = s.query([]).unwrap();
-            while let Some(r) = q.next().unwrap() {
-                data.push((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"));
-            }
-        }
-        stmt.take();
-        out.push((name, data));
-    }
-    out
+    workload::assert_same_db(&dest, node_db);
 }
 
 /// Run `n` transactions of the realistic workload (channels opening and
@@ -211,7 +182,7 @@ fn repeated_version_pragma_reports_are_kept_in_order() {
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("r.sqlite3");
     restore::restore_store(&store, &dest, &restore::Options::default()).unwrap();
-    assert_eq!(rows(&dest), rows(&dir.db()));
+    workload::assert_same_db(&dest, &dir.db());
 }
 
 #[test]
@@ -339,11 +310,11 @@ fn restore_to_a_file_and_a_directory_and_refuse_an_existing_destination() {
     let file = out_dir.path().join("node.sqlite3");
     let out = cli(&[&"restore", &store, &file]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(rows(&file), rows(&dir.db()));
+    workload::assert_same_db(&file, &dir.db());
     let out = cli(&[&"restore", &store, &out_dir.path()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let in_dir = out_dir.path().join("lightningd.sqlite3");
-    assert_eq!(rows(&in_dir), rows(&dir.db()));
+    workload::assert_same_db(&in_dir, &dir.db());
     let before = std::fs::read(&file).unwrap();
     let out = cli(&[&"restore", &store, &file]);
     assert!(!out.status.success());

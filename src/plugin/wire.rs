@@ -167,19 +167,26 @@ pub fn classify(msg: &[u8]) -> Incoming {
     if !msg.windows(8).any(|w| w == b"db_write") {
         return Incoming::Other;
     }
-    let Ok(v) = serde_json::from_slice::<Value>(msg) else {
+    let Ok(mut v) = serde_json::from_slice::<Value>(msg) else {
         return Incoming::Other;
     };
     if v.get("method").and_then(Value::as_str) != Some("db_write") {
         return Incoming::Other;
     }
     let id = v.get("id").cloned().unwrap_or(Value::Null);
-    let params = v.get("params");
-    let data_version = params.and_then(|p| p.get("data_version")).and_then(Value::as_u64);
-    let writes = params.and_then(|p| p.get("writes")).and_then(Value::as_array);
+    let params = v.get_mut("params");
+    let data_version = params.as_ref().and_then(|p| p.get("data_version")).and_then(Value::as_u64);
+    // The statements are moved out of the parsed message, not copied.
+    let writes = params.and_then(|p| p.get_mut("writes")).map(Value::take);
     match (data_version, writes) {
-        (Some(dv), Some(writes)) if dv <= u64::from(u32::MAX) => {
-            let strings: Option<Vec<String>> = writes.iter().map(|w| w.as_str().map(str::to_string)).collect();
+        (Some(dv), Some(Value::Array(writes))) if dv <= u64::from(u32::MAX) => {
+            let strings: Option<Vec<String>> = writes
+                .into_iter()
+                .map(|w| match w {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
             match strings {
                 Some(writes) => Incoming::DbWrite(DbWriteCall { id, data_version: dv as u32, writes }),
                 None => Incoming::BadDbWrite { id, error: "db_write: every entry of `writes` must be a string".into() },

@@ -462,12 +462,8 @@ impl Node {
                     return Err(Stop::PluginDied(format!("pipe closed while waiting for {method}")))
                 }
             };
-            if msg.get("method").and_then(Value::as_str) == Some("log") {
-                let p = &msg["params"];
-                self.logs.push(LogLine {
-                    level: p["level"].as_str().unwrap_or_default().to_string(),
-                    message: p["message"].as_str().unwrap_or_default().to_string(),
-                });
+            if let Some(line) = log_line(&msg) {
+                self.logs.push(line);
                 continue;
             }
             if msg.get("sim-bad-json").is_some() {
@@ -497,12 +493,8 @@ impl Node {
         let Some(plugin) = self.plugin.as_mut() else { return };
         let deadline = Instant::now() + wait;
         while let Ok(msg) = plugin.messages.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            if msg.get("method").and_then(Value::as_str) == Some("log") {
-                let p = &msg["params"];
-                self.logs.push(LogLine {
-                    level: p["level"].as_str().unwrap_or_default().to_string(),
-                    message: p["message"].as_str().unwrap_or_default().to_string(),
-                });
+            if let Some(line) = log_line(&msg) {
+                self.logs.push(line);
             }
         }
     }
@@ -533,12 +525,8 @@ impl Node {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 while let Ok(msg) = p.messages.try_recv() {
-                    if msg.get("method").and_then(Value::as_str) == Some("log") {
-                        let params = &msg["params"];
-                        self.logs.push(LogLine {
-                            level: params["level"].as_str().unwrap_or_default().to_string(),
-                            message: params["message"].as_str().unwrap_or_default().to_string(),
-                        });
+                    if let Some(line) = log_line(&msg) {
+                        self.logs.push(line);
                     }
                 }
                 match p.child.try_wait() {
@@ -554,6 +542,18 @@ impl Node {
         }
         std::mem::take(&mut self.logs)
     }
+}
+
+/// The log line a `log` notification carries, if `msg` is one.
+fn log_line(msg: &Value) -> Option<LogLine> {
+    if msg.get("method").and_then(Value::as_str) != Some("log") {
+        return None;
+    }
+    let p = &msg["params"];
+    Some(LogLine {
+        level: p["level"].as_str().unwrap_or_default().to_string(),
+        message: p["message"].as_str().unwrap_or_default().to_string(),
+    })
 }
 
 fn answer_of(msg: Value) -> Result<Value, Stop> {

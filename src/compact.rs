@@ -50,12 +50,7 @@ pub fn compact(store: &Store, progress: Option<&Progress>) -> Result<Stats> {
         return Ok(Stats { duration_ms: started.elapsed().as_millis() as u64, ..nothing });
     }
     let point = head - 1;
-    let dir = match store.path().parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp =
-        tempfile::Builder::new().prefix(".cln-backup-compact-").tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = crate::atomic_file::TempFile::create(store.path(), "compact")?;
     let replayed = restore::replay_into(&reader, point, tmp.path(), progress)?;
     drop(reader);
     let mut image = std::fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;

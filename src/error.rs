@@ -98,6 +98,16 @@ pub enum Error {
     #[error("{}: destination exists; pass --force to replace it", path.display())]
     DestinationExists { path: PathBuf },
 
+    /// A restore or export whose output is the very file it reads (the same
+    /// path, a hard link or a symbolic link to it).
+    #[error("{}: is the same file as the source {}; refusing to write over the backup being read", output.display(), input.display())]
+    SameFile { input: PathBuf, output: PathBuf },
+
+    /// A SQLite rollback journal or write-ahead log of the database a restore
+    /// would replace: opening the restored file would apply it.
+    #[error("{}: a crashed SQLite left it; it belongs to the old database and would be applied to the restored one (pass --force to move it aside with the old database)", path.display())]
+    StaleSideFile { path: PathBuf },
+
     /// A legacy `.dbak` file that cannot be read.
     #[error("{}: legacy backup: {what}", path.display())]
     Legacy { path: PathBuf, what: String },

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod atomic_file;
 pub mod compact;
 pub mod error;
 pub mod legacy;

@@ -6,6 +6,7 @@
 //! not open stores.
 
 use anyhow::{anyhow, bail, Context, Result};
+use cln_backup::atomic_file::{NewOwner, Replace, TempFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,9 +27,11 @@ pub fn read(dir: &Path) -> Result<PathBuf> {
     crate::cli::store_path(Path::new(&lock.backend_url)).with_context(|| format!("{}", path.display()))
 }
 
-/// Write `lock` as `{"backend_url": "file:///abs/path"}` naming `store`: a
-/// temporary file, fsync'd, then linked into place without replacing one that
-/// appeared meanwhile. Returns the URL.
+/// Write `lock` as `{"backend_url": "file:///abs/path"}` naming `store`,
+/// through [`cln_backup::atomic_file`]: a temporary file, fsync'd, owned by
+/// the lightning directory's owner (the plugin reads it as the user
+/// lightningd runs as) with mode 0600, then linked into place without
+/// replacing one that appeared meanwhile. Returns the URL.
 pub fn write(lock: &Path, store: &Path) -> Result<String> {
     let abs = std::fs::canonicalize(store).with_context(|| format!("{}", store.display()))?;
     let abs = abs
@@ -36,21 +39,23 @@ pub fn write(lock: &Path, store: &Path) -> Result<String> {
         .ok_or_else(|| anyhow!("{}: the store's path is not UTF-8, so backup.lock cannot record it", abs.display()))?;
     let url = format!("file://{abs}");
     let content = format!("{{\"backend_url\": {}}}", serde_json::to_string(&url)?);
-    let dir = match lock.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |e: std::io::Error| anyhow!("{}: {e}", lock.display());
-    let mut tmp = tempfile::Builder::new().prefix(".backup.lock-").tempfile_in(&dir).map_err(io)?;
-    tmp.write_all(content.as_bytes()).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist_noclobber(lock).map_err(|e| io(e.error))?;
-    if let Err(e) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
-        // The caller removes the store on failure: take the lock pointing at it too.
-        let _ = std::fs::remove_file(lock);
-        bail!("{}: {e}", dir.display());
+    let mut tmp = TempFile::create(lock, "lock")?;
+    let path = tmp.path().to_path_buf();
+    tmp.file()?.write_all(content.as_bytes()).with_context(|| format!("{}", path.display()))?;
+    match tmp.commit(Replace::Never, NewOwner::Directory) {
+        Ok(_) => Ok(url),
+        Err(cln_backup::Error::DestinationExists { path }) => {
+            bail!("{}: already exists; refusing to replace another backup's lock file", path.display())
+        }
+        Err(e) => {
+            // Placed but not made durable: the caller removes the store on
+            // failure, so take away the lock pointing at it too.
+            if std::fs::read_to_string(lock).is_ok_and(|text| text == content) {
+                let _ = std::fs::remove_file(lock);
+            }
+            Err(e.into())
+        }
     }
-    Ok(url)
 }
 
 #[cfg(test)]

@@ -5,13 +5,17 @@
 //! foreign keys on (so `ON DELETE
 //! CASCADE` and `SET NULL` happen as they did in lightningd), lone
 //! `PRAGMA foreign_keys` reports run outside any transaction, and the
-//! pre-4090 expansion bug mended. Owns the safe hand-over too: replay into a
-//! temporary file beside the destination, `PRAGMA integrity_check`, check
-//! that `data_version` equals the version restored, fsync, rename. A failed
-//! restore leaves no file behind.
+//! pre-4090 expansion bug mended. Owns the safe hand-over too: refuse a
+//! destination that is the source, replay into a temporary file beside the
+//! destination ([`crate::atomic_file`]), `PRAGMA integrity_check`, check
+//! that `data_version` equals the version restored, fsync, give it the
+//! replaced file's ownership, move a crashed SQLite's journal or WAL aside
+//! with the old database, rename, and read `data_version` again in place. A
+//! failed restore leaves no file behind.
 //!
 //! It must not write to a store; it reads one through [`Reader`].
 
+use crate::atomic_file::{self, NewOwner, Ownership, Replace, TempFile};
 use crate::error::{Error, Result};
 use crate::record::Hash;
 use crate::store::{Reader, Store};
@@ -58,6 +62,10 @@ pub struct Report {
     pub statements: u64,
     /// Bytes of the restored file.
     pub bytes: u64,
+    /// The owner, group and mode the restored file got.
+    pub ownership: Ownership,
+    /// The old database and its SQLite side files, when they were moved aside.
+    pub moved_aside: Vec<MovedAside>,
 }
 
 /// Mend the statements mangled by CLN's expansion bug before PR 4090:
@@ -205,25 +213,7 @@ impl Replayer {
                 what: format!("integrity_check: {}", check.join("; ")),
             });
         }
-        let has_vars: bool = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='vars'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(sq)?
-            > 0;
-        let found: Option<i64> = if has_vars {
-            self.conn
-                .query_row("SELECT intval FROM vars WHERE name='data_version'", [], |r| r.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })
-                .map_err(sq)?
-        } else {
-            None
-        };
+        let found = read_data_version(&self.conn).map_err(sq)?;
         let ok = match found {
             Some(v) => same_data_version(v, expect_version),
             None => expect_version == 0,
@@ -243,6 +233,22 @@ impl Replayer {
     }
 }
 
+/// `vars.data_version` of a database; `None` without a `vars` table or row.
+fn read_data_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let has_vars: bool =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='vars'", [], |r| {
+            r.get::<_, i64>(0)
+        })? > 0;
+    if !has_vars {
+        return Ok(None);
+    }
+    conn.query_row("SELECT intval FROM vars WHERE name='data_version'", [], |r| r.get(0)).map(Some).or_else(|e| match e
+    {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    })
+}
+
 /// Whether SQLite's `vars.intval` for `data_version` is lightningd's u32
 /// version `expected`. lightningd's version wraps at 2^32 while the integer
 /// its bump statement increments in SQLite goes on, so compare modulo 2^32.
@@ -259,29 +265,52 @@ pub fn resolve_destination(dest: &Path) -> PathBuf {
     }
 }
 
-/// A temporary file beside `dest`, renamed over it by [`Staged::persist`]
-/// once the replay checked out; removed if dropped.
+/// The SQLite side files (`-journal`, `-wal`, `-shm`) that exist beside `db`.
+pub fn existing_side_files(db: &Path) -> Vec<PathBuf> {
+    atomic_file::side_paths(db).into_iter().filter(|p| p.symlink_metadata().is_ok()).collect()
+}
+
+/// A file a restore moved out of the way, and where to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MovedAside {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+/// What [`Staged::persist`] put in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub ownership: Ownership,
+    pub moved_aside: Vec<MovedAside>,
+}
+
+/// A temporary file beside the destination, renamed over it by
+/// [`Staged::persist`] once the replay checked out; removed if dropped.
+///
+/// Refused before anything is written: a destination that is the source
+/// itself, and (without `force`) an existing destination or a SQLite side
+/// file of the database it would replace.
 pub struct Staged {
-    tmp: tempfile::NamedTempFile,
+    tmp: TempFile,
     dest: PathBuf,
+    force: bool,
 }
 
 impl Staged {
-    /// Stage a restore to `dest` (resolved as [`resolve_destination`]).
-    pub fn new(dest: &Path, force: bool) -> Result<Staged> {
+    /// Stage a restore of the backup file `source` to `dest` (resolved as
+    /// [`resolve_destination`]).
+    pub fn new(source: &Path, dest: &Path, force: bool) -> Result<Staged> {
         let dest = resolve_destination(dest);
-        if dest.exists() && !force {
-            return Err(Error::DestinationExists { path: dest });
+        if atomic_file::same_file(source, &dest) {
+            return Err(Error::SameFile { input: source.to_path_buf(), output: dest });
         }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".cln-backup-restore-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
-        Ok(Staged { tmp, dest })
+        if !force {
+            refuse_without_force(&dest)?;
+        }
+        let tmp = TempFile::create(&dest, "restore")?;
+        Ok(Staged { tmp, dest, force })
     }
 
     /// The temporary file's path.
@@ -290,8 +319,8 @@ impl Staged {
     }
 
     /// The temporary file, for writing a snapshot into.
-    pub fn file(&mut self) -> &mut std::fs::File {
-        self.tmp.as_file_mut()
+    pub fn file(&mut self) -> Result<&mut std::fs::File> {
+        self.tmp.file()
     }
 
     /// The final destination.
@@ -299,16 +328,117 @@ impl Staged {
         &self.dest
     }
 
-    /// fsync the file, rename it into place, fsync the directory.
-    pub fn persist(self) -> Result<(PathBuf, u64)> {
-        let dest = self.dest;
-        let file = self.tmp.as_file();
-        file.sync_all().map_err(|e| Error::io(self.tmp.path(), e))?;
-        let bytes = file.metadata().map(|m| m.len()).map_err(|e| Error::io(self.tmp.path(), e))?;
-        self.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        crate::store::sync_dir(&dest)?;
-        Ok((dest, bytes))
+    /// fsync the file and give it the replaced database's owner, group and
+    /// mode (or the directory's owner and mode 0600); move the old database
+    /// aside with its SQLite side files if it has any; rename the file into
+    /// place and fsync the directory; then open it where it now is and check
+    /// that it reads `data_version` `version`.
+    pub fn persist(mut self, version: u32) -> Result<Placed> {
+        if !self.force {
+            // Something may have appeared since the restore started.
+            refuse_without_force(&self.dest)?;
+        }
+        let (ownership, bytes) = self.tmp.settle(NewOwner::Directory)?;
+        let moved_aside = move_aside(&self.dest)?;
+        let replace = if self.force { Replace::Existing } else { Replace::Never };
+        let path = self.tmp.place(replace)?;
+        check_placed(&path, version)?;
+        Ok(Placed { path, bytes, ownership, moved_aside })
     }
+}
+
+/// Without `--force`: a SQLite side file, or the destination, is in the way.
+fn refuse_without_force(dest: &Path) -> Result<()> {
+    if let Some(side) = existing_side_files(dest).into_iter().next() {
+        return Err(Error::StaleSideFile { path: side });
+    }
+    if dest.symlink_metadata().is_ok() {
+        return Err(Error::DestinationExists { path: dest.to_path_buf() });
+    }
+    Ok(())
+}
+
+/// When SQLite side files lie beside `dest`, move them and the database
+/// they belong to aside, as a pair SQLite still opens together:
+/// `DB.replaced-<UTC time>` and `DB.replaced-<UTC time>-journal`. The
+/// database is linked to its new name first, so `dest` never goes missing.
+fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
+    if existing_side_files(dest).is_empty() {
+        return Ok(vec![]);
+    }
+    let stamp: String =
+        crate::record::utc_iso8601(now_ms(), false).chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    let with_suffix = |base: &Path, suffix: &str| {
+        let mut s = base.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let mut moved = vec![];
+    let mut base = None;
+    for n in 0..100u32 {
+        let candidate =
+            with_suffix(dest, &if n == 0 { format!(".replaced-{stamp}") } else { format!(".replaced-{stamp}-{n}") });
+        let taken = candidate.symlink_metadata().is_ok()
+            || atomic_file::side_paths(&candidate).iter().any(|p| p.symlink_metadata().is_ok());
+        if !taken {
+            base = Some(candidate);
+            break;
+        }
+    }
+    let base = base.ok_or_else(|| {
+        Error::io(
+            dest,
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "no free name to move the old database to"),
+        )
+    })?;
+    if dest.symlink_metadata().is_ok() {
+        match std::fs::hard_link(dest, &base) {
+            Ok(()) => {}
+            // No hard links on this file system: rename (dest is missing until the restore is placed).
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                std::fs::rename(dest, &base).map_err(|e| Error::io(dest, e))?
+            }
+            Err(e) => return Err(Error::io(&base, e)),
+        }
+        moved.push(MovedAside { from: dest.to_path_buf(), to: base.clone() });
+    }
+    for suffix in atomic_file::SQLITE_SIDE_SUFFIXES {
+        let side = with_suffix(dest, suffix);
+        if side.symlink_metadata().is_err() {
+            continue;
+        }
+        let to = with_suffix(&base, suffix);
+        std::fs::rename(&side, &to).map_err(|e| Error::io(&side, e))?;
+        moved.push(MovedAside { from: side, to });
+    }
+    atomic_file::sync_parent(dest)?;
+    Ok(moved)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Open the database placed at `path` as lightningd will and check its `data_version`.
+fn check_placed(path: &Path, expected: u32) -> Result<()> {
+    let sq = |e| Error::sqlite(path, e);
+    let conn = Connection::open(path).map_err(sq)?;
+    let found = read_data_version(&conn).map_err(sq)?;
+    conn.close().map_err(|(_, e)| Error::sqlite(path, e))?;
+    let ok = match found {
+        Some(v) => same_data_version(v, expected),
+        None => expected == 0,
+    };
+    if !ok {
+        return Err(Error::RestoreCheck {
+            path: path.to_path_buf(),
+            what: format!(
+                "opened in place it reads data_version {}, not the {expected} restored",
+                found.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Resolve a user's `--to-version` against a reader's restorable range.
@@ -403,16 +533,18 @@ pub struct Replayed {
 pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Report> {
     let reader = store.reader()?;
     let seq = target(&reader, opts.to_version)?;
-    let staged = Staged::new(dest, opts.force)?;
+    let staged = Staged::new(store.path(), dest, opts.force)?;
     let replayed = replay_into(&reader, seq, staged.path(), opts.progress.as_ref())?;
-    let (path, bytes) = staged.persist()?;
+    let placed = staged.persist(data_version(seq))?;
     Ok(Report {
-        path,
+        path: placed.path,
         version: data_version(seq),
         seq,
         changes: replayed.changes,
         statements: replayed.statements,
-        bytes,
+        bytes: placed.bytes,
+        ownership: placed.ownership,
+        moved_aside: placed.moved_aside,
     })
 }
 

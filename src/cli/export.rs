@@ -71,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         report.records,
         report.bytes
     );
+    println!("Set {} on {}", report.ownership, report.path.display());
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 use super::{bytes, finish_bar, progress_bar, store_path};
 use anyhow::{anyhow, bail, Context, Result};
+use cln_backup::atomic_file::{parent_dir, TempFile};
 use cln_backup::restore::DB_FILE_NAME;
 use cln_backup::Store;
 use rusqlite::backup::{Backup, StepResult};
@@ -102,11 +103,10 @@ fn fill(store: &Store, dest: &Path, lightning_dir: Option<&Path>, lock: Option<&
 /// Take a consistent copy of `db` beside `dest`, and store it at its `data_version`.
 /// Returns the version and the image's size.
 fn snapshot_into(store: &Store, db: &Path, dest: &Path) -> Result<(u32, u64)> {
-    let dir = parent_dir(dest);
-    let tmp = tempfile::Builder::new()
-        .prefix(".cln-backup-init-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot create a temporary file for the snapshot", dir.display()))?;
+    // A scratch file beside the store, removed when dropped (or by the next
+    // run if this one is killed).
+    let tmp = TempFile::create(dest, "init")
+        .with_context(|| format!("{}: cannot create a temporary file for the snapshot", parent_dir(dest).display()))?;
     copy_database(db, tmp.path())?;
     let version = read_data_version(tmp.path()).map_err(|e| anyhow!("{}: {e}", db.display()))?;
     let mut image = std::fs::File::open(tmp.path()).with_context(|| format!("{}", tmp.path().display()))?;
@@ -176,13 +176,6 @@ fn read_data_version(path: &Path) -> Result<u32, String> {
             Err("has no vars table; is it a Core Lightning database?".into())
         }
         Err(e) => Err(format!("cannot read data_version: SQLite: {e}")),
-    }
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 

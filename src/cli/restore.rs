@@ -20,9 +20,14 @@ use std::path::{Path, PathBuf};
         or a directory, meaning DEST/lightningd.sqlite3. The snapshot and changes are \
         replayed as lightningd executed them into a temporary file beside DEST, which is \
         checked (PRAGMA integrity_check, and data_version equal to the version restored), \
-        synced and only then renamed into place: a failed restore leaves no file behind.\n\n\
-        An existing DEST is refused unless --force is given. Stop the node before \
-        replacing its database."
+        synced and only then renamed into place: a failed restore leaves no file behind. \
+        The file keeps the owner, group and mode of the database it replaces (a new one \
+        gets the directory's owner and mode 0600).\n\n\
+        An existing DEST is refused unless --force is given, and so is a SQLite journal or \
+        WAL file beside it (a crashed SQLite's, which would be applied to the restored \
+        database): --force moves those aside with the old database, as \
+        DEST.replaced-<UTC time> and DEST.replaced-<UTC time>-journal. DEST may never be \
+        SOURCE itself. Stop the node before replacing its database."
 )]
 pub struct Args {
     /// The backup to restore from: a store (path or file:// URL) or a legacy .dbak file.
@@ -92,6 +97,10 @@ pub fn run(args: Args) -> Result<()> {
         report.statements,
         bytes(report.bytes)
     );
+    for moved in &report.moved_aside {
+        println!("Moved {} aside to {}", moved.from.display(), moved.to.display());
+    }
+    println!("Set {} on {}", report.ownership, report.path.display());
     Ok(())
 }
 

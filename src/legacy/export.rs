@@ -10,6 +10,7 @@
 
 use super::dbak::DbakWriter;
 use super::sqldump;
+use crate::atomic_file::{self, Committed, NewOwner, Ownership, Replace, TempFile};
 use crate::error::{Error, Result};
 use crate::restore::{self, fix_pre_4090};
 use crate::store::Reader;
@@ -29,47 +30,39 @@ pub struct ExportReport {
     pub records: u64,
     /// Bytes of the output file.
     pub bytes: u64,
+    /// The owner, group and mode the output file got.
+    pub ownership: Ownership,
 }
 
-/// A temporary file beside the destination, renamed over it on success and
-/// removed if dropped.
+/// The temporary file an export writes, beside its destination (see
+/// [`crate::atomic_file`]): put in place on success, removed if dropped.
 struct Output {
-    tmp: tempfile::NamedTempFile,
-    dest: PathBuf,
+    tmp: TempFile,
     force: bool,
 }
 
 impl Output {
-    fn new(dest: &Path, force: bool) -> Result<Output> {
+    /// Refuse an output that is the store being read, or (without `force`)
+    /// that exists; then create the temporary file (mode 0600: exports hold
+    /// the node's data).
+    fn new(reader: &Reader<'_>, dest: &Path, force: bool) -> Result<Output> {
+        if atomic_file::same_file(reader.path(), dest) {
+            return Err(Error::SameFile { input: reader.path().to_path_buf(), output: dest.to_path_buf() });
+        }
         if dest.exists() && !force {
             return Err(Error::DestinationExists { path: dest.to_path_buf() });
         }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        // NamedTempFile is created mode 0600: exports hold the node's data.
-        let tmp =
-            tempfile::Builder::new().prefix(".cln-backup-export-").tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Output { tmp, dest: dest.to_path_buf(), force })
+        Ok(Output { tmp: TempFile::create(dest, "export")?, force })
     }
 
     fn path(&self) -> &Path {
         self.tmp.path()
     }
 
-    fn persist(self) -> Result<(PathBuf, u64)> {
-        let file = self.tmp.as_file();
-        file.sync_all().map_err(|e| Error::io(self.tmp.path(), e))?;
-        let bytes = file.metadata().map(|m| m.len()).map_err(|e| Error::io(self.tmp.path(), e))?;
-        let dest = self.dest;
-        let persisted = if self.force { self.tmp.persist(&dest) } else { self.tmp.persist_noclobber(&dest) };
-        persisted.map_err(|e| match e.error.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::DestinationExists { path: dest.clone() },
-            _ => Error::io(&dest, e.error),
-        })?;
-        crate::store::sync_dir(&dest)?;
-        Ok((dest, bytes))
+    /// fsync, keep a replaced file's owner, group and mode, rename into place.
+    fn persist(self) -> Result<Committed> {
+        let replace = if self.force { Replace::Existing } else { Replace::Never };
+        self.tmp.commit(replace, NewOwner::Process)
     }
 }
 
@@ -115,8 +108,8 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
             ),
         ));
     }
-    let output = Output::new(out, force)?;
-    let file = output.tmp.reopen().map_err(|e| Error::io(output.path(), e))?;
+    let output = Output::new(reader, out, force)?;
+    let file = output.tmp.reopen()?;
     let mut w = DbakWriter::new(file, output.path())?;
     if let Some(snap) = &snapshot {
         w.add_snapshot_with(snap.version, snap.size, |out| reader.copy_snapshot(out))?;
@@ -129,13 +122,14 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
     }
     let (file, header) = w.finish()?;
     drop(file);
-    let (path, bytes) = output.persist()?;
+    let done = output.persist()?;
     Ok(ExportReport {
-        path,
+        path: done.path,
+        ownership: done.ownership,
         version: header.version,
         snapshot_version: snapshot.map(|s| s.version),
         records: header.version_count,
-        bytes,
+        bytes: done.bytes,
     })
 }
 
@@ -151,10 +145,11 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
 pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let snapshot = reader.snapshot();
-    let output = Output::new(out, force)?;
+    let output = Output::new(reader, out, force)?;
     let tmp_path = output.path().to_path_buf();
     let io = |e| Error::io(&tmp_path, e);
-    let mut w = BufWriter::with_capacity(1 << 20, output.tmp.as_file());
+    let mut file = output.tmp.reopen()?;
+    let mut w = BufWriter::with_capacity(1 << 20, &mut file);
     let (lo, _) = reader.restorable();
     writeln!(
         w,
@@ -205,13 +200,15 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
     }
     w.flush().map_err(io)?;
     drop(w);
-    let (path, bytes) = output.persist()?;
+    drop(file);
+    let done = output.persist()?;
     Ok(ExportReport {
-        path,
+        path: done.path,
+        ownership: done.ownership,
         version: data_version(upto),
         snapshot_version: snapshot.map(|s| s.version),
         records,
-        bytes,
+        bytes: done.bytes,
     })
 }
 
@@ -220,27 +217,27 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
 /// which is then dumped (see [`sqldump`]).
 pub fn export_dump(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
     check_upto(reader, upto)?;
-    let output = Output::new(out, force)?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let db = tempfile::Builder::new().prefix(".cln-backup-dump-").tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    let output = Output::new(reader, out, force)?;
+    // A scratch database beside OUT, removed (with any side files) when dropped.
+    let db = TempFile::create(out, "dump")?;
     let replayed = restore::replay_into(reader, upto, db.path(), None)?;
     let conn = rusqlite::Connection::open_with_flags(db.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| Error::sqlite(db.path(), e))?;
     let tmp_path = output.path().to_path_buf();
-    let mut w = BufWriter::with_capacity(1 << 20, output.tmp.as_file());
+    let mut file = output.tmp.reopen()?;
+    let mut w = BufWriter::with_capacity(1 << 20, &mut file);
     sqldump::dump(&conn, db.path(), &mut w, &tmp_path)?;
     w.flush().map_err(|e| Error::io(&tmp_path, e))?;
     drop(w);
     drop(conn);
-    let (path, bytes) = output.persist()?;
+    drop(file);
+    let done = output.persist()?;
     Ok(ExportReport {
-        path,
+        path: done.path,
+        ownership: done.ownership,
         version: data_version(upto),
         snapshot_version: reader.snapshot().map(|s| s.version),
         records: replayed.changes,
-        bytes,
+        bytes: done.bytes,
     })
 }

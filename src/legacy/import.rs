@@ -8,12 +8,13 @@
 
 use super::dbak::DbakReader;
 use super::normalise::{self, Plan};
+use crate::atomic_file::{NewOwner, Replace, TempFile};
 use crate::error::{Error, Result};
 use crate::restore::{self, Replayer, Staged};
 use crate::store::{Added, Store};
 use crate::version::data_version;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What an import did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -95,54 +96,32 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// The path a new store is built at before [`import_new`] moves it into place.
-pub fn importing_path(store_path: &Path) -> PathBuf {
-    let mut s = store_path.as_os_str().to_owned();
-    s.push(".importing");
-    PathBuf::from(s)
-}
-
 /// Import `dbak` into a new store at `store_path`, all or nothing.
 ///
-/// The store is built at `STORE.importing` beside it and moved into place
-/// only once the whole import succeeded; on failure the partial file is
-/// removed, so no store exists at `store_path`. An existing `store_path`
-/// (or a leftover `STORE.importing`) is refused.
+/// The store is built in a temporary file beside it
+/// (`.cln-backup-import-<pid>-<random>`, see [`crate::atomic_file`]) and
+/// linked into place only once the whole import succeeded, never over a
+/// store that appeared meanwhile; on failure the partial file is removed, so
+/// no store exists at `store_path`. An existing `store_path` is refused. The
+/// temporary of an interrupted import is removed by the next one.
 pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
     if store_path.exists() {
         return Err(Error::AlreadyExists { path: store_path.to_path_buf() });
     }
     let mut file = DbakReader::open(dbak)?;
     let plan = normalise::plan(&mut file)?;
-    let tmp = importing_path(store_path);
-    let store = Store::create(&tmp)?;
+    // The partial store holds nothing that is not still in the legacy file:
+    // dropping `tmp` on any error removes it.
+    let tmp = TempFile::reserve(store_path, "import")?;
+    let store = Store::create(tmp.path())?;
     let applied = apply(&mut file, &plan, &store);
     drop(store);
-    let moved = applied.and_then(|()| move_into_place(&tmp, store_path));
-    if let Err(e) = moved {
-        // The partial store holds nothing that is not still in the legacy file.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    applied?;
+    tmp.commit(Replace::Never, NewOwner::Process).map_err(|e| match e {
+        Error::DestinationExists { path } => Error::AlreadyExists { path },
+        e => e,
+    })?;
     Ok(report(&plan))
-}
-
-/// Rename `tmp` to `dest` without replacing a `dest` that appeared meanwhile.
-fn move_into_place(tmp: &Path, dest: &Path) -> Result<()> {
-    match std::fs::hard_link(tmp, dest) {
-        Ok(()) => std::fs::remove_file(tmp).map_err(|e| Error::io(tmp, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::AlreadyExists { path: dest.to_path_buf() })
-        }
-        // File systems without hard links: check, then rename.
-        Err(_) => {
-            if dest.exists() {
-                return Err(Error::AlreadyExists { path: dest.to_path_buf() });
-            }
-            std::fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))?;
-        }
-    }
-    crate::store::sync_dir(dest)
 }
 
 /// Restore a legacy file straight into `dest`, with the same reading as
@@ -152,10 +131,10 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
     let mut file = DbakReader::open(dbak)?;
     let plan = normalise::plan(&mut file)?;
     let target = plan.target(opts.to_version)?;
-    let mut staged = Staged::new(dest, opts.force)?;
+    let mut staged = Staged::new(dbak, dest, opts.force)?;
     if let Some(snap) = &plan.snapshot {
         let staged_path = staged.path().to_path_buf();
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file());
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file()?);
         file.copy_snapshot(snap, &mut w)?;
         w.flush().map_err(|e| Error::io(&staged_path, e))?;
     }
@@ -179,6 +158,15 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
     }
     let statements = replayer.statements;
     replayer.finish(data_version(target))?;
-    let (path, bytes) = staged.persist()?;
-    Ok(restore::Report { path, version: data_version(target), seq: target, changes, statements, bytes })
+    let placed = staged.persist(data_version(target))?;
+    Ok(restore::Report {
+        path: placed.path,
+        version: data_version(target),
+        seq: target,
+        changes,
+        statements,
+        bytes: placed.bytes,
+        ownership: placed.ownership,
+        moved_aside: placed.moved_aside,
+    })
 }

@@ -207,14 +207,6 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
     }
 }
 
-pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
-}
-
 impl Store {
     /// Create a new, empty store at `path` (mode 0600). Refuses an existing path.
     pub fn create(path: impl AsRef<Path>) -> Result<Store> {
@@ -242,7 +234,7 @@ impl Store {
             txn.open_table(CHUNKS).map_err(|e| Error::redb(&path, e))?;
         }
         txn.commit().map_err(|e| Error::redb(&path, e))?;
-        sync_dir(&path)?;
+        crate::atomic_file::sync_parent(&path)?;
         Store::from_db(path, db)
     }
 

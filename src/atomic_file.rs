@@ -1,0 +1,488 @@
+//! Writing a file so that it appears whole or not at all.
+//!
+//! Owns the one way the project puts a file in place: a temporary file beside
+//! the target with a recognisable name (`.cln-backup-<purpose>-<pid>-<random>`),
+//! written, fsync'd, given its owner and mode, then renamed over the target
+//! (or linked without replacing one that appeared meanwhile), and the
+//! directory fsync'd. A temporary that is not placed is removed when dropped,
+//! with any SQLite side files next to it. Owns too the clean-up of the
+//! temporaries an interrupted run left: every new temporary first removes, in
+//! its directory, those whose writing process is gone.
+//!
+//! It must not know what the files hold (databases, stores, dumps): callers
+//! decide what goes in, and what to move aside before a replacement.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Every temporary's name starts with this.
+pub const TEMP_PREFIX: &str = ".cln-backup-";
+
+/// The files SQLite keeps beside a database `X`: `X-journal` (rollback
+/// journal), `X-wal` and `X-shm` (write-ahead log and its index).
+pub const SQLITE_SIDE_SUFFIXES: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// What to do when the target exists at the moment of placing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// Replace it (rename over it).
+    Existing,
+    /// Never replace it: the placement fails with
+    /// [`Error::DestinationExists`], even if the target appeared after the
+    /// temporary was created.
+    Never,
+}
+
+/// Who owns a file that replaces nothing. A file that replaces one always
+/// takes that file's owner, group and mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewOwner {
+    /// The running process, mode 0600.
+    Process,
+    /// The owner and group of the target's directory, mode 0600: a
+    /// database restored by root into lightningd's directory belongs to the
+    /// user lightningd runs as.
+    Directory,
+}
+
+/// The owner, group and mode a placed file got.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Ownership {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`0o640`).
+    pub mode: u32,
+    /// Names from `/etc/passwd` and `/etc/group`, when found there.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// Set when the file could not be given the owner it should have had
+    /// (not root): says which owner was wanted and that ours was kept.
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for Ownership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "owner {}, mode {:04o}", describe_owner(self.uid, self.gid), self.mode)?;
+        if let Some(note) = &self.note {
+            write!(f, " ({note})")?;
+        }
+        Ok(())
+    }
+}
+
+/// `1000:1000 (lightning:lightning)`, the names when the system knows them.
+pub fn describe_owner(uid: u32, gid: u32) -> String {
+    let user = user_name(uid);
+    let group = group_name(gid);
+    if user.is_none() && group.is_none() {
+        return format!("{uid}:{gid}");
+    }
+    let user = user.unwrap_or_else(|| uid.to_string());
+    let group = group.unwrap_or_else(|| gid.to_string());
+    format!("{uid}:{gid} ({user}:{group})")
+}
+
+/// A temporary file beside its target. Dropped before [`place`](Self::place)
+/// succeeded, it is removed, with its SQLite side files.
+pub struct TempFile {
+    path: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+    placed: bool,
+}
+
+impl TempFile {
+    /// Create an empty temporary file (mode 0600) beside `target`, after
+    /// removing leftovers of interrupted runs in that directory. `purpose`
+    /// names it (`restore`, `export`...); it must not contain `-`.
+    pub fn create(target: &Path, purpose: &str) -> Result<TempFile> {
+        let dir = parent_dir(target);
+        remove_leftovers(&dir);
+        for _ in 0..16 {
+            let path = dir.join(temp_name(purpose));
+            match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(file) => {
+                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false })
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        Err(Error::io(&dir, std::io::Error::new(ErrorKind::AlreadyExists, "no free temporary file name")))
+    }
+
+    /// A temporary name beside `target` for a file the caller creates itself,
+    /// exclusively (as [`Store::create`](crate::Store::create) does). Leftovers
+    /// are removed first as by [`create`](Self::create).
+    pub fn reserve(target: &Path, purpose: &str) -> Result<TempFile> {
+        let dir = parent_dir(target);
+        remove_leftovers(&dir);
+        let path = dir.join(temp_name(purpose));
+        Ok(TempFile { path, target: target.to_path_buf(), file: None, placed: false })
+    }
+
+    /// The temporary file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where [`place`](Self::place) puts it.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The open temporary file (opened now if it was reserved).
+    pub fn file(&mut self) -> Result<&mut File> {
+        if self.file.is_none() {
+            let file =
+                OpenOptions::new().read(true).write(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            self.file = Some(file);
+        }
+        self.file.as_mut().ok_or_else(|| Error::io(&self.path, ErrorKind::NotFound.into()))
+    }
+
+    /// A second handle on the temporary file, for a writer that takes one by value.
+    pub fn reopen(&self) -> Result<File> {
+        OpenOptions::new().read(true).write(true).open(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// fsync the temporary file and give it the owner, group and mode the
+    /// target should have (see [`NewOwner`]). Returns what was set and the
+    /// file's size.
+    pub fn settle(&mut self, owner: NewOwner) -> Result<(Ownership, u64)> {
+        let target = self.target.clone();
+        let path = self.path.clone();
+        let file = self.file()?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let ownership = set_ownership(file, &path, &target, owner)?;
+        let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        Ok((ownership, bytes))
+    }
+
+    /// Put the temporary file at its target and fsync the directory. With
+    /// [`Replace::Never`] an existing target is left alone and the result is
+    /// [`Error::DestinationExists`]. Call [`settle`](Self::settle) first.
+    pub fn place(mut self, replace: Replace) -> Result<PathBuf> {
+        self.file = None;
+        match replace {
+            Replace::Existing => std::fs::rename(&self.path, &self.target).map_err(|e| Error::io(&self.target, e))?,
+            Replace::Never => link_new(&self.path, &self.target)?,
+        }
+        self.placed = true;
+        sync_parent(&self.target)?;
+        Ok(self.target.clone())
+    }
+
+    /// [`settle`](Self::settle), then [`place`](Self::place).
+    pub fn commit(mut self, replace: Replace, owner: NewOwner) -> Result<Committed> {
+        let (ownership, bytes) = self.settle(owner)?;
+        let path = self.place(replace)?;
+        Ok(Committed { path, bytes, ownership })
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        self.file = None;
+        if self.placed {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        for side in side_paths(&self.path) {
+            let _ = std::fs::remove_file(side);
+        }
+    }
+}
+
+/// What [`TempFile::commit`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub ownership: Ownership,
+}
+
+/// `X-journal`, `X-wal` and `X-shm` for a database `X`, whether or not they exist.
+pub fn side_paths(db: &Path) -> Vec<PathBuf> {
+    SQLITE_SIDE_SUFFIXES
+        .iter()
+        .map(|suffix| {
+            let mut s = db.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        })
+        .collect()
+}
+
+/// The directory a file lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// fsync the directory holding `path`, so that a rename or a new name in it
+/// survives a crash.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(&dir, e))
+}
+
+/// Whether `a` and `b` are the same file: the same device and inode (which
+/// also catches hard links and symbolic links). A path that does not exist
+/// is no file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
+        _ => false,
+    }
+}
+
+/// Give `tmp` a new name `dest` without replacing a `dest` that exists, then
+/// drop the old name.
+fn link_new(tmp: &Path, dest: &Path) -> Result<()> {
+    match std::fs::hard_link(tmp, dest) {
+        Ok(()) => std::fs::remove_file(tmp).map_err(|e| Error::io(tmp, e)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::DestinationExists { path: dest.to_path_buf() }),
+        // File systems without hard links: check, then rename.
+        Err(_) => {
+            if dest.symlink_metadata().is_ok() {
+                return Err(Error::DestinationExists { path: dest.to_path_buf() });
+            }
+            std::fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))
+        }
+    }
+}
+
+/// `.cln-backup-<purpose>-<pid>-<random>`.
+fn temp_name(purpose: &str) -> String {
+    format!("{TEMP_PREFIX}{purpose}-{}-{}", std::process::id(), random_suffix())
+}
+
+/// Eight letters and digits, different each call.
+fn random_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let mut n = h.finish();
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..8)
+        .map(|_| {
+            let c = ALPHABET[(n % 36) as usize] as char;
+            n /= 36;
+            c
+        })
+        .collect()
+}
+
+/// The pid in a temporary's file name, if the name is one of ours.
+pub fn writer_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?;
+    let mut parts = rest.split('-');
+    let _purpose = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some(pid)
+}
+
+/// Remove, in `dir`, the temporaries (and their SQLite side files) whose
+/// writing process is no longer running, and return what was removed. Each
+/// removal is logged. Without `/proc` nothing is removed: whether a process
+/// runs cannot be told.
+pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = vec![];
+    if !Path::new("/proc/self").exists() {
+        return removed;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    let own = std::process::id();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(writer_pid) else {
+            continue;
+        };
+        if pid == own || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::warn!(
+                    "removed {}, left by an interrupted cln-backup run (process {pid} is gone)",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => tracing::warn!("could not remove {}, left by an interrupted run: {e}", path.display()),
+        }
+    }
+    removed
+}
+
+/// Give `file` (at `path`, to be placed at `target`) its owner, group and mode.
+fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Result<Ownership> {
+    let io = |e| Error::io(path, e);
+    let (wanted, mode) = match std::fs::metadata(target) {
+        Ok(m) => (Some((m.uid(), m.gid())), m.mode() & 0o777),
+        Err(_) => match owner {
+            NewOwner::Process => (None, 0o600),
+            NewOwner::Directory => {
+                let dir = parent_dir(target);
+                let m = std::fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?;
+                (Some((m.uid(), m.gid())), 0o600)
+            }
+        },
+    };
+    let mut note = None;
+    if let Some((uid, gid)) = wanted {
+        let ours = file.metadata().map_err(io)?;
+        if (ours.uid(), ours.gid()) != (uid, gid) {
+            match std::os::unix::fs::fchown(file, Some(uid), Some(gid)) {
+                Ok(()) => {}
+                // Only root gives files away; anyone may pick one of their own groups.
+                Err(e) if e.kind() == ErrorKind::PermissionDenied && ours.uid() != 0 => {
+                    let group = std::os::unix::fs::fchown(file, None, Some(gid)).is_ok();
+                    let now = file.metadata().map_err(io)?;
+                    note = Some(format!(
+                        "not running as root, so it could not be given to {}: kept {}{}",
+                        describe_owner(uid, gid),
+                        describe_owner(now.uid(), now.gid()),
+                        if group { "" } else { " (group unchanged too)" }
+                    ));
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    let m = file.metadata().map_err(io)?;
+    Ok(Ownership {
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode() & 0o7777,
+        user: user_name(m.uid()),
+        group: group_name(m.gid()),
+        note,
+    })
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    name_in("/etc/passwd", uid)
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    name_in("/etc/group", gid)
+}
+
+/// The name in the first field of the `name:password:id:...` line whose
+/// third field is `id`.
+fn name_in(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        (fields.next()?.parse::<u32>().ok()? == id && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn names_carry_the_pid() {
+        let name = temp_name("restore");
+        assert_eq!(writer_pid(&name), Some(std::process::id()));
+        assert_eq!(writer_pid(&format!("{name}-journal")), Some(std::process::id()));
+        assert_eq!(writer_pid(".cln-backup-restore-AbC123"), None, "an older name without a pid");
+        assert_eq!(writer_pid("lightningd.sqlite3"), None);
+        assert_ne!(temp_name("x"), temp_name("x"));
+    }
+
+    #[test]
+    fn dropped_temporaries_vanish_and_committed_ones_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        {
+            let mut t = TempFile::create(&target, "test").unwrap();
+            t.file().unwrap().write_all(b"partial").unwrap();
+            std::fs::write(format!("{}-journal", t.path().display()), b"j").unwrap();
+        }
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+
+        let mut t = TempFile::create(&target, "test").unwrap();
+        t.file().unwrap().write_all(b"whole").unwrap();
+        let done = t.commit(Replace::Never, NewOwner::Process).unwrap();
+        assert_eq!((done.bytes, done.ownership.mode), (5, 0o600));
+        assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+        assert_eq!(names(dir.path()), ["out"]);
+
+        let mut t = TempFile::create(&target, "test").unwrap();
+        t.file().unwrap().write_all(b"again").unwrap();
+        let err = t.commit(Replace::Never, NewOwner::Process).unwrap_err();
+        assert!(matches!(err, Error::DestinationExists { .. }), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+        assert_eq!(names(dir.path()), ["out"]);
+
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut t = TempFile::create(&target, "test").unwrap();
+        t.file().unwrap().write_all(b"replaced").unwrap();
+        let done = t.commit(Replace::Existing, NewOwner::Process).unwrap();
+        assert_eq!(done.ownership.mode, 0o640, "the replaced file's mode is kept");
+        assert_eq!(std::fs::read(&target).unwrap(), b"replaced");
+    }
+
+    #[test]
+    fn leftovers_of_gone_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = format!(".cln-backup-restore-{dead}-abcdefgh");
+        let live = format!(".cln-backup-restore-{}-abcdefgh", std::process::id());
+        for name in [gone.clone(), format!("{gone}-journal"), live.clone(), ".cln-backup-restore-old".into()] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let removed = remove_leftovers(dir.path());
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        let mut kept = vec![".cln-backup-restore-old".to_string(), live];
+        kept.sort();
+        assert_eq!(names(dir.path()), kept);
+    }
+
+    #[test]
+    fn same_file_sees_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"x").unwrap();
+        let b = dir.path().join("b");
+        std::fs::hard_link(&a, &b).unwrap();
+        let c = dir.path().join("c");
+        std::os::unix::fs::symlink(&a, &c).unwrap();
+        assert!(same_file(&a, &b) && same_file(&a, &c));
+        assert!(same_file(&a, &dir.path().join(".").join("a")));
+        assert!(!same_file(&a, &dir.path().join("missing")));
+        std::fs::write(dir.path().join("d"), b"x").unwrap();
+        assert!(!same_file(&a, &dir.path().join("d")));
+    }
+}

@@ -4,9 +4,10 @@
 //! Owns turning a store's read view into files other tools read: the Python
 //! plugin's `backup-cli restore` (`.dbak`), people (`--format sql`) and
 //! `sqlite3` (`--dump`). Every output is written to a temporary file beside
-//! the destination, fsync'd and renamed, so a failed export leaves nothing
-//! behind; an existing destination is replaced only when asked. It must not
-//! write to the store.
+//! the destination ([`crate::atomic_file`]), fsync'd and renamed, so a failed
+//! export leaves nothing behind; an existing destination is replaced only
+//! when asked (keeping its owner, group and mode), and never when it is the
+//! store being read. It must not write to the store.
 
 use super::dbak::DbakWriter;
 use super::sqldump;

@@ -430,8 +430,8 @@ fn help_everywhere() {
     }
 }
 
-const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
-const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-restored.sql");
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
+const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-restored.sql");
 
 #[test]
 fn legacy_file_restores_directly_and_through_import_and_export() {

@@ -68,6 +68,9 @@ fn a_version_outside_the_range_names_the_file_and_the_range() {
     let out = cln_backup(&[&"restore", &"--to-version", &"47", &FIXTURE_DBAK, &dest]);
     assert_fails(&out, FIXTURE_DBAK, &["version 47", "0 to 46"]);
     assert!(!dest.exists());
+    let out = cln_backup(&[&"export", &"--format", &"sql", &"--to-version", &"47", &store, &dest]);
+    assert_fails(&out, &show(&store), &["version 47", "0 to 46"]);
+    assert!(!dest.exists());
 }
 
 #[test]
@@ -151,6 +154,11 @@ fn counts_are_singular_for_one() {
     assert!(text.contains("(1 change, 3 statements)"), "{text}");
     let text = assert_ok(&cln_backup(&[&"compact", &store]));
     assert!(text.contains(": 1 change in the log"), "{text}");
+    let dest = dir.path().join("one.sqlite3");
+    let text = assert_ok(&cln_backup(&[&"restore", &store, &dest]));
+    assert!(text.contains(": 1 change replayed (3 statements)"), "{text}");
+    let text = assert_ok(&cln_backup(&[&"export", &"--format", &"dbak", &store, &dir.path().join("again.dbak")]));
+    assert!(text.contains("(1 record, "), "{text}");
 }
 
 #[test]

@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let store = Store::open(store_path(&args.store)?)?;
     let reader = store.reader()?;
-    let upto = restore::target(&reader, args.to_version)?;
+    let upto = restore::target(&reader, args.to_version).map_err(|e| super::naming(store.path(), e))?;
     let report = match (args.format, args.dump) {
         (Format::Dbak, _) => legacy::export_dbak(&reader, upto, &args.out, args.force)?,
         (Format::Sql, false) => {
@@ -93,12 +93,12 @@ pub fn run(args: Args) -> Result<()> {
         (Format::Sql, true) => legacy::export_dump(&reader, upto, &args.out, args.force)?,
     };
     println!(
-        "Exported {} at version {} to {} ({} records, {} bytes)",
+        "Exported {} at version {} to {} ({}, {})",
         store.path().display(),
         report.version,
         report.path.display(),
-        report.records,
-        report.bytes
+        super::plural(report.records, "record"),
+        super::plural(report.bytes, "byte")
     );
     if let Some(dir) = &args.lightning_dir {
         let store_file = store.path().to_path_buf();

@@ -3,7 +3,7 @@
 //! Owns presenting the library's `Status` (as text, or as JSON with a few
 //! extra figures). It must not change the store.
 
-use super::{bytes, store_path, utc_time};
+use super::{bytes, plural, store_path, utc_time};
 use anyhow::Result;
 use cln_backup::version::data_version;
 use cln_backup::{Status, Store};
@@ -98,10 +98,10 @@ fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {
     out.push(format!("Created:          {}", utc_time(s.created_ms)));
     out.push(match &s.last_compaction {
         Some(c) => format!(
-            "Last compaction:  {} (snapshot at version {}, {} changes before, {} after, {} ms)",
+            "Last compaction:  {} (snapshot at version {}, {} before, {} after, {} ms)",
             utc_time(c.time_ms),
             data_version(c.snapshot_seq),
-            c.changes_before,
+            plural(c.changes_before, "change"),
             c.changes_after,
             c.duration_ms
         ),

@@ -200,7 +200,7 @@ pub fn finish_bar(bar: Option<ProgressBar>) {
 /// `1234567 bytes (1.18 MiB)`.
 pub fn bytes(n: u64) -> String {
     if n < 1024 {
-        format!("{n} bytes")
+        plural(n, "byte")
     } else {
         format!("{n} bytes ({})", indicatif::HumanBytes(n))
     }
@@ -276,6 +276,7 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(bytes(12), "12 bytes");
+        assert_eq!(bytes(1), "1 byte");
         assert_eq!(bytes(2048), "2048 bytes (2.00 KiB)");
     }
 

@@ -5,7 +5,7 @@
 //! hand-over of the file are the library's (`cln_backup::restore`); this file
 //! must not write the destination itself.
 
-use super::{bytes, finish_bar, naming, progress_bar, progress_callback, store_path};
+use super::{bytes, finish_bar, naming, plural, progress_bar, progress_callback, store_path};
 use anyhow::{bail, Result};
 use cln_backup::restore::{self as lib, Options, Report};
 use cln_backup::Store;
@@ -126,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
     let dest = destination_path(&args.dest);
     let report = restore_from(&source, &dest, args.to_version, args.force)?;
     println!(
-        "Restored {} at version {}{}: {} changes replayed ({} statements), {}",
+        "Restored {} at version {}{}: {} replayed ({}), {}",
         report.path.display(),
         report.version,
         if u64::from(report.version) != report.seq {
@@ -134,8 +134,8 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             String::new()
         },
-        report.changes,
-        report.statements,
+        plural(report.changes, "change"),
+        plural(report.statements, "statement"),
         bytes(report.bytes)
     );
     Ok(())

@@ -125,10 +125,12 @@ const IMPORT_GAP_MS: u64 = 2_000;
 /// in one run right after creating the store, so this takes as imported the
 /// changes of a never-compacted store from the start of its log while each
 /// was stored within [`IMPORT_GAP_MS`] of the one before it (the first
-/// measured from the store's creation, or from its snapshot's). A store whose node wrote within that
-/// time of `init` gets those first times marked as not recorded: information
-/// lost, never a wrong time shown. A compacted store's log no longer starts
-/// at its creation, and its times are shown as stored.
+/// measured from the store's creation, or from its snapshot's). A store
+/// whose node wrote within that time of `init` gets those first times marked
+/// as not recorded (information lost). A compacted store's log no longer
+/// starts at its creation: its times are shown as stored, including the
+/// import's for changes an import left after the snapshot. A flag set by the
+/// import in the store's metadata would make this exact.
 fn imported_prefix(status: &cln_backup::Status, reader: &cln_backup::Reader<'_>) -> Result<Option<u64>> {
     if status.last_compaction.is_some() {
         return Ok(None);

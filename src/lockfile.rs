@@ -2,8 +2,10 @@
 //! plugin where its store is, `{"backend_url": "file:///abs/path"}`, laid out
 //! as the Python plugin wrote it so that either tool reads the other's.
 //!
-//! Shared by the front ends: `init` writes it, the plugin reads it. It must
-//! not open stores.
+//! Shared by the front ends: `init` writes it, the plugin reads it, and
+//! `import`/`export --lightning-dir` move a node between the two plugins with
+//! [`repoint`], which keeps the lock it replaces beside it. It must not open
+//! stores.
 
 use anyhow::{anyhow, bail, Context, Result};
 use cln_backup::atomic_file::{NewOwner, Replace, TempFile};
@@ -33,29 +35,86 @@ pub fn read(dir: &Path) -> Result<PathBuf> {
 /// lightningd runs as) with mode 0600, then linked into place without
 /// replacing one that appeared meanwhile. Returns the URL.
 pub fn write(lock: &Path, store: &Path) -> Result<String> {
+    let (url, content) = lock_content(store)?;
+    match put(lock, content.as_bytes(), Replace::Never) {
+        Ok(()) => Ok(url),
+        Err(e) => match e.downcast_ref::<cln_backup::Error>() {
+            Some(cln_backup::Error::DestinationExists { path }) => {
+                bail!("{}: already exists; refusing to replace another backup's lock file", path.display())
+            }
+            _ => {
+                // Placed but not made durable: the caller removes the store on
+                // failure, so take away the lock pointing at it too.
+                if std::fs::read_to_string(lock).is_ok_and(|text| text == content) {
+                    let _ = std::fs::remove_file(lock);
+                }
+                Err(e)
+            }
+        },
+    }
+}
+
+/// The URL and the lock file's text for `store`.
+fn lock_content(store: &Path) -> Result<(String, String)> {
     let abs = std::fs::canonicalize(store).with_context(|| format!("{}", store.display()))?;
     let abs = abs
         .to_str()
         .ok_or_else(|| anyhow!("{}: the store's path is not UTF-8, so backup.lock cannot record it", abs.display()))?;
     let url = format!("file://{abs}");
     let content = format!("{{\"backend_url\": {}}}", serde_json::to_string(&url)?);
-    let mut tmp = TempFile::create(lock, "lock")?;
-    let path = tmp.path().to_path_buf();
-    tmp.file()?.write_all(content.as_bytes()).with_context(|| format!("{}", path.display()))?;
-    match tmp.commit(Replace::Never, NewOwner::Directory) {
-        Ok(_) => Ok(url),
-        Err(cln_backup::Error::DestinationExists { path }) => {
-            bail!("{}: already exists; refusing to replace another backup's lock file", path.display())
-        }
-        Err(e) => {
-            // Placed but not made durable: the caller removes the store on
-            // failure, so take away the lock pointing at it too.
-            if std::fs::read_to_string(lock).is_ok_and(|text| text == content) {
-                let _ = std::fs::remove_file(lock);
-            }
-            Err(e.into())
-        }
+    Ok((url, content))
+}
+
+/// Put `bytes` at `path` whole or not at all, durably, owned as the
+/// directory is (see [`cln_backup::atomic_file`]).
+fn put(path: &Path, bytes: &[u8], replace: Replace) -> Result<()> {
+    let mut tmp = TempFile::create(path, "lock")?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.file()?.write_all(bytes).with_context(|| format!("{}", tmp_path.display()))?;
+    tmp.commit(replace, NewOwner::Directory)?;
+    Ok(())
+}
+
+/// What [`repoint`] did.
+#[derive(Debug)]
+pub struct Repointed {
+    /// The lock file written.
+    pub lock: PathBuf,
+    /// The URL it records.
+    pub url: String,
+    /// Where the lock it replaced was kept, if there was one.
+    pub kept: Option<PathBuf>,
+}
+
+/// Point `DIR/backup.lock` at `store`, keeping the current lock, if any, as
+/// `DIR/backup.lock.<keep_suffix>`.
+///
+/// The old lock is never lost and the node never sees no lock: it is copied
+/// to the kept name first (created new, fsync'd; an existing kept file is
+/// refused before anything changes), then the new lock is renamed over it.
+pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed> {
+    let lock = dir.join(LOCK_FILE_NAME);
+    let kept = dir.join(format!("{LOCK_FILE_NAME}.{keep_suffix}"));
+    let old = match std::fs::read(&lock) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("{}: {e}", lock.display()),
+    };
+    let Some(old) = old else {
+        let url = write(&lock, store)?;
+        return Ok(Repointed { lock, url, kept: None });
+    };
+    if kept.symlink_metadata().is_ok() {
+        bail!(
+            "{}: already exists: it keeps an earlier lock file; move it away first ({} was left unchanged)",
+            kept.display(),
+            lock.display()
+        );
     }
+    let (url, content) = lock_content(store)?;
+    put(&kept, &old, Replace::Never)?;
+    put(&lock, content.as_bytes(), Replace::Existing)?;
+    Ok(Repointed { lock, url, kept: Some(kept) })
 }
 
 #[cfg(test)]
@@ -94,5 +153,33 @@ mod tests {
         assert!(remote.contains("backup.lock") && remote.contains("not supported"), "{remote}");
         std::fs::write(dir.path().join(LOCK_FILE_NAME), "garbage").unwrap();
         assert!(read(dir.path()).unwrap_err().to_string().contains("not a backup lock file"));
+    }
+
+    #[test]
+    fn repoint_keeps_the_old_lock_and_refuses_to_replace_a_kept_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.dbak"), dir.path().join("b.redb"));
+        std::fs::write(&a, b"").unwrap();
+        std::fs::write(&b, b"").unwrap();
+        // No lock yet: one is written, nothing kept.
+        let first = repoint(dir.path(), &a, "python").unwrap();
+        assert!(first.kept.is_none());
+        let old = std::fs::read_to_string(dir.path().join(LOCK_FILE_NAME)).unwrap();
+        let done = repoint(dir.path(), &b, "python").unwrap();
+        let kept = done.kept.unwrap();
+        assert_eq!(kept, dir.path().join("backup.lock.python"));
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), old);
+        assert_eq!(read(dir.path()).unwrap(), std::fs::canonicalize(&b).unwrap());
+        // A second move would overwrite the kept lock: refused, nothing changes.
+        let now = std::fs::read_to_string(dir.path().join(LOCK_FILE_NAME)).unwrap();
+        let err = repoint(dir.path(), &a, "python").unwrap_err().to_string();
+        assert!(err.contains("backup.lock.python") && err.contains("already exists"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join(LOCK_FILE_NAME)).unwrap(), now);
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), old);
+        // A store that cannot be recorded leaves the old lock in place.
+        let err = repoint(dir.path(), &dir.path().join("missing.redb"), "other").unwrap_err().to_string();
+        assert!(err.contains("missing.redb"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join(LOCK_FILE_NAME)).unwrap(), now);
+        assert!(!dir.path().join("backup.lock.other").exists());
     }
 }

@@ -313,7 +313,7 @@ fn info_reports_versions_and_changes() {
     assert_eq!(v["changes"], 3);
     assert_eq!(v["snapshot"]["version"], 5);
     assert_eq!(v["snapshot"]["size"], snapshot_size);
-    assert_eq!(v["restorable_versions"], serde_json::json!([5, 8]));
+    assert_eq!(v["restorable"], serde_json::json!({"from": 5, "to": 8}));
     assert_eq!(v["file_bytes"], file_bytes);
 
     let out = cln_backup(&[&"info", &node.store()]);
@@ -383,7 +383,7 @@ fn unrelated_file_as_store() {
         assert_fails(&out, &node.db(), "not a cln-backup store");
     }
     let out = cln_backup(&[&"restore", &node.db(), &node.path("x.sqlite3")]);
-    assert_fails(&out, &node.db(), "not a cln-backup store");
+    assert_fails(&out, &node.db(), "is neither a cln-backup store nor a legacy .dbak backup");
     assert!(!node.path("x.sqlite3").exists());
 }
 
@@ -430,8 +430,8 @@ fn help_everywhere() {
     }
 }
 
-const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
-const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-restored.sql");
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
+const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-restored.sql");
 
 #[test]
 fn legacy_file_restores_directly_and_through_import_and_export() {

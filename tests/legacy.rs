@@ -13,8 +13,8 @@ use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
-const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-restored.sql");
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
+const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-restored.sql");
 
 type Schema = Vec<(String, String, String, Option<String>)>;
 type Rows = BTreeMap<String, Vec<Vec<Value>>>;

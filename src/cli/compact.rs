@@ -4,10 +4,10 @@
 //! giving the freed space back to the file system, and reporting both. It
 //! must not decide what is compacted: that is `cln_backup::compact`.
 
-use super::{bytes, finish_bar, progress_bar, progress_callback, store_path};
-use anyhow::Result;
+use super::{bytes, finish_bar, plural, progress_bar, progress_callback, store_path};
+use anyhow::{Context, Result};
 use cln_backup::{compact, Store};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -26,30 +26,45 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut store = Store::open(store_path(&args.store)?)?;
+    let path = store_path(&args.store)?;
+    // The file's length as `ls -l` shows it, before anything is written.
+    let len_before = std::fs::metadata(&path).map(|m| m.len()).ok();
+    let mut store = Store::open(&path)?;
+    let len_before = match len_before {
+        Some(len) => len,
+        None => file_len(&path)?,
+    };
     let len = store.reader()?.change_count();
     let bar = progress_bar(len, "compact");
     let stats = compact::compact(&store, progress_callback(&bar).as_ref());
     finish_bar(bar);
     let stats = stats?;
     if !stats.compacted {
+        let after = if store.reader()?.snapshot().is_some() { "after the snapshot" } else { "in the log" };
         println!(
-            "Nothing to compact in {}: {} changes after the snapshot (compaction needs at least 2)",
+            "Nothing to compact in {}: {} {after} (compaction needs at least 2)",
             store.path().display(),
-            stats.changes_before
+            plural(stats.changes_before, "change"),
         );
         return Ok(());
     }
     store.shrink_file()?;
-    let after = store.status()?;
+    // Closing the store is its last write: measure the file after it.
+    drop(store);
+    let len_after = file_len(&path)?;
     println!(
         "Compacted {}: new snapshot at version {}",
-        store.path().display(),
+        path.display(),
         stats.snapshot_version.map(|v| v.to_string()).unwrap_or_default()
     );
     println!("Changes:   {} -> {}", stats.changes_before, stats.changes_after);
-    println!("File size: {} -> {}", bytes(stats.bytes_before), bytes(after.file_bytes));
+    println!("File size: {} -> {}", bytes(len_before), bytes(len_after));
     Ok(())
+}
+
+/// The file's length, as `ls -l` shows it.
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path).with_context(|| path.display().to_string())?.len())
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! `cln-backup export`: write a store out as a legacy `.dbak`, a SQL change
 //! log, or a full SQL dump.
 //!
-//! Owns choosing the format and the version. The formats are the library's
+//! Owns choosing the format and the version, and, with `--lightning-dir`,
+//! moving the node back to the Python plugin (checks and lock swap in
+//! [`super::handover`]). The formats are the library's
 //! (`cln_backup::legacy`); this file must not write them itself.
 
 use super::store_path;
@@ -28,9 +30,20 @@ pub enum Format {
         line giving the version and time; with --dump it writes instead a full schema-and-data \
         dump of the database at the version, like sqlite3's .dump.\n\n\
         --to-version N exports up to an earlier version still held by the store. An existing \
-        OUT is refused unless --force is given."
+        OUT is refused unless --force is given.\n\n\
+        With --format dbak --lightning-dir DIR (the node's network directory, the node \
+        stopped), the node is moved back to the Python plugin: DIR/backup.lock must name \
+        STORE (or be absent). After the export, OUT and the store are both restored into a \
+        temporary directory and compared row by row, and DIR/lightningd.sqlite3, when \
+        present, must equal them. Only then is DIR/backup.lock rewritten in the Python \
+        plugin's format to point at OUT, the old one kept as DIR/backup.lock.cln-backup \
+        (which must not exist yet). If a check fails, backup.lock is left as it was and OUT \
+        is removed."
 )]
 pub struct Args {
+    /// With --format dbak: the node's network directory whose backup.lock names STORE: repoint it at OUT.
+    #[arg(long, value_name = "DIR")]
+    pub lightning_dir: Option<PathBuf>,
     /// The output format.
     #[arg(long, value_enum)]
     pub format: Format,
@@ -55,24 +68,88 @@ pub fn run(args: Args) -> Result<()> {
     if args.dump && args.format != Format::Sql {
         anyhow::bail!("--dump writes SQL: use it with --format sql");
     }
+    if let Some(dir) = &args.lightning_dir {
+        if args.format != Format::Dbak {
+            anyhow::bail!("--lightning-dir points the node at the exported file: use it with --format dbak");
+        }
+        if args.to_version.is_some() {
+            anyhow::bail!(
+                "{}: --lightning-dir with --to-version would point the node at an older state than its own; \
+                 export the head",
+                dir.display()
+            );
+        }
+        super::handover::precheck(dir, &store_path(&args.store)?, super::handover::KEPT_CLN_BACKUP)?;
+    }
     let store = Store::open(store_path(&args.store)?)?;
     let reader = store.reader()?;
-    let upto = restore::target(&reader, args.to_version)?;
+    let upto = restore::target(&reader, args.to_version).map_err(|e| super::naming(store.path(), e))?;
     let report = match (args.format, args.dump) {
         (Format::Dbak, _) => legacy::export_dbak(&reader, upto, &args.out, args.force)?,
-        (Format::Sql, false) => legacy::export_sql(&reader, upto, &args.out, args.force)?,
+        (Format::Sql, false) => {
+            let imported = imported_prefix(&store.status()?, &reader)?;
+            legacy::export_sql_with(&reader, upto, &args.out, args.force, imported)?
+        }
         (Format::Sql, true) => legacy::export_dump(&reader, upto, &args.out, args.force)?,
     };
     println!(
-        "Exported {} at version {} to {} ({} records, {} bytes)",
+        "Exported {} at version {} to {} ({}, {})",
         store.path().display(),
         report.version,
         report.path.display(),
-        report.records,
-        report.bytes
+        super::plural(report.records, "record"),
+        super::plural(report.bytes, "byte")
     );
     println!("Set {} on {}", report.ownership, report.path.display());
+    if let Some(dir) = &args.lightning_dir {
+        let store_file = store.path().to_path_buf();
+        // The checks open the store again: let go of it first.
+        drop(reader);
+        drop(store);
+        let lines =
+            super::handover::finish(&store_file, &report.path, dir, &report.path, super::handover::KEPT_CLN_BACKUP)?;
+        for line in lines {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// Largest gap between the stamps of two changes stored by one import run.
+const IMPORT_GAP_MS: u64 = 2_000;
+
+/// The last change of a store's log that a `.dbak` import stamped, if the
+/// log starts with imported changes.
+///
+/// A `.dbak` carries no times, so an import stamps each change with the time
+/// it ran; the store keeps no flag saying so. An import stores every change
+/// in one run right after creating the store, so this takes as imported the
+/// changes of a never-compacted store from the start of its log while each
+/// was stored within [`IMPORT_GAP_MS`] of the one before it (the first
+/// measured from the store's creation, or from its snapshot's). A store
+/// whose node wrote within that time of `init` gets those first times marked
+/// as not recorded (information lost). A compacted store's log no longer
+/// starts at its creation: its times are shown as stored, including the
+/// import's for changes an import left after the snapshot. A flag set by the
+/// import in the store's metadata would make this exact.
+fn imported_prefix(status: &cln_backup::Status, reader: &cln_backup::Reader<'_>) -> Result<Option<u64>> {
+    if status.last_compaction.is_some() {
+        return Ok(None);
+    }
+    // A snapshot is stored before the first change: count from it.
+    let mut last_time = status.snapshot.as_ref().map_or(status.created_ms, |s| s.created_ms.max(status.created_ms));
+    let mut imported = None;
+    for change in reader.changes(reader.head())? {
+        let change = change?;
+        for tx in &change.transactions {
+            if tx.time_ms < last_time || tx.time_ms - last_time > IMPORT_GAP_MS {
+                return Ok(imported);
+            }
+            last_time = tx.time_ms;
+        }
+        imported = Some(change.seq);
+    }
+    Ok(imported)
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! `cln-backup import`: move a Python-plugin `.dbak` backup into a new store.
 //!
-//! Owns reporting what the import kept and dropped. Reading the legacy file,
+//! Owns reporting what the import kept and dropped, and, with
+//! `--lightning-dir`, moving the node over: the checks and the lock swap are
+//! in [`super::handover`]. Reading the legacy file,
 //! dropping rewound transactions and building the store all or nothing are
 //! the library's (`cln_backup::legacy::import_new`); this file must not
 //! write the store itself.
 
-use super::store_path;
+use super::{handover, plural, store_path};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -17,9 +19,19 @@ use std::path::PathBuf;
         rewound but left in the file (followed by its replacement with the same version) is \
         dropped, not replayed; lone PRAGMA reports are kept in order. The store is built \
         beside STORE and renamed into place only when complete: a failed import leaves no \
-        store. An existing STORE is refused."
+        store. An existing STORE is refused.\n\n\
+        With --lightning-dir DIR (the node's network directory, the node stopped), the node is \
+        moved over from the Python plugin: DIR/backup.lock must name LEGACY.dbak (or be \
+        absent). After the import, the new store and the .dbak are both restored into a \
+        temporary directory and compared row by row, and DIR/lightningd.sqlite3, when \
+        present, must equal them. Only then is DIR/backup.lock rewritten to point at STORE, \
+        the old one kept as DIR/backup.lock.python (which must not exist yet). If a check \
+        fails, backup.lock is left as it was and the new store is removed."
 )]
 pub struct Args {
+    /// The node's network directory whose backup.lock names LEGACY.dbak: repoint it at STORE.
+    #[arg(long, value_name = "DIR")]
+    pub lightning_dir: Option<PathBuf>,
     /// The legacy backup file.
     #[arg(value_name = "LEGACY.dbak")]
     pub legacy: PathBuf,
@@ -30,20 +42,29 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let store = store_path(&args.store)?;
+    if let Some(dir) = &args.lightning_dir {
+        // Everything that can be checked before the import is.
+        handover::precheck(dir, &args.legacy, handover::KEPT_PYTHON)?;
+    }
     let report = cln_backup::legacy::import_new(&args.legacy, &store)?;
     println!(
-        "Imported {} into {}: version {}, {} changes{}",
+        "Imported {} into {}: version {}, {}{}",
         args.legacy.display(),
         store.display(),
         report.version,
-        report.changes,
+        plural(report.changes, "change"),
         report.snapshot_version.map(|v| format!(" after a snapshot at version {v}")).unwrap_or_default()
     );
     if report.rewound > 0 {
-        println!("Dropped {} rewound transaction(s) that lightningd never committed", report.rewound);
+        println!("Dropped {} that lightningd never committed", plural(report.rewound, "rewound transaction"));
     }
     if report.unacknowledged > 0 {
         println!("Dropped the last record, which the plugin never acknowledged");
+    }
+    if let Some(dir) = &args.lightning_dir {
+        for line in handover::finish(&store, &args.legacy, dir, &store, handover::KEPT_PYTHON)? {
+            println!("{line}");
+        }
     }
     Ok(())
 }
@@ -64,5 +85,10 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
         assert!(Cli::try_parse_from(["cln-backup", "import", "old.dbak"]).is_err());
+        let cli = Cli::try_parse_from(["cln-backup", "import", "--lightning-dir", "/ln/bitcoin", "o.dbak", "n.redb"]);
+        match cli.unwrap().command {
+            Command::Import(a) => assert_eq!(a.lightning_dir, Some(std::path::PathBuf::from("/ln/bitcoin"))),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }

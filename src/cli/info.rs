@@ -3,7 +3,7 @@
 //! Owns presenting the library's `Status` (as text, or as JSON with a few
 //! extra figures). It must not change the store.
 
-use super::{bytes, store_path, utc_time};
+use super::{bytes, plural, store_path, utc_time};
 use anyhow::Result;
 use cln_backup::version::data_version;
 use cln_backup::{Status, Store};
@@ -22,8 +22,18 @@ pub struct Args {
     /// The store: a path or a file:// URL.
     #[arg(value_name = "STORE")]
     pub store: PathBuf,
-    /// Print one JSON object (the status, plus stored_change_bytes and restorable_versions).
-    #[arg(long)]
+    /// Print one JSON object instead of text.
+    #[arg(
+        long,
+        long_help = "Print one JSON object instead of text. Fields: path, format, version \
+            (data_version at the head), seq (the head as a store version: equal to version until \
+            data_version wraps past 2^32), prev_version (null when no change follows the snapshot), \
+            rewind_allowed, changes, snapshot (null, or {seq, version, size, stored_bytes, \
+            created_ms, foreign_keys}), restorable ({from, to}: the data_versions a restore can \
+            produce), file_bytes, stored_change_bytes, created_ms, last_compaction (null, or \
+            {time_ms, snapshot_seq, changes_before, changes_after, duration_ms}). Times are \
+            milliseconds since the Unix epoch."
+    )]
     pub json: bool,
 }
 
@@ -41,14 +51,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The status as one JSON object, with the extras.
+/// The status as one JSON object, with the extras. Each figure appears once:
+/// the restorable range is `{"from", "to"}` in data_versions, as the
+/// plugin's `backup-status` gives it (the store-version pair is left out).
 fn as_json(status: &Status, change_bytes: u64) -> Result<Value> {
     let mut v = serde_json::to_value(status)?;
     if let Value::Object(map) = &mut v {
         map.insert("stored_change_bytes".into(), json!(change_bytes));
         map.insert(
-            "restorable_versions".into(),
-            json!([data_version(status.restorable.0), data_version(status.restorable.1)]),
+            "restorable".into(),
+            json!({"from": data_version(status.restorable.0), "to": data_version(status.restorable.1)}),
         );
     }
     Ok(v)
@@ -63,7 +75,8 @@ fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {
         Some(p) => {
             format!("Previous version: {p} (rewind {})", if s.rewind_allowed { "allowed" } else { "not allowed" })
         }
-        None => "Previous version: none (no change after the snapshot)".to_string(),
+        None if s.snapshot.is_some() => "Previous version: none (no change after the snapshot)".to_string(),
+        None => "Previous version: none (the store holds no change yet)".to_string(),
     });
     out.push(format!("Changes:          {} ({} stored)", s.changes, bytes(change_bytes)));
     out.push(match &s.snapshot {
@@ -85,10 +98,10 @@ fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {
     out.push(format!("Created:          {}", utc_time(s.created_ms)));
     out.push(match &s.last_compaction {
         Some(c) => format!(
-            "Last compaction:  {} (snapshot at version {}, {} changes before, {} after, {} ms)",
+            "Last compaction:  {} (snapshot at version {}, {} before, {} after, {} ms)",
             utc_time(c.time_ms),
             data_version(c.snapshot_seq),
-            c.changes_before,
+            plural(c.changes_before, "change"),
             c.changes_after,
             c.duration_ms
         ),
@@ -144,6 +157,7 @@ mod tests {
         assert_eq!(v["version"], 1);
         assert_eq!(v["changes"], 1);
         assert_eq!(v["stored_change_bytes"], 99);
-        assert_eq!(v["restorable_versions"], json!([0, 1]));
+        assert_eq!(v["restorable"], json!({"from": 0, "to": 1}));
+        assert!(v.get("restorable_versions").is_none());
     }
 }

@@ -6,7 +6,7 @@
 //! when it fails: a store it created is removed, and `backup.lock` is written
 //! last, only once the store holds what it should.
 
-use super::{bytes, finish_bar, progress_bar, store_path};
+use super::{bytes, check_network_dir, finish_bar, progress_bar, store_path};
 use anyhow::{anyhow, bail, Context, Result};
 use cln_backup::atomic_file::{parent_dir, TempFile};
 use cln_backup::restore::DB_FILE_NAME;
@@ -30,7 +30,8 @@ const BUSY_LIMIT: Duration = Duration::from_secs(30);
     about = "Create a backup store, with a snapshot of the node's database",
     long_about = "Create a backup store at DEST.\n\n\
         With --lightning-dir DIR, the node's network directory (where lightningd.sqlite3 \
-        lives, for example ~/.lightning/bitcoin): if DIR/lightningd.sqlite3 exists, a \
+        lives, for example ~/.lightning/bitcoin; lightningd's base directory above it is \
+        refused, naming the network directory): if DIR/lightningd.sqlite3 exists, a \
         consistent snapshot of it is taken with SQLite's online backup API and stored at \
         its data_version; stop the node first. Without a database the store starts empty \
         at version 0, for a new node. Either way DIR/backup.lock is written, recording \
@@ -48,13 +49,21 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let dest = store_path(&args.dest)?;
+    if dest.is_dir() {
+        bail!(
+            "{}: is a directory; give the store a file name inside it, as in {}",
+            dest.display(),
+            dest.join("node.redb").display()
+        );
+    }
     let lock = match &args.lightning_dir {
         Some(dir) => {
-            if !dir.is_dir() {
-                bail!("{}: the lightning directory does not exist or is not a directory", dir.display());
-            }
+            check_network_dir(dir)?;
             let lock = dir.join(LOCK_FILE_NAME);
             if lock.symlink_metadata().is_ok() {
+                if let Some(cmd) = crate::plugin::python_lock_fix(dir) {
+                    bail!("{}: names a backup of the Python plugin; to move it over, run `{cmd}`", lock.display());
+                }
                 bail!(
                     "{}: already exists: this node already has a backup configured; \
                      remove it first to start a new backup",

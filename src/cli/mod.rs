@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use cln_backup::restore::Progress;
+use cln_backup::restore::{Progress, DB_FILE_NAME};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 mod compact;
 mod export;
+mod handover;
 mod import;
 mod info;
 mod init;
@@ -77,17 +78,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// URL schemes that name remote stores, refused by [`store_path`] even when
+/// written without `//` (`s3:bucket/key`).
+const REMOTE_SCHEMES: &[&str] = &["socket", "s3", "gs", "az", "http", "https", "sftp", "ssh", "ftp"];
+
 /// The local file a store argument names: a plain path, or a `file://` URL
-/// (`file:///abs/path` or `file://localhost/abs/path`). Remote (`socket:`)
-/// stores are refused clearly.
+/// (`file:///abs/path` or `file://localhost/abs/path`). Any other scheme
+/// (`socket:`, `s3://`, `https://`, ...) is refused, naming the scheme:
+/// only local files are supported.
 pub fn store_path(arg: &Path) -> Result<PathBuf> {
     let Some(s) = arg.to_str() else {
         // Not UTF-8, so not a URL.
         return Ok(arg.to_path_buf());
     };
-    if s.starts_with("socket:") {
-        bail!("{s}: remote stores are not supported yet");
-    }
     if let Some(rest) = s.strip_prefix("file://") {
         let path = rest.strip_prefix("localhost").unwrap_or(rest);
         if !path.starts_with('/') {
@@ -95,10 +98,79 @@ pub fn store_path(arg: &Path) -> Result<PathBuf> {
         }
         return Ok(PathBuf::from(path));
     }
+    if let Some(scheme) = url_scheme(s) {
+        if scheme == "socket" {
+            bail!("{s}: remote stores are not supported yet (the socket: scheme); use a local path or a file:// URL");
+        }
+        bail!("{s}: the {scheme}: scheme is not supported: stores are local files (a path or a file:// URL)");
+    }
     if s.is_empty() {
         bail!("the store path is empty");
     }
     Ok(arg.to_path_buf())
+}
+
+/// The scheme of a URL-like argument other than `file:`: `scheme://...`
+/// for any scheme, or `scheme:...` for the remote schemes we know of.
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, rest) = s.split_once(':')?;
+    let well_formed = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !well_formed || scheme.eq_ignore_ascii_case("file") {
+        return None;
+    }
+    (rest.starts_with("//") || REMOTE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())).then_some(scheme)
+}
+
+/// `err` as one line naming `path`: prefixed with it unless the message
+/// already names it (library errors about a version, such as
+/// `NotRestorable`, do not know which file was asked).
+pub fn naming(path: &Path, err: impl Into<anyhow::Error>) -> anyhow::Error {
+    let err = err.into();
+    let shown = path.display().to_string();
+    if format!("{err:#}").contains(&shown) {
+        err
+    } else {
+        err.context(shown)
+    }
+}
+
+/// `n` and the noun, in the singular for 1: `1 change`, `2 changes`.
+/// `noun` is the singular; the plural adds `s`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Network directories lightningd creates under its base directory.
+const NETWORKS: &[&str] = &["bitcoin", "testnet", "testnet4", "signet", "regtest", "liquid", "liquid-regtest"];
+
+/// Check that `dir` is a node's network directory (where lightningd.sqlite3
+/// and backup.lock live), not lightningd's base directory above it: a base
+/// directory (no database of its own, one under a network directory) is
+/// refused with the network directory to use instead.
+pub fn check_network_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("{}: the lightning directory does not exist or is not a directory", dir.display());
+    }
+    if dir.join(DB_FILE_NAME).exists() {
+        return Ok(());
+    }
+    let below: Vec<PathBuf> = NETWORKS.iter().map(|n| dir.join(n)).filter(|d| d.join(DB_FILE_NAME).is_file()).collect();
+    if let Some(first) = below.first() {
+        bail!(
+            "{}: is lightningd's base directory, not a network directory: the node's {DB_FILE_NAME} is in {}; \
+             pass --lightning-dir {}",
+            dir.display(),
+            below.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
+            first.display()
+        );
+    }
+    Ok(())
 }
 
 /// A progress bar on stderr when stderr is a terminal, `None` otherwise.
@@ -128,7 +200,7 @@ pub fn finish_bar(bar: Option<ProgressBar>) {
 /// `1234567 bytes (1.18 MiB)`.
 pub fn bytes(n: u64) -> String {
     if n < 1024 {
-        format!("{n} bytes")
+        plural(n, "byte")
     } else {
         format!("{n} bytes ({})", indicatif::HumanBytes(n))
     }
@@ -160,13 +232,51 @@ mod tests {
         let remote = store_path(Path::new("socket:127.0.0.1:9000")).unwrap_err();
         assert!(remote.to_string().contains("remote stores are not supported yet"));
         assert!(remote.to_string().contains("socket:127.0.0.1:9000"));
+        for (arg, scheme) in [
+            ("s3://bucket/node.redb", "s3:"),
+            ("s3:bucket/node.redb", "s3:"),
+            ("gs://b/x", "gs:"),
+            ("az://c/x", "az:"),
+            ("https://example.com/x", "https:"),
+            ("http://example.com/x", "http:"),
+            ("sftp://host/x", "sftp:"),
+            ("webdav://host/x", "webdav:"),
+        ] {
+            let err = store_path(Path::new(arg)).unwrap_err().to_string();
+            assert!(err.starts_with(arg) && err.contains(&format!("the {scheme} scheme is not supported")), "{err}");
+        }
+        // A colon in a plain file name is not a scheme.
+        assert_eq!(store_path(Path::new("node:1.redb")).unwrap(), PathBuf::from("node:1.redb"));
+        assert_eq!(store_path(Path::new("C:x")).unwrap(), PathBuf::from("C:x"));
         let host = store_path(Path::new("file://example.com/x")).unwrap_err();
         assert!(host.to_string().contains("absolute path"));
     }
 
     #[test]
+    fn plurals() {
+        assert_eq!(plural(0, "change"), "0 changes");
+        assert_eq!(plural(1, "change"), "1 change");
+        assert_eq!(plural(2, "statement"), "2 statements");
+    }
+
+    #[test]
+    fn base_directories_are_refused_with_the_network_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        check_network_dir(dir.path()).unwrap();
+        let net = dir.path().join("regtest");
+        std::fs::create_dir(&net).unwrap();
+        std::fs::write(net.join(DB_FILE_NAME), b"").unwrap();
+        let err = check_network_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("base directory") && err.contains(&format!("--lightning-dir {}", net.display())), "{err}");
+        check_network_dir(&net).unwrap();
+        let missing = check_network_dir(&dir.path().join("nope")).unwrap_err().to_string();
+        assert!(missing.contains("does not exist"), "{missing}");
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(bytes(12), "12 bytes");
+        assert_eq!(bytes(1), "1 byte");
         assert_eq!(bytes(2048), "2048 bytes (2.00 KiB)");
     }
 

@@ -5,8 +5,8 @@
 //! hand-over of the file are the library's (`cln_backup::restore`); this file
 //! must not write the destination itself.
 
-use super::{bytes, finish_bar, progress_bar, progress_callback, store_path};
-use anyhow::Result;
+use super::{bytes, finish_bar, naming, plural, progress_bar, progress_callback, store_path};
+use anyhow::{bail, Result};
 use cln_backup::restore::{self as lib, Options, Report};
 use cln_backup::Store;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,51 @@ pub fn open_source(arg: &Path) -> Result<Source> {
     if cln_backup::legacy::is_dbak(&path) {
         return Ok(Source::Legacy(path));
     }
-    Ok(Source::Store(Box::new(Store::open(&path)?)))
+    let store = Store::open(&path).map_err(|e| match e {
+        // Both readings were tried: say so, not only that it is no store.
+        cln_backup::Error::NotAStore { path, reason } => {
+            anyhow::anyhow!("{}: is neither a cln-backup store nor a legacy .dbak backup ({reason})", path.display())
+        }
+        other => other.into(),
+    })?;
+    Ok(Source::Store(Box::new(store)))
+}
+
+/// Check that `to_version` is held by the source (the error names the
+/// file), and refuse a restore that would write an empty database: version 0 of a log
+/// that starts from nothing (an empty store, or `--to-version 0`) holds no
+/// database, and a 0-byte file is not one lightningd can start from.
+pub fn refuse_empty(source: &Source, to_version: Option<u64>) -> Result<()> {
+    let (path, empty, head) = match source {
+        Source::Store(store) => {
+            let reader = store.reader()?;
+            let seq = lib::target(&reader, to_version).map_err(|e| naming(store.path(), e))?;
+            (store.path().to_path_buf(), seq == 0 && reader.snapshot().is_none(), reader.head())
+        }
+        Source::Legacy(path) => {
+            // Reading the plan scans the file: only when a version is asked
+            // (to check it is held) or the header says the file is at 0.
+            let header = cln_backup::legacy::dbak::DbakReader::open(path)?.header();
+            if to_version.is_none() && header.version != 0 {
+                return Ok(());
+            }
+            let mut file = cln_backup::legacy::dbak::DbakReader::open(path)?;
+            let plan = cln_backup::legacy::normalise::plan(&mut file)?;
+            let seq = plan.target(to_version).map_err(|e| naming(path, e))?;
+            (path.clone(), seq == 0 && plan.snapshot.is_none(), plan.head)
+        }
+    };
+    if !empty {
+        return Ok(());
+    }
+    if head == 0 {
+        bail!("{}: the store holds no database yet: version 0 is empty", path.display());
+    }
+    bail!(
+        "{}: version 0 is empty (the log starts from an empty database); restorable versions with a database: 1 to {}",
+        path.display(),
+        cln_backup::version::data_version(head)
+    );
 }
 
 /// Restore `source` to `dest`.
@@ -82,10 +126,12 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
 
 pub fn run(args: Args) -> Result<()> {
     let source = open_source(&args.source)?;
+    // Also checks --to-version against what the source holds, naming the file.
+    refuse_empty(&source, args.to_version)?;
     let dest = destination_path(&args.dest);
     let report = restore_from(&source, &dest, args.to_version, args.force)?;
     println!(
-        "Restored {} at version {}{}: {} changes replayed ({} statements), {}",
+        "Restored {} at version {}{}: {} replayed ({}), {}",
         report.path.display(),
         report.version,
         if u64::from(report.version) != report.seq {
@@ -93,8 +139,8 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             String::new()
         },
-        report.changes,
-        report.statements,
+        plural(report.changes, "change"),
+        plural(report.statements, "statement"),
         bytes(report.bytes)
     );
     for moved in &report.moved_aside {

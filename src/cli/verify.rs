@@ -7,7 +7,7 @@
 //! row by row to report the first difference. It must not write to the store
 //! or to the database it compares against (that one is opened read-only).
 
-use super::{finish_bar, progress_bar, progress_callback, store_path};
+use super::{finish_bar, plural, progress_bar, progress_callback, store_path};
 use anyhow::{bail, Context, Result};
 use cln_backup::restore::{replay_into, DB_FILE_NAME};
 use cln_backup::version::data_version;
@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
         Walks the hash chain over every change (a missing, reordered or altered record is \
         reported), replays the snapshot and changes into a temporary database in $TMPDIR \
         and runs SQLite's integrity check on it, and checks its data_version.\n\n\
-        With --against FILE (a node's lightningd.sqlite3, opened read-only), the restored \
-        database is also compared with FILE: schema first, then every table row by row. \
+        With --against FILE (a node's lightningd.sqlite3, opened read-only, or its directory, \
+        meaning FILE/lightningd.sqlite3), the restored database is also compared with FILE: schema first, then every table row by row. \
         The first difference is reported (table, row, column and both values) and the exit \
         status is non-zero. Stop the node first, or FILE will be ahead of the backup.\n\n\
         The store must not be in use by a running plugin: only one process may open it."
@@ -33,7 +33,7 @@ pub struct Args {
     /// The store: a path or a file:// URL.
     #[arg(value_name = "STORE")]
     pub store: PathBuf,
-    /// A lightningd.sqlite3 to compare the restored database with.
+    /// A lightningd.sqlite3 to compare the restored database with, or its directory.
     #[arg(long, value_name = "FILE")]
     pub against: Option<PathBuf>,
 }
@@ -44,13 +44,13 @@ pub fn run(args: Args) -> Result<()> {
     let head = reader.head();
     let chain = walk_chain(&reader)?;
     println!(
-        "Hash chain intact: {} change records ({} transactions, {} statements) after the {}",
-        chain.changes,
-        chain.transactions,
-        chain.statements,
+        "Hash chain intact: {} ({}, {}) {}",
+        plural(chain.changes, "change record"),
+        plural(chain.transactions, "transaction"),
+        plural(chain.statements, "statement"),
         match reader.snapshot() {
-            Some(s) => format!("snapshot at version {}", s.version),
-            None => "start of the log".to_string(),
+            Some(s) => format!("after the snapshot at version {}", s.version),
+            None => "from the start of the log (the store has no snapshot)".to_string(),
         }
     );
 
@@ -62,13 +62,14 @@ pub fn run(args: Args) -> Result<()> {
     finish_bar(bar);
     let replayed = replayed?;
     println!(
-        "Replayed into a temporary database: integrity check ok, data_version {} ({} changes, {} statements)",
+        "Replayed into a temporary database: integrity check ok, data_version {} ({}, {})",
         data_version(head),
-        replayed.changes,
-        replayed.statements
+        plural(replayed.changes, "change"),
+        plural(replayed.statements, "statement")
     );
 
     if let Some(against) = &args.against {
+        let against = &against_file(against);
         match compare_files(&db, against)? {
             None => println!("{} matches the backup at version {}", against.display(), data_version(head)),
             Some(diff) => {
@@ -119,8 +120,25 @@ fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
     Ok(chain)
 }
 
+/// The database `--against` names: a directory means `DIR/lightningd.sqlite3`,
+/// as for `restore`.
+fn against_file(arg: &Path) -> PathBuf {
+    if arg.is_dir() {
+        arg.join(DB_FILE_NAME)
+    } else {
+        arg.to_path_buf()
+    }
+}
+
 /// Compare the database restored at `restored` with `live`, opened read-only.
 fn compare_files(restored: &Path, live: &Path) -> Result<Option<String>> {
+    compare_databases(restored, live, Labels::BACKUP_AND_LIVE)
+}
+
+/// Compare two databases, both opened read-only; the first difference is
+/// described with `labels` naming the two sides.
+pub(crate) fn compare_databases(a: &Path, b: &Path, labels: Labels) -> Result<Option<String>> {
+    let (restored, live) = (a, b);
     if !live.is_file() {
         bail!("{}: no such database file", live.display());
     }
@@ -131,14 +149,31 @@ fn compare_files(restored: &Path, live: &Path) -> Result<Option<String>> {
         .with_context(|| format!("{}: cannot open", restored.display()))?;
     // One read transaction: a consistent view even if something writes meanwhile.
     live_conn.execute_batch("BEGIN").with_context(|| format!("{}: cannot read", live.display()))?;
-    let names = Names { backup: restored.display().to_string(), live: live.display().to_string() };
+    let names = Names { backup: restored.display().to_string(), live: live.display().to_string(), labels };
     compare(&restored_conn, &live_conn, &names)
 }
 
-/// File names for error messages.
+/// How a difference names the two databases compared: a short word before a
+/// value (`backup 7, live 8`) and a phrase after "only in the".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Labels {
+    pub a: &'static str,
+    pub a_only: &'static str,
+    pub b: &'static str,
+    pub b_only: &'static str,
+}
+
+impl Labels {
+    /// A restored backup against a node's database.
+    pub(crate) const BACKUP_AND_LIVE: Labels =
+        Labels { a: "backup", a_only: "backup", b: "live", b_only: "live database" };
+}
+
+/// File names for error messages, and the labels of the two sides.
 struct Names {
     backup: String,
     live: String,
+    labels: Labels,
 }
 
 /// The first difference between two databases, described in one line, or
@@ -147,16 +182,19 @@ struct Names {
 fn compare(backup: &Connection, live: &Connection, names: &Names) -> Result<Option<String>> {
     let b_version = data_version_of(backup).with_context(|| names.backup.clone())?;
     let l_version = data_version_of(live).with_context(|| names.live.clone())?;
+    let l = &names.labels;
     if b_version != l_version {
         return Ok(Some(format!(
-            "table vars, row data_version, column intval: backup {}, live {} (the databases are at different versions)",
+            "table vars, row data_version, column intval: {} {}, {} {} (the databases are at different versions)",
+            l.a,
             show_opt(b_version),
+            l.b,
             show_opt(l_version)
         )));
     }
     let b_schema = schema(backup).with_context(|| names.backup.clone())?;
     let l_schema = schema(live).with_context(|| names.live.clone())?;
-    if let Some(diff) = compare_schema(&b_schema, &l_schema) {
+    if let Some(diff) = compare_schema(&b_schema, &l_schema, l) {
         return Ok(Some(diff));
     }
     for entry in b_schema.iter().filter(|e| e.kind == "table") {
@@ -199,27 +237,30 @@ fn schema(conn: &Connection) -> rusqlite::Result<Vec<SchemaEntry>> {
     rows.collect()
 }
 
-fn compare_schema(backup: &[SchemaEntry], live: &[SchemaEntry]) -> Option<String> {
+fn compare_schema(backup: &[SchemaEntry], live: &[SchemaEntry], labels: &Labels) -> Option<String> {
+    let (a_only, b_only) = (labels.a_only, labels.b_only);
     let (mut b, mut l) = (backup.iter().peekable(), live.iter().peekable());
     loop {
         match (b.peek(), l.peek()) {
             (None, None) => return None,
-            (Some(e), None) => return Some(format!("schema: {} {} exists only in the backup", e.kind, e.name)),
-            (None, Some(e)) => return Some(format!("schema: {} {} exists only in the live database", e.kind, e.name)),
+            (Some(e), None) => return Some(format!("schema: {} {} exists only in the {a_only}", e.kind, e.name)),
+            (None, Some(e)) => return Some(format!("schema: {} {} exists only in the {b_only}", e.kind, e.name)),
             (Some(be), Some(le)) => {
                 let (bk, lk) = ((&be.name, &be.kind), (&le.name, &le.kind));
                 if bk < lk {
-                    return Some(format!("schema: {} {} exists only in the backup", be.kind, be.name));
+                    return Some(format!("schema: {} {} exists only in the {a_only}", be.kind, be.name));
                 }
                 if lk < bk {
-                    return Some(format!("schema: {} {} exists only in the live database", le.kind, le.name));
+                    return Some(format!("schema: {} {} exists only in the {b_only}", le.kind, le.name));
                 }
                 if be.sql != le.sql {
                     return Some(format!(
-                        "schema: {} {} differs: backup {}, live {}",
+                        "schema: {} {} differs: {} {}, {} {}",
                         be.kind,
                         be.name,
+                        labels.a,
                         show_sql(&be.sql),
+                        labels.b,
                         show_sql(&le.sql)
                     ));
                 }
@@ -278,6 +319,8 @@ fn compare_table(backup: &Connection, live: &Connection, table: &SchemaEntry, na
         Some(_) => format!("rowid {}", show(&vals[0])),
         None => format!("row {} (ordered by all columns)", index + 1),
     };
+    let lab = &names.labels;
+    let (a_only, b_only) = (format!("row only in the {}", lab.a_only), format!("row only in the {}", lab.b_only));
     let mut index = 0u64;
     loop {
         let b = b_rows.next().with_context(|| read(&names.backup))?.map(values).transpose()?;
@@ -285,15 +328,15 @@ fn compare_table(backup: &Connection, live: &Connection, table: &SchemaEntry, na
         let here = |vals: &[Value]| format!("table {}, {}", table.name, key(vals, index));
         match (b, l) {
             (None, None) => return Ok(None),
-            (Some(b), None) => return Ok(Some(format!("{}: row only in the backup", here(&b)))),
-            (None, Some(l)) => return Ok(Some(format!("{}: row only in the live database", here(&l)))),
+            (Some(b), None) => return Ok(Some(format!("{}: {a_only}", here(&b)))),
+            (None, Some(l)) => return Ok(Some(format!("{}: {b_only}", here(&l)))),
             (Some(b), Some(l)) => {
                 if rowid.is_some() && b[0] != l[0] {
                     let b_first = matches!((&b[0], &l[0]), (Value::Integer(x), Value::Integer(y)) if x < y);
                     return Ok(Some(if b_first {
-                        format!("{}: row only in the backup", here(&b))
+                        format!("{}: {a_only}", here(&b))
                     } else {
-                        format!("{}: row only in the live database", here(&l))
+                        format!("{}: {b_only}", here(&l))
                     }));
                 }
                 let skip = usize::from(rowid.is_some());
@@ -301,9 +344,11 @@ fn compare_table(backup: &Connection, live: &Connection, table: &SchemaEntry, na
                     let (bv, lv) = (&b[i + skip], &l[i + skip]);
                     if bv != lv {
                         return Ok(Some(format!(
-                            "{}, column {column}: backup {}, live {}",
+                            "{}, column {column}: {} {}, {} {}",
                             here(&b),
+                            lab.a,
                             show(bv),
+                            lab.b,
                             show(lv)
                         )));
                     }
@@ -388,7 +433,7 @@ mod tests {
     }
 
     fn diff(a: &Connection, b: &Connection) -> Option<String> {
-        let names = Names { backup: "backup".into(), live: "live".into() };
+        let names = Names { backup: "backup".into(), live: "live".into(), labels: Labels::BACKUP_AND_LIVE };
         compare(a, b, &names).unwrap()
     }
 

@@ -144,6 +144,21 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
 /// binary and not included: the file replays on top of it, and a leading
 /// comment says so (`--dump` writes the whole database instead).
 pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
+    export_sql_with(reader, upto, out, force, None)
+}
+
+/// [`export_sql`], saying of every change at or below `imported_upto` that
+/// its time was not recorded: a `.dbak` carries no times, so an import
+/// stamps its changes with the time it ran, which is not when lightningd
+/// made them. Their blocks are headed
+/// `-- version N (time not recorded: imported from a .dbak)`.
+pub fn export_sql_with(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+    imported_upto: Option<Seq>,
+) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let snapshot = reader.snapshot();
     let output = Output::new(reader, out, force)?;
@@ -178,18 +193,17 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
     let mut records = 0u64;
     for change in reader.changes(upto)? {
         let change = change?;
+        let imported = imported_upto.is_some_and(|last| change.seq <= last);
         for (i, tx) in change.transactions.iter().enumerate() {
-            if i == 0 {
-                writeln!(
-                    w,
-                    "\n-- version {} ({})",
-                    change.data_version(),
-                    crate::record::utc_iso8601(tx.time_ms, true)
-                )
-                .map_err(io)?;
+            let time = if imported {
+                "time not recorded: imported from a .dbak".to_string()
             } else {
-                writeln!(w, "-- reported again at the same version ({})", crate::record::utc_iso8601(tx.time_ms, true))
-                    .map_err(io)?;
+                crate::record::utc_iso8601(tx.time_ms, true)
+            };
+            if i == 0 {
+                writeln!(w, "\n-- version {} ({time})", change.data_version()).map_err(io)?;
+            } else {
+                writeln!(w, "-- reported again at the same version ({time})").map_err(io)?;
             }
             for s in &tx.statements {
                 let s = fix_pre_4090(s);

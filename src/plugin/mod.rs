@@ -4,7 +4,9 @@
 //! methods `backup-status` and `backup-compact`, and the [`wire`] layer that
 //! answers `db_write` calls, including those lightningd sends before `init`.
 //! Decisions about each write live in [`hook`]; storage lives in the library.
-//! It never makes RPC calls to lightningd: while a hook is pending the node
+//! A `backup.lock` left by the Python plugin (naming its `.dbak` file) is
+//! refused with the exact `cln-backup import` command that moves the node
+//! over. It never makes RPC calls to lightningd: while a hook is pending the node
 //! serves nothing else, so such a call would deadlock it.
 
 pub mod hook;
@@ -30,9 +32,46 @@ struct State {
     problem: Option<String>,
 }
 
+/// When `DIR/backup.lock` names a `.dbak` file of the Python plugin, the
+/// command that moves the node over to a store (`cln-backup import
+/// --lightning-dir DIR OLD.dbak OLD.redb`, the store beside the old file).
+pub fn python_lock_fix(dir: &Path) -> Option<String> {
+    let dbak = crate::lockfile::read(dir).ok()?;
+    if !cln_backup::legacy::is_dbak(&dbak) {
+        return None;
+    }
+    let store = if dbak.extension().is_some_and(|e| e == "dbak") {
+        dbak.with_extension("redb")
+    } else {
+        let mut s = dbak.clone().into_os_string();
+        s.push(".redb");
+        s.into()
+    };
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Some(format!("cln-backup import --lightning-dir {} {} {}", shell_word(&dir), shell_word(&dbak), shell_word(&store)))
+}
+
+/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Open the store named by `DIR/backup.lock`, or say what is wrong and what to run.
 fn open_target(dir: &Path) -> Target {
     let fix = "run `cln-backup init --lightning-dir <network dir> <store path>` with the node stopped";
+    if let Some(cmd) = python_lock_fix(dir) {
+        return Target::Unavailable(format!(
+            "cannot use the backup: {} names a .dbak file of the Python backup plugin, not a cln-backup store; \
+             stop the node and run `{cmd}`, which imports it, checks it and points backup.lock at the new store",
+            dir.join(crate::lockfile::LOCK_FILE_NAME).display()
+        ));
+    }
     match crate::lockfile::read(dir) {
         Err(e) => Target::Unavailable(format!("cannot use the backup: {e:#}; {fix}")),
         Ok(path) => match Store::open(&path) {

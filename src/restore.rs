@@ -367,7 +367,7 @@ fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
         return Ok(vec![]);
     }
     let stamp: String =
-        crate::record::utc_iso8601(now_ms(), false).chars().filter(|c| !matches!(c, '-' | ':')).collect();
+        crate::record::utc_iso8601(crate::record::now_ms(), false).chars().filter(|c| !matches!(c, '-' | ':')).collect();
     let with_suffix = |base: &Path, suffix: &str| {
         let mut s = base.as_os_str().to_owned();
         s.push(suffix);
@@ -413,10 +413,6 @@ fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
     }
     atomic_file::sync_parent(dest)?;
     Ok(moved)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Open the database placed at `path` as lightningd will and check its `data_version`.

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.dump && args.format != Format::Sql {
         anyhow::bail!("--dump writes SQL: use it with --format sql");
     }
-    let store = Store::open(store_path(&args.store)?)?;
+    let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
     let upto = restore::target(&reader, args.to_version)?;
     let report = match (args.format, args.dump) {

@@ -54,7 +54,7 @@ pub fn open_source(arg: &Path) -> Result<Source> {
     if cln_backup::legacy::is_dbak(&path) {
         return Ok(Source::Legacy(path));
     }
-    Ok(Source::Store(Box::new(Store::open(&path)?)))
+    Ok(Source::Store(Box::new(Store::open_read_only(&path)?)))
 }
 
 /// Restore `source` to `dest`.

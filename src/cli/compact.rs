@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut store = Store::open(store_path(&args.store)?)?;
+    let mut store = Store::open_checked(store_path(&args.store)?)?;
     let len = store.reader()?.change_count();
     let bar = progress_bar(len, "compact");
     let stats = compact::compact(&store, progress_callback(&bar).as_ref());

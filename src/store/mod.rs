@@ -436,11 +436,27 @@ impl Store {
 
     /// Open an existing store for reading and writing, with an exclusive lock.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        let path = path.as_ref().to_path_buf();
+        Store::open_write(path.as_ref(), false)
+    }
+
+    /// [`Store::open`], after checking every page of the file against redb's
+    /// checksums (it reads the whole file). For a command about to rewrite
+    /// much of a store (compaction): redb trusts the pages it frees, and a
+    /// damaged one met while committing can abort the process, where a
+    /// damaged page met while reading is an error.
+    pub fn open_checked(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_write(path.as_ref(), true)
+    }
+
+    fn open_write(path: &Path, check: bool) -> Result<Store> {
+        let path = path.to_path_buf();
         check_magic(&path)?;
         guarded(&path.clone(), move || {
-            let db =
-                redb::Database::builder().set_cache_size(CACHE_BYTES).open(&path).map_err(|e| open_error(&path, e))?;
+            let db = redb::Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(check)
+                .open(&path)
+                .map_err(|e| open_error(&path, e))?;
             Store::from_db(path, Db::Write(db))
         })
     }
@@ -1202,5 +1218,50 @@ impl Iterator for Changes {
             self.ended = true;
         }
         item.transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const CHILD: &str = "CLN_BACKUP_GUARDED_CHILD";
+
+    /// Run in a child process by `guarded_is_silent_and_other_panics_are_not`,
+    /// where nothing captures stderr.
+    #[test]
+    fn guarded_child() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        let err =
+            guarded(Path::new("/x/store.redb"), || -> Result<()> { panic!("inside-guarded-marker") }).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("/x/store.redb: the store is damaged"), "{err}");
+        // Nested, and after a caught panic, still silent.
+        let nested =
+            guarded(Path::new("/x/a"), || guarded(Path::new("/x/b"), || -> Result<()> { panic!("nested-marker") }));
+        assert!(nested.is_err());
+        // A panic outside the boundary goes to the hook that was there before.
+        let outside = std::panic::catch_unwind(|| panic!("outside-guarded-marker"));
+        assert!(outside.is_err());
+        eprintln!("child-done");
+    }
+
+    #[test]
+    fn guarded_is_silent_and_other_panics_are_not() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::tests::guarded_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("child-done"), "the child did not run: {err}");
+        assert!(!err.contains("inside-guarded-marker"), "guarded let a panic message through: {err}");
+        assert!(!err.contains("nested-marker"), "guarded let a panic message through: {err}");
+        assert!(err.contains("outside-guarded-marker"), "a panic outside guarded was silenced: {err}");
     }
 }

@@ -2,9 +2,13 @@
 //! snapshot and the metadata.
 //!
 //! Owns the tables, their invariants and every write to them; each public
-//! write is one redb write transaction, durable (fsync'd) before it returns.
-//! It must not know about lightningd's protocol, and it does not replay SQL:
-//! restore and compaction read it through a [`Reader`].
+//! write is one redb write transaction, durable (fsync'd) before it returns
+//! (a [`BulkLoad`] for imports: when it finishes). It also owns the two ways
+//! of opening a file: for writing, with redb's exclusive lock, or read-only
+//! ([`Store::open_read_only`]), which never changes a byte of the file, and
+//! the one panic boundary around redb ([`guarded`]). It must not know about
+//! lightningd's protocol, and it does not replay SQL: restore and compaction
+//! read it through a [`Reader`].
 //!
 //! Invariants (see ARCHITECTURE.md):
 //! - change records are keyed by store version; versions are consecutive
@@ -468,6 +472,10 @@ impl Store {
     /// A store whose writer died without closing it (a crashed plugin's) is
     /// read too: redb's repair of such a file runs over a copy-on-write layer
     /// in memory, and the file stays as the crash left it.
+    ///
+    /// While one process reads a crashed store this way, its locks are a
+    /// writer's locks taken shared: another process's writer and readers are
+    /// refused with [`Error::StoreLocked`] until it is done.
     ///
     /// A store a live writer holds (a running node's plugin) is refused with
     /// [`Error::StoreLocked`]: redb's writer rewrites pages in place, so there
@@ -1247,6 +1255,29 @@ mod tests {
         let outside = std::panic::catch_unwind(|| panic!("outside-guarded-marker"));
         assert!(outside.is_err());
         eprintln!("child-done");
+    }
+
+    #[test]
+    fn the_in_memory_repair_takes_shared_locks_that_a_writer_refuses_and_respects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        drop(Store::create(&path).unwrap());
+        let overlay_db = || {
+            let backend = overlay::Overlay::new(std::fs::File::open(&path).unwrap()).unwrap();
+            redb::Database::builder().create_with_backend(backend)
+        };
+        // A live writer (redb's locks are per open file, so one in this
+        // process counts) refuses the open.
+        let writer = Store::open(&path).unwrap();
+        assert!(matches!(overlay_db(), Err(redb::DatabaseError::DatabaseAlreadyOpen)));
+        drop(writer);
+        // Open, it keeps a writer out.
+        let before = std::fs::read(&path).unwrap();
+        let db = overlay_db().unwrap();
+        assert!(matches!(Store::open(&path), Err(Error::StoreLocked { .. })));
+        drop(db);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the in-memory open wrote the file");
+        assert!(Store::open(&path).is_ok());
     }
 
     #[test]

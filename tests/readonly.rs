@@ -151,7 +151,6 @@ fn reading_commands_work_on_a_store_the_user_may_only_read() {
 /// A read-only bind mount, unmounted when dropped.
 struct ReadOnlyMount {
     target: PathBuf,
-    mounted: bool,
 }
 
 impl ReadOnlyMount {
@@ -166,7 +165,7 @@ impl ReadOnlyMount {
         };
         run(&[&"--bind", &source, &target])?;
         // Dropped (so unmounted) if the remount fails.
-        let m = ReadOnlyMount { target: target.to_path_buf(), mounted: true };
+        let m = ReadOnlyMount { target: target.to_path_buf() };
         run(&[&"-o", &"remount,bind,ro", &target])?;
         Ok(m)
     }
@@ -174,9 +173,7 @@ impl ReadOnlyMount {
 
 impl Drop for ReadOnlyMount {
     fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.target).status();
-        }
+        let _ = Command::new("umount").arg(&self.target).status();
     }
 }
 

@@ -22,12 +22,22 @@ pub enum Error {
     },
 
     /// Another process (or another handle in this one) holds the store.
-    #[error("{}: the store is already open in another process (only one writer may use a store)", path.display())]
+    #[error("{}: the store is already open in another process (a running node's plugin?); stop the node first, or ask the running plugin with `lightning-cli backup-status`", path.display())]
     StoreLocked { path: PathBuf },
 
-    /// The file is not a cln-backup store (not redb, or redb without our tables).
+    /// The file is not a cln-backup store: not a redb database at all, or a
+    /// readable redb database with none of a store's tables. A store that
+    /// cannot be read is [`Error::Corrupt`].
     #[error("{}: not a cln-backup store ({reason})", path.display())]
     NotAStore { path: PathBuf, reason: String },
+
+    /// A write was asked of a store opened with `Store::open_read_only`.
+    #[error("{}: the store is open read-only; this operation would write it", path.display())]
+    ReadOnly { path: PathBuf },
+
+    /// A record could not be serialised; nothing was written.
+    #[error("{}: cannot encode a record: {what}", path.display())]
+    Encode { path: PathBuf, what: String },
 
     /// The store was written by a newer cln-backup.
     #[error("{}: store format {found} is newer than this cln-backup supports (format {supported}); upgrade cln-backup", path.display())]
@@ -37,8 +47,9 @@ pub enum Error {
     #[error("{}: already exists; refusing to overwrite an existing store", path.display())]
     AlreadyExists { path: PathBuf },
 
-    /// The store's own checks failed: redb checksums, hash chain, or a record that does not decode.
-    #[error("{}: store is corrupt: {what}", path.display())]
+    /// The store's own checks failed: redb checksums, a page that cannot be
+    /// read, the hash chain, or a record that does not decode.
+    #[error("{}: the store is damaged: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
 
     /// redb reported an error other than corruption (for example the disk is full).
@@ -130,24 +141,44 @@ impl Error {
         Error::Legacy { path: path.into(), what: what.into() }
     }
 
-    /// Map any redb error onto ours, keeping corruption and locking distinct
-    /// from other storage failures.
+    /// Map any redb error onto ours, keeping damage and locking distinct
+    /// from other storage failures. Whether a file is a store at all is
+    /// decided when it is opened (see `store::load_state`): past that, a table
+    /// of the wrong type or a missing one is damage.
     pub(crate) fn redb(path: impl Into<PathBuf>, source: impl Into<redb::Error>) -> Self {
         let path = path.into();
         match source.into() {
-            redb::Error::DatabaseAlreadyOpen => Error::StoreLocked { path },
+            redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => Error::StoreLocked { path },
             redb::Error::Corrupted(what) => Error::Corrupt { path, what },
-            redb::Error::TableDoesNotExist(t) => Error::NotAStore { path, reason: format!("table {t} is missing") },
-            redb::Error::TableTypeMismatch { .. } => {
-                Error::NotAStore { path, reason: "its tables have other types than a cln-backup store's".into() }
+            redb::Error::TableDoesNotExist(t) => Error::Corrupt { path, what: format!("its {t} table is missing") },
+            e @ (redb::Error::TableTypeMismatch { .. }
+            | redb::Error::TypeDefinitionChanged { .. }
+            | redb::Error::TableIsMultimap(_)
+            | redb::Error::TableIsNotMultimap(_)
+            | redb::Error::UpgradeRequired(_)) => {
+                Error::Corrupt { path, what: format!("its tables do not read back: {e}") }
             }
             // A read past the end of the file means a page pointer is damaged
-            // or the file was truncated: corruption, not a failing disk.
+            // or the file was truncated: damage, not a failing disk.
             redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::Corrupt {
                 path,
                 what: format!("a page lies beyond the end of the file (truncated or damaged): {e}"),
             },
             other => Error::Storage { path, source: other },
+        }
+    }
+
+    /// A redb error met while reading a file that has redb's magic: unless it
+    /// is a lock held elsewhere or the operating system's I/O error, the file
+    /// is damaged.
+    pub(crate) fn damaged(path: impl Into<PathBuf>, source: impl Into<redb::Error>) -> Self {
+        let path = path.into();
+        match Error::redb(path, source) {
+            Error::Storage { path, source } => match source {
+                redb::Error::Io(e) => Error::Io { path, source: e },
+                other => Error::Corrupt { path, what: other.to_string() },
+            },
+            mapped => mapped,
         }
     }
 }

@@ -366,8 +366,10 @@ fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
     if existing_side_files(dest).is_empty() {
         return Ok(vec![]);
     }
-    let stamp: String =
-        crate::record::utc_iso8601(crate::record::now_ms(), false).chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    let stamp: String = crate::record::utc_iso8601(crate::record::now_ms(), false)
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
     let with_suffix = |base: &Path, suffix: &str| {
         let mut s = base.as_os_str().to_owned();
         s.push(suffix);

@@ -234,8 +234,18 @@ impl Harness<'_> {
                     Store::create(self.dir.join(format!("placeholder-{}.redb", self.files))).unwrap(),
                 );
                 self.files += 1;
+                // What the store held in memory is what the file holds: a
+                // read-only open (which must not change the file) and a
+                // reopen for writing derive the same status.
+                let held = status_without_size(&store);
                 drop(store);
+                let bytes = std::fs::read(&self.path).unwrap();
+                let reader = Store::open_read_only(&self.path).unwrap();
+                assert_eq!(status_without_size(&reader), held, "{step}: read-only open");
+                drop(reader);
+                assert!(std::fs::read(&self.path).unwrap() == bytes, "{step}: a read-only open changed the file");
                 self.store = Store::open(&self.path).unwrap();
+                assert_eq!(status_without_size(&self.store), held, "{step}: reopen");
             }
             Op::Snapshot => {
                 if !self.model.foreign_keys {
@@ -286,6 +296,13 @@ impl Harness<'_> {
             }
         }
     }
+}
+
+/// A store's status without the file's size, which closing it may change.
+fn status_without_size(store: &Store) -> serde_json::Value {
+    let mut v = serde_json::to_value(store.status().unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("file_bytes");
+    v
 }
 
 fn run_sequence(ops: &[Op]) {

@@ -485,3 +485,163 @@ fn long_logs_seal_into_segments_and_stay_exact() {
     store.add_change(700, replay).unwrap();
     workload::assert_same_db(&restore_to(&store, dir.path(), "after.sqlite3", None), &want);
 }
+
+/// The status a store reports, without what differs between two files
+/// holding the same store (their path and size).
+fn status_json(store: &Store) -> serde_json::Value {
+    let mut v = serde_json::to_value(store.status().unwrap()).unwrap();
+    let map = v.as_object_mut().unwrap();
+    map.remove("path");
+    map.remove("file_bytes");
+    v
+}
+
+/// `store`'s in-memory state equals what a fresh open of its file derives.
+/// The file is copied (the store stays open and in use) and the copy opened
+/// read-only, which repairs it in memory as a live writer's file needs.
+#[track_caller]
+fn matches_a_fresh_open(store: &Store, dir: &Path, what: &str) {
+    let copy = dir.join(format!("copy-{what}.redb"));
+    std::fs::copy(store.path(), &copy).unwrap();
+    let fresh = Store::open_read_only(&copy).unwrap();
+    assert_eq!(status_json(store), status_json(&fresh), "after {what}");
+}
+
+/// Every record checks against the chain, the ones written after `what` included.
+#[track_caller]
+fn chain_holds(store: &Store, what: &str) {
+    let reader = store.reader().unwrap();
+    let n = reader.changes(reader.head()).unwrap().inspect(|c| assert!(c.is_ok(), "{c:?}")).count() as u64;
+    assert_eq!(n, reader.change_count(), "after {what}");
+}
+
+#[test]
+fn committed_operations_leave_memory_as_a_reopen_finds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let txns = Workload::generate(5, 70);
+    let (store, path) = store_with(dir.path(), &txns[..50]);
+
+    // Rewind: the new last record, what it chains from, the rewind marker.
+    store.rewind().unwrap();
+    matches_a_fresh_open(&store, dir.path(), "rewind");
+    // A repeated-version report appends to the new last record: its hash
+    // comes from what the rewind left in memory.
+    let lone = vec![workload::FOREIGN_KEYS_ON.to_string()];
+    store.add_change(txns[48].0, &lone).unwrap();
+    chain_holds(&store, "rewind");
+    matches_a_fresh_open(&store, dir.path(), "append after rewind");
+
+    // Snapshot at the head: the log is replaced, the next record chains from its anchor.
+    add_all(&store, &txns[49..55]);
+    let image = restore_to(&store, dir.path(), "image.sqlite3", None);
+    store.add_snapshot(txns[54].0, &mut std::fs::File::open(&image).unwrap()).unwrap();
+    matches_a_fresh_open(&store, dir.path(), "add_snapshot");
+    add_all(&store, &txns[55..56]);
+    chain_holds(&store, "add_snapshot");
+    matches_a_fresh_open(&store, dir.path(), "add after add_snapshot");
+
+    // Compaction: a new snapshot, fewer records, the last one still appendable.
+    add_all(&store, &txns[56..]);
+    let stats = cln_backup::compact::compact(&store, None).unwrap();
+    assert!(stats.compacted);
+    matches_a_fresh_open(&store, dir.path(), "compaction");
+    store.add_change(txns[69].0, &lone).unwrap();
+    chain_holds(&store, "compaction");
+    matches_a_fresh_open(&store, dir.path(), "append after compaction");
+
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    let restored = restore_to(&reopened, dir.path(), "final.sqlite3", None);
+    let mut expected = txns.clone();
+    expected.insert(49, (txns[48].0, lone.clone()));
+    expected.push((txns[69].0, lone));
+    workload::assert_same_db(&restored, &reference(dir.path(), "reference.sqlite3", &expected));
+}
+
+#[test]
+fn bulk_load_has_the_checks_of_add_change_and_commits_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bulk.redb");
+    let mut txns = Workload::generate(21, 5000);
+    // A repeated-version report inside a batch reads the head's record from
+    // the uncommitted batch.
+    txns.insert(2500, (txns[2499].0, vec![workload::FOREIGN_KEYS_ON.to_string()]));
+    let store = Store::create(&path).unwrap();
+    let mut bulk = store.bulk_load().unwrap();
+    for (i, (v, s)) in txns.iter().enumerate() {
+        bulk.add_change(*v, s).unwrap();
+        if i == 1000 {
+            // Refused exactly as add_change refuses, and nothing is added.
+            let gap = bulk.add_change(v + 5, &txns[i + 1].1).unwrap_err();
+            assert!(matches!(gap, Error::Gap { .. }), "{gap}");
+            let bump = bulk.add_change(v + 1, &["UPDATE t SET x = 1"]).unwrap_err();
+            assert!(matches!(bump, Error::MissingBump { .. }), "{bump}");
+            let empty: [&str; 0] = [];
+            assert!(matches!(bulk.add_change(v + 1, &empty).unwrap_err(), Error::EmptyChange { .. }));
+        }
+    }
+    let commits = bulk.commits();
+    bulk.finish().unwrap();
+    assert!(commits <= 3, "{commits} commits before finish for {} changes", txns.len());
+    assert_eq!(store.version(), txns.last().unwrap().0);
+    chain_holds(&store, "bulk load");
+    matches_a_fresh_open(&store, dir.path(), "bulk load");
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let restored = restore_to(&store, dir.path(), "bulk.sqlite3", None);
+    workload::assert_same_db(&restored, &reference(dir.path(), "reference.sqlite3", &txns));
+}
+
+/// How many `fsync`/`fdatasync` calls `strace -c` counted.
+fn syncs_counted(summary: &str) -> u64 {
+    summary
+        .lines()
+        .filter(|l| l.trim_end().ends_with("fdatasync") || l.trim_end().ends_with("fsync"))
+        .filter_map(|l| l.split_whitespace().nth(3).and_then(|n| n.parse::<u64>().ok()))
+        .sum()
+}
+
+#[test]
+fn import_syncs_a_few_times_not_once_per_change() {
+    let have_strace = std::process::Command::new("strace")
+        .arg("-V")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_strace {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dbak = dir.path().join("big.dbak");
+    let txns = Workload::generate(33, 3000);
+    let file = std::fs::File::create(&dbak).unwrap();
+    let mut w = cln_backup::legacy::dbak::DbakWriter::new(file, &dbak).unwrap();
+    for (v, s) in &txns {
+        w.add_transaction(*v, s).unwrap();
+    }
+    w.finish().unwrap();
+    let store = dir.path().join("imported.redb");
+    let summary = dir.path().join("strace.txt");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=fdatasync,fsync", "-o"])
+        .arg(&summary)
+        .arg(env!("CARGO_BIN_EXE_cln-backup"))
+        .arg("import")
+        .arg(&dbak)
+        .arg(&store)
+        .output()
+        .unwrap();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("PTRACE") {
+        eprintln!("skipped: strace cannot trace here");
+        return;
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let syncs = syncs_counted(&std::fs::read_to_string(&summary).unwrap());
+    assert!(syncs > 0, "strace counted no syncs at all");
+    eprintln!("{syncs} syncs to import {} changes", txns.len());
+    assert!(syncs < 50, "{syncs} syncs to import {} changes", txns.len());
+    let store = Store::open_read_only(&store).unwrap();
+    let restored = restore_to(&store, dir.path(), "imported.sqlite3", None);
+    workload::assert_same_db(&restored, &reference(dir.path(), "reference.sqlite3", &txns));
+}

@@ -29,7 +29,7 @@ pub fn run(args: Args) -> Result<()> {
     let path = store_path(&args.store)?;
     // The file's length as `ls -l` shows it, before anything is written.
     let len_before = std::fs::metadata(&path).map(|m| m.len()).ok();
-    let mut store = Store::open(&path)?;
+    let mut store = Store::open_checked(&path)?;
     let len_before = match len_before {
         Some(len) => len,
         None => file_len(&path)?,

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         super::handover::precheck(dir, &store_path(&args.store)?, super::handover::KEPT_CLN_BACKUP)?;
     }
-    let store = Store::open(store_path(&args.store)?)?;
+    let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
     let upto = restore::target(&reader, args.to_version).map_err(|e| super::naming(store.path(), e))?;
     let report = match (args.format, args.dump) {

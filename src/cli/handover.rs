@@ -75,7 +75,7 @@ pub fn check(store: &Path, dbak: &Path, dir: &Path) -> Result<Checked> {
     let from_store = tmp.path().join("store.sqlite3");
     std::fs::File::create(&from_store).with_context(|| from_store.display().to_string())?;
     let head = {
-        let store = Store::open(store)?;
+        let store = Store::open_read_only(store)?;
         let reader = store.reader()?;
         let head = reader.head();
         replay_into(&reader, head, &from_store, None)?;

@@ -7,7 +7,7 @@
 //! the library's (`cln_backup::legacy::import_new`); this file must not
 //! write the store itself.
 
-use super::{handover, plural, store_path};
+use super::{finish_bar, handover, plural, progress_bar, progress_callback, store_path};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -46,7 +46,13 @@ pub fn run(args: Args) -> Result<()> {
         // Everything that can be checked before the import is.
         handover::precheck(dir, &args.legacy, handover::KEPT_PYTHON)?;
     }
-    let report = cln_backup::legacy::import_new(&args.legacy, &store)?;
+    // The bar's length is the count the legacy header keeps; a bad header is
+    // reported by the import itself.
+    let records = cln_backup::legacy::dbak::DbakReader::open(&args.legacy).map(|f| f.header().version_count);
+    let bar = progress_bar(records.unwrap_or(0), "import");
+    let imported = cln_backup::legacy::import_new_with_progress(&args.legacy, &store, progress_callback(&bar).as_ref());
+    finish_bar(bar);
+    let report = imported?;
     println!(
         "Imported {} into {}: version {}, {}{}",
         args.legacy.display(),

@@ -38,7 +38,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let store = Store::open(store_path(&args.store)?)?;
+    let store = Store::open_read_only(store_path(&args.store)?)?;
     let status = store.status()?;
     let change_bytes = store.reader()?.stored_change_bytes()?;
     if args.json {

@@ -59,7 +59,7 @@ pub fn open_source(arg: &Path) -> Result<Source> {
     if cln_backup::legacy::is_dbak(&path) {
         return Ok(Source::Legacy(path));
     }
-    let store = Store::open(&path).map_err(|e| match e {
+    let store = Store::open_read_only(&path).map_err(|e| match e {
         // Both readings were tried: say so, not only that it is no store.
         cln_backup::Error::NotAStore { path, reason } => {
             anyhow::anyhow!("{}: is neither a cln-backup store nor a legacy .dbak backup ({reason})", path.display())

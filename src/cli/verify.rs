@@ -39,7 +39,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let store = Store::open(store_path(&args.store)?)?;
+    let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
     let head = reader.head();
     let chain = walk_chain(&reader)?;
@@ -103,7 +103,7 @@ fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
     let path = reader.path().display();
     if chain.changes != reader.change_count() {
         bail!(
-            "{path}: store is corrupt: it holds {} change records but {} follow the snapshot",
+            "{path}: the store is damaged: it holds {} change records but {} follow the snapshot",
             reader.change_count(),
             chain.changes
         );
@@ -111,7 +111,7 @@ fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
     if let Some(last) = last {
         if last != reader.head() {
             bail!(
-                "{path}: store is corrupt: the change log ends at version {} but the head is {}",
+                "{path}: the store is damaged: the change log ends at version {} but the head is {}",
                 data_version(last),
                 data_version(reader.head())
             );

@@ -10,7 +10,7 @@ use super::dbak::DbakReader;
 use super::normalise::{self, Plan};
 use crate::atomic_file::{NewOwner, Replace, TempFile};
 use crate::error::{Error, Result};
-use crate::restore::{self, Replayer, Staged};
+use crate::restore::{self, Progress, Replayer, Staged};
 use crate::store::{Added, Store};
 use crate::version::data_version;
 use std::io::Write;
@@ -64,11 +64,18 @@ pub fn import(dbak: &Path, store: &Store) -> Result<ImportReport> {
     }
     let mut file = DbakReader::open(dbak)?;
     let plan = normalise::plan(&mut file)?;
-    apply(&mut file, &plan, store)?;
+    apply(&mut file, &plan, store, None)?;
     Ok(report(&plan))
 }
 
-fn apply(file: &mut DbakReader, plan: &Plan, store: &Store) -> Result<()> {
+/// Records imported between two progress reports.
+const PROGRESS_EVERY: u64 = 256;
+
+/// Write `plan` into `store`: the snapshot in one commit, then the records
+/// through a [`crate::store::BulkLoad`] (the checks of `add_change`, large
+/// batches, one sync at the end). `progress` gets the number of records
+/// imported so far.
+fn apply(file: &mut DbakReader, plan: &Plan, store: &Store, progress: Option<&Progress>) -> Result<()> {
     if let Some(snap) = &plan.snapshot {
         let mut image = file.snapshot(snap)?;
         let info = store.add_snapshot(snap.version, &mut image)?;
@@ -82,9 +89,11 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store) -> Result<()> {
             ));
         }
     }
+    let mut bulk = store.bulk_load()?;
+    let mut done = 0u64;
     for step in &plan.steps {
         let statements = file.statements(&step.record)?;
-        let added = store.add_change(step.record.version, &statements)?;
+        let added = bulk.add_change(step.record.version, &statements)?;
         let expected = if step.repeat { Added::Repeated(step.seq) } else { Added::New(step.seq) };
         if added != expected {
             return Err(Error::legacy(
@@ -92,6 +101,16 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store) -> Result<()> {
                 format!("record at offset {} was stored as {added:?}, expected {expected:?}", step.record.offset),
             ));
         }
+        done += 1;
+        if let Some(p) = progress {
+            if done.is_multiple_of(PROGRESS_EVERY) {
+                p(done);
+            }
+        }
+    }
+    bulk.finish()?;
+    if let Some(p) = progress {
+        p(done);
     }
     Ok(())
 }
@@ -105,6 +124,13 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store) -> Result<()> {
 /// no store exists at `store_path`. An existing `store_path` is refused. The
 /// temporary of an interrupted import is removed by the next one.
 pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
+    import_new_with_progress(dbak, store_path, None)
+}
+
+/// [`import_new`], calling `progress` with the number of records imported so
+/// far (the legacy header's `version_count` is their number, near enough for
+/// a progress bar).
+pub fn import_new_with_progress(dbak: &Path, store_path: &Path, progress: Option<&Progress>) -> Result<ImportReport> {
     if store_path.exists() {
         return Err(Error::AlreadyExists { path: store_path.to_path_buf() });
     }
@@ -114,7 +140,7 @@ pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
     // dropping `tmp` on any error removes it.
     let tmp = TempFile::reserve(store_path, "import")?;
     let store = Store::create(tmp.path())?;
-    let applied = apply(&mut file, &plan, &store);
+    let applied = apply(&mut file, &plan, &store, progress);
     drop(store);
     applied?;
     tmp.commit(Replace::Never, NewOwner::Process).map_err(|e| match e {

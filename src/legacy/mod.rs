@@ -22,4 +22,4 @@ pub mod sqldump;
 
 pub use dbak::is_dbak;
 pub use export::{export_dbak, export_dump, export_sql, export_sql_with, ExportReport};
-pub use import::{import, import_new, restore_dbak, ImportReport};
+pub use import::{import, import_new, import_new_with_progress, restore_dbak, ImportReport};

@@ -200,16 +200,16 @@ fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-fn plain<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
+fn plain<S: AsRef<str>>(statements: &[S]) -> Result<Vec<u8>, String> {
     let plain: Vec<&str> = statements.iter().map(|s| s.as_ref()).collect();
     let mut out = vec![CODEC_PLAIN];
-    // Serialising strings into a Vec cannot fail.
-    out.extend(postcard::to_stdvec(&plain).unwrap_or_default());
-    out
+    out.extend(postcard::to_stdvec(&plain).map_err(|e| format!("statements do not encode: {e}"))?);
+    Ok(out)
 }
 
-/// Encode one transaction's statements.
-pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
+/// Encode one transaction's statements. An error is returned, never empty
+/// bytes: stored bytes must always decode to the statements given.
+pub fn encode<S: AsRef<str>>(statements: &[S]) -> Result<Vec<u8>, String> {
     let representable = statements.iter().all(|s| !s.as_ref().bytes().any(|b| b == STMT_SEP || b == BLOB_MARK));
     if !representable {
         return plain(statements);
@@ -248,8 +248,8 @@ pub fn encode<S: AsRef<str>>(statements: &[S]) -> Vec<u8> {
     };
     let split = Split { text_len, text: frame, blob_lens, blobs, blobs_compressed };
     let mut out = vec![CODEC_SPLIT_DICT1];
-    out.extend(postcard::to_stdvec(&split).unwrap_or_default());
-    out
+    out.extend(postcard::to_stdvec(&split).map_err(|e| format!("statements do not encode: {e}"))?);
+    Ok(out)
 }
 
 /// Decode what [`encode`] produced.
@@ -308,7 +308,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn round_trip(stmts: &[String]) {
-        let enc = encode(stmts);
+        let enc = encode(stmts).unwrap();
         assert_eq!(decode(&enc).expect("decodes"), stmts);
     }
 
@@ -319,7 +319,7 @@ mod tests {
             "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 4".to_string(),
         ];
         round_trip(&stmts);
-        let enc = encode(&stmts);
+        let enc = encode(&stmts).unwrap();
         assert_eq!(enc[0], CODEC_SPLIT_DICT1);
         let split: Split = postcard::from_bytes(&enc[1..]).expect("split");
         assert_eq!(split.blob_lens, vec![16], "only the unquoted lowercase literal is lifted");
@@ -329,7 +329,7 @@ mod tests {
     fn falls_back_for_control_bytes() {
         let stmts = vec!["SELECT '\u{1}'".to_string()];
         round_trip(&stmts);
-        assert_eq!(encode(&stmts)[0], CODEC_PLAIN);
+        assert_eq!(encode(&stmts).unwrap()[0], CODEC_PLAIN);
     }
 
     #[test]

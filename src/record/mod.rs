@@ -114,9 +114,9 @@ impl StoredChange {
     }
 
     /// Serialise into the versioned envelope.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let env = ChangeEnvelopeRef::V1 { hash: &self.hash, parts: &self.parts };
-        postcard::to_stdvec(&env).unwrap_or_default()
+        postcard::to_stdvec(&env).map_err(|e| format!("change record does not encode: {e}"))
     }
 
     /// Parse the envelope. Does not check the chain; see [`StoredChange::check`].
@@ -168,8 +168,9 @@ enum SnapshotEnvelope {
 }
 
 impl SnapshotHeader {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(&SnapshotEnvelope::V1(self.clone())).unwrap_or_default()
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        postcard::to_stdvec(&SnapshotEnvelope::V1(self.clone()))
+            .map_err(|e| format!("snapshot header does not encode: {e}"))
     }
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         match postcard::from_bytes::<SnapshotEnvelope>(bytes) {
@@ -207,8 +208,8 @@ enum MetaEnvelope {
 }
 
 impl Meta {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(&MetaEnvelope::V1(self.clone())).unwrap_or_default()
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        postcard::to_stdvec(&MetaEnvelope::V1(self.clone())).map_err(|e| format!("metadata does not encode: {e}"))
     }
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         match postcard::from_bytes::<MetaEnvelope>(bytes) {
@@ -258,9 +259,9 @@ mod tests {
 
     #[test]
     fn change_records_round_trip_and_check_their_chain() {
-        let parts = vec![StoredPart { time_ms: 7, statements: codec::encode(&["SELECT 1"]) }];
+        let parts = vec![StoredPart { time_ms: 7, statements: codec::encode(&["SELECT 1"]).unwrap() }];
         let rec = StoredChange::new(&[3; 32], 42, parts);
-        let back = StoredChange::from_bytes(&rec.to_bytes()).unwrap();
+        let back = StoredChange::from_bytes(&rec.to_bytes().unwrap()).unwrap();
         assert_eq!(back.hash, rec.hash);
         assert!(back.check(&[3; 32], 42));
         assert!(!back.check(&[4; 32], 42), "another predecessor");

@@ -51,9 +51,9 @@ impl Segment {
         }
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
+    fn to_bytes(&self) -> Result<Vec<u8>, String> {
         postcard::to_stdvec(&SegmentEnvelope::V1 { first: self.first, records: self.records.clone() })
-            .unwrap_or_default()
+            .map_err(|e| format!("sealed segment does not encode: {e}"))
     }
 
     pub fn last(&self) -> Seq {
@@ -71,10 +71,18 @@ impl Segment {
 pub(super) enum LookupError {
     Storage(redb::Error),
     Corrupt(String),
+    /// A segment that could not be serialised (never stored as empty bytes).
+    Encode(String),
 }
 
 impl From<redb::StorageError> for LookupError {
     fn from(e: redb::StorageError) -> Self {
+        LookupError::Storage(e.into())
+    }
+}
+
+impl From<redb::TableError> for LookupError {
+    fn from(e: redb::TableError) -> Self {
         LookupError::Storage(e.into())
     }
 }
@@ -109,7 +117,7 @@ pub(super) fn first_seq(
 
 /// Within `txn`, after a record was added to the tail: seal the oldest
 /// records into a segment once the tail is long enough.
-pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
+pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), LookupError> {
     let mut tail = txn.open_table(CHANGES)?;
     let len = tail.len()?;
     if len < SEAL_AT {
@@ -141,7 +149,7 @@ pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
         let segment = Segment { first, records };
         let last = segment.last();
         tail.retain_in(first..=last, |_, _| false)?;
-        sealed.insert(last, segment.to_bytes().as_slice())?;
+        sealed.insert(last, segment.to_bytes().map_err(LookupError::Encode)?.as_slice())?;
         sealable -= segment.records.len() as u64;
     }
     Ok(())
@@ -150,9 +158,9 @@ pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
 /// Within `txn`: drop every record at or below `seq`, from the tail and from
 /// segments (a segment reaching past `seq` keeps its later records).
 pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), LookupError> {
-    let mut tail = txn.open_table(CHANGES).map_err(|e| LookupError::Storage(e.into()))?;
+    let mut tail = txn.open_table(CHANGES)?;
     tail.retain_in(..=seq, |_, _| false)?;
-    let mut sealed = txn.open_table(SEALED).map_err(|e| LookupError::Storage(e.into()))?;
+    let mut sealed = txn.open_table(SEALED)?;
     sealed.retain_in(..=seq, |_, _| false)?;
     let straddling = match sealed.range(seq..)?.next() {
         Some(entry) => {
@@ -166,7 +174,7 @@ pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), Look
             let drop = (seq - segment.first + 1) as usize;
             segment.records.drain(..drop);
             segment.first = seq + 1;
-            sealed.insert(key, segment.to_bytes().as_slice())?;
+            sealed.insert(key, segment.to_bytes().map_err(LookupError::Encode)?.as_slice())?;
         }
     }
     Ok(())

@@ -123,7 +123,8 @@ pub(super) fn stage(path: &Path, db: &Database, seq: Seq, image: &mut dyn Read) 
 }
 
 /// Within `txn`: make the staged chunks at `seq` the snapshot, dropping every
-/// other snapshot and every change record at or below `seq`.
+/// other snapshot and every change record at or below `seq`. Returns the
+/// header written.
 pub(super) fn install(
     path: &Path,
     txn: &WriteTransaction,
@@ -131,7 +132,7 @@ pub(super) fn install(
     staged: &Staged,
     foreign_keys: bool,
     anchor: impl FnOnce(&Hash) -> Hash,
-) -> Result<()> {
+) -> Result<SnapshotHeader> {
     let err = |e: redb::Error| Error::redb(path, e);
     remove_chunks_of(path, txn, |s| s == seq)?;
     let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
@@ -145,12 +146,15 @@ pub(super) fn install(
         foreign_keys,
         created_ms: now_ms(),
     };
-    snaps.insert(seq, header.to_bytes().as_slice()).map_err(|e| err(e.into()))?;
+    let bytes = header.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
+    snaps.insert(seq, bytes.as_slice()).map_err(|e| err(e.into()))?;
     drop(snaps);
-    super::log::prune_through(txn, seq).map_err(|e| super::lookup_error(path, e))
+    super::log::prune_through(txn, seq).map_err(|e| super::lookup_error(path, e))?;
+    Ok(header)
 }
 
-/// Within `txn`: store `image` as the snapshot at `seq` and install it, all at once.
+/// Within `txn`: store `image` as the snapshot at `seq` and install it, all
+/// at once. Returns the header written.
 pub(super) fn publish(
     path: &Path,
     txn: &WriteTransaction,
@@ -158,7 +162,7 @@ pub(super) fn publish(
     image: &mut dyn Read,
     foreign_keys: bool,
     anchor: impl FnOnce(&Hash) -> Hash,
-) -> Result<()> {
+) -> Result<SnapshotHeader> {
     remove_chunks_of(path, txn, |_| false)?;
     let mut writer = ChunkWriter::new(path);
     while writer.write(txn, seq, image, u32::MAX)? {}

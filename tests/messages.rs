@@ -203,14 +203,23 @@ fn info_json_gives_the_restorable_range_once() {
 fn sql_export_of_an_imported_store_does_not_present_import_times() {
     let dir = tempfile::tempdir().unwrap();
     let store = imported(dir.path());
+    // A change the plugin stores after the import has its real time.
+    Store::open(&store)
+        .unwrap()
+        .add_change(47, &["DELETE FROM vars WHERE name = 'none'".to_string(), cln_backup::version::bump_statement(47)])
+        .unwrap();
     let sql = dir.path().join("log.sql");
     assert_ok(&cln_backup(&[&"export", &"--format", &"sql", &store, &sql]));
     let text = std::fs::read_to_string(&sql).unwrap();
     let heads: Vec<&str> = text.lines().filter(|l| l.starts_with("-- version ")).collect();
-    assert_eq!(heads.len(), 46);
-    for h in heads {
+    assert_eq!(heads.len(), 47);
+    for h in &heads[..46] {
         assert!(h.ends_with("(time not recorded: imported from a .dbak)"), "{h}");
     }
+    let year = cln_backup::record::utc_iso8601(cln_backup::record::now_ms(), false)[..4].to_string();
+    // `-- version 47 (YYYY-MM-DDTHH:MM:SS.mmmZ)`
+    assert!(heads[46].starts_with(&format!("-- version 47 ({year}-")), "{}", heads[46]);
+    assert!(heads[46].ends_with("Z)") && heads[46].len() == "-- version 47 ".len() + 26, "{}", heads[46]);
 }
 
 #[test]

@@ -86,10 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     let upto = restore::target(&reader, args.to_version).map_err(|e| super::naming(store.path(), e))?;
     let report = match (args.format, args.dump) {
         (Format::Dbak, _) => legacy::export_dbak(&reader, upto, &args.out, args.force)?,
-        (Format::Sql, false) => {
-            let imported = imported_prefix(&store.status()?, &reader)?;
-            legacy::export_sql_with(&reader, upto, &args.out, args.force, imported)?
-        }
+        (Format::Sql, false) => legacy::export_sql(&reader, upto, &args.out, args.force)?,
         (Format::Sql, true) => legacy::export_dump(&reader, upto, &args.out, args.force)?,
     };
     println!(
@@ -113,43 +110,6 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Largest gap between the stamps of two changes stored by one import run.
-const IMPORT_GAP_MS: u64 = 2_000;
-
-/// The last change of a store's log that a `.dbak` import stamped, if the
-/// log starts with imported changes.
-///
-/// A `.dbak` carries no times, so an import stamps each change with the time
-/// it ran; the store keeps no flag saying so. An import stores every change
-/// in one run right after creating the store, so this takes as imported the
-/// changes of a never-compacted store from the start of its log while each
-/// was stored within [`IMPORT_GAP_MS`] of the one before it (the first
-/// measured from the store's creation, or from its snapshot's). A store
-/// whose node wrote within that time of `init` gets those first times marked
-/// as not recorded (information lost). A compacted store's log no longer
-/// starts at its creation: its times are shown as stored, including the
-/// import's for changes an import left after the snapshot. A flag set by the
-/// import in the store's metadata would make this exact.
-fn imported_prefix(status: &cln_backup::Status, reader: &cln_backup::Reader<'_>) -> Result<Option<u64>> {
-    if status.last_compaction.is_some() {
-        return Ok(None);
-    }
-    // A snapshot is stored before the first change: count from it.
-    let mut last_time = status.snapshot.as_ref().map_or(status.created_ms, |s| s.created_ms.max(status.created_ms));
-    let mut imported = None;
-    for change in reader.changes(reader.head())? {
-        let change = change?;
-        for tx in &change.transactions {
-            if tx.time_ms < last_time || tx.time_ms - last_time > IMPORT_GAP_MS {
-                return Ok(imported);
-            }
-            last_time = tx.time_ms;
-        }
-        imported = Some(change.seq);
-    }
-    Ok(imported)
 }
 
 #[cfg(test)]

@@ -142,23 +142,10 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
 /// `PRAGMA foreign_keys = ON;` because lightningd runs with foreign keys on
 /// and the log relies on cascades. A snapshot, when the store has one, is
 /// binary and not included: the file replays on top of it, and a leading
-/// comment says so (`--dump` writes the whole database instead).
-pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
-    export_sql_with(reader, upto, out, force, None)
-}
-
-/// [`export_sql`], saying of every change at or below `imported_upto` that
-/// its time was not recorded: a `.dbak` carries no times, so an import
-/// stamps its changes with the time it ran, which is not when lightningd
-/// made them. Their blocks are headed
+/// comment says so (`--dump` writes the whole database instead). A change
+/// imported from a `.dbak`, which records no times, is headed
 /// `-- version N (time not recorded: imported from a .dbak)`.
-pub fn export_sql_with(
-    reader: &Reader<'_>,
-    upto: Seq,
-    out: &Path,
-    force: bool,
-    imported_upto: Option<Seq>,
-) -> Result<ExportReport> {
+pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let snapshot = reader.snapshot();
     let output = Output::new(reader, out, force)?;
@@ -193,9 +180,8 @@ pub fn export_sql_with(
     let mut records = 0u64;
     for change in reader.changes(upto)? {
         let change = change?;
-        let imported = imported_upto.is_some_and(|last| change.seq <= last);
         for (i, tx) in change.transactions.iter().enumerate() {
-            let time = if imported {
+            let time = if tx.time_ms == crate::record::TIME_NOT_RECORDED {
                 "time not recorded: imported from a .dbak".to_string()
             } else {
                 crate::record::utc_iso8601(tx.time_ms, true)

@@ -93,7 +93,7 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store, progress: Option<&Pr
     let mut done = 0u64;
     for step in &plan.steps {
         let statements = file.statements(&step.record)?;
-        let added = bulk.add_change(step.record.version, &statements)?;
+        let added = bulk.add_change_without_time(step.record.version, &statements)?;
         let expected = if step.repeat { Added::Repeated(step.seq) } else { Added::New(step.seq) };
         if added != expected {
             return Err(Error::legacy(

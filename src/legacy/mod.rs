@@ -21,5 +21,5 @@ pub mod normalise;
 pub mod sqldump;
 
 pub use dbak::is_dbak;
-pub use export::{export_dbak, export_dump, export_sql, export_sql_with, ExportReport};
+pub use export::{export_dbak, export_dump, export_sql, ExportReport};
 pub use import::{import, import_new, import_new_with_progress, restore_dbak, ImportReport};

@@ -20,10 +20,16 @@ pub const FORMAT_VERSION: u32 = 1;
 /// A chain hash (BLAKE3).
 pub type Hash = [u8; 32];
 
+/// `time_ms` of a transaction whose source recorded no time: a `.dbak`
+/// file carries none, so an import cannot know when lightningd made its
+/// changes, and says so rather than stamp them with the import's time.
+pub const TIME_NOT_RECORDED: u64 = 0;
+
 /// One transaction as lightningd reported it, with the time it was stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transaction {
-    /// Milliseconds since the Unix epoch when the store took it.
+    /// Milliseconds since the Unix epoch when the store took it, or
+    /// [`TIME_NOT_RECORDED`].
     pub time_ms: u64,
     /// The statements, in order, exactly as lightningd sent them.
     pub statements: Vec<String>,

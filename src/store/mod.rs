@@ -310,6 +310,7 @@ fn plan_change<S: AsRef<str>>(
     st: &State,
     version: u32,
     statements: &[S],
+    time_ms: u64,
     existing: impl FnOnce(Seq) -> Result<StoredChange>,
 ) -> Result<Planned> {
     if statements.is_empty() {
@@ -326,7 +327,7 @@ fn plan_change<S: AsRef<str>>(
             let last = statements.last().map(|s| s.as_ref()).unwrap_or_default();
             return Err(Error::MissingBump { version, expected_from, last: last.chars().take(160).collect() });
         }
-        let part = StoredPart { time_ms: now_ms(), statements: encode(statements)? };
+        let part = StoredPart { time_ms, statements: encode(statements)? };
         let rec = StoredChange::new(&st.tip, next, vec![part]);
         let bytes = rec.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
         after.last = Some(Last { seq: next, from: st.tip, parts: 1 });
@@ -338,7 +339,7 @@ fn plan_change<S: AsRef<str>>(
         if version::transaction_bump(statements).is_some() {
             return Err(Error::RepeatWithBump { version });
         }
-        let part = StoredPart { time_ms: now_ms(), statements: encode(statements)? };
+        let part = StoredPart { time_ms, statements: encode(statements)? };
         let (rec, from, new_record) = match &st.last {
             Some(last) if last.seq == head => {
                 let mut stored = existing(head)?;
@@ -603,7 +604,7 @@ impl Store {
     fn add_change_inner<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
         let db = self.writer()?;
         let mut st = self.lock();
-        let planned = plan_change(&self.path, &st, version, statements, |seq| self.read_change(seq))?;
+        let planned = plan_change(&self.path, &st, version, statements, now_ms(), |seq| self.read_change(seq))?;
         let txn = db.begin_write().map_err(|e| self.err(e))?;
         write_change(&self.path, &txn, planned.seq, &planned.bytes)?;
         txn.commit().map_err(|e| self.err(e))?;
@@ -852,10 +853,19 @@ impl BulkLoad<'_> {
     /// durable until [`BulkLoad::finish`].
     pub fn add_change<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
         let path = self.store.path.clone();
-        guarded(&path, || self.add_change_inner(version, statements))
+        guarded(&path, || self.add_change_inner(version, statements, now_ms()))
     }
 
-    fn add_change_inner<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
+    /// [`BulkLoad::add_change`] for a change whose source recorded no time
+    /// (a `.dbak` import): it is stored with
+    /// [`TIME_NOT_RECORDED`](crate::record::TIME_NOT_RECORDED), not the
+    /// time of the load, which would pass for when lightningd made it.
+    pub fn add_change_without_time<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
+        let path = self.store.path.clone();
+        guarded(&path, || self.add_change_inner(version, statements, crate::record::TIME_NOT_RECORDED))
+    }
+
+    fn add_change_inner<S: AsRef<str>>(&mut self, version: u32, statements: &[S], time_ms: u64) -> Result<Added> {
         let path = &self.store.path;
         if self.txn.is_none() {
             let mut txn = self.store.writer()?.begin_write().map_err(|e| Error::redb(path, e))?;
@@ -865,7 +875,7 @@ impl BulkLoad<'_> {
         let Some(txn) = &self.txn else {
             return Err(Error::ReadOnly { path: path.clone() });
         };
-        let planned = plan_change(path, &self.state, version, statements, |seq| {
+        let planned = plan_change(path, &self.state, version, statements, time_ms, |seq| {
             let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
             let sealed = txn.open_table(SEALED).map_err(|e| Error::redb(path, e))?;
             let bytes = log::record_at(&tail, &sealed, seq).map_err(|e| lookup_error(path, e))?.ok_or_else(|| {

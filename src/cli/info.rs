@@ -16,7 +16,9 @@ use std::path::PathBuf;
     long_about = "Show what a backup store holds: its version and previous version, the \
         number of changes, the base snapshot, sizes, the range of versions a restore can \
         produce, when it was created and when it was last compacted.\n\n\
-        The store must not be in use by a running plugin: only one process may open it."
+        The store is opened read-only and its file is never changed, so it may be on read-only \
+        media. A store that a running plugin holds is refused: stop the node first, or ask the \
+        plugin with lightning-cli backup-status."
 )]
 pub struct Args {
     /// The store: a path or a file:// URL.

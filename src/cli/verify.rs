@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
         meaning FILE/lightningd.sqlite3), the restored database is also compared with FILE: schema first, then every table row by row. \
         The first difference is reported (table, row, column and both values) and the exit \
         status is non-zero. Stop the node first, or FILE will be ahead of the backup.\n\n\
-        The store must not be in use by a running plugin: only one process may open it."
+        The store is opened read-only and its file is never changed, so it may be on read-only \
+        media. A store that a running plugin holds is refused: stop the node first, or ask the \
+        plugin with lightning-cli backup-status."
 )]
 pub struct Args {
     /// The store: a path or a file:// URL.

@@ -7,18 +7,13 @@ mod support;
 
 use cln_backup::Store;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use support::add_all;
+use support::run::command;
 use support::workload::{Rng, Workload};
 
 fn binary(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cln-backup"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("LIGHTNINGD_PLUGIN")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap()
+    command().args(args).env("RUST_BACKTRACE", "1").output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {

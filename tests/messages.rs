@@ -4,48 +4,15 @@
 //! `ls -l` shows them, SQL exports that do not invent times).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use cln_backup::legacy::dbak::DbakWriter;
 use cln_backup::version::bump_statement;
 use cln_backup::Store;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use support::run::{assert_fails, assert_ok, cln_backup, command};
 
 const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
-
-fn cln_backup(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cln-backup"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("LIGHTNINGD_PLUGIN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {err}", out.status, stdout(out));
-    stdout(out)
-}
-
-/// The run failed with exactly one `error:` line on stderr naming `file` and
-/// saying each of `what`. Returns the line.
-#[track_caller]
-fn assert_fails(out: &Output, file: &str, what: &[&str]) -> String {
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert!(!out.status.success(), "expected failure, stdout: {}", stdout(out));
-    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    assert!(err.contains(file), "{err:?} does not name {file}");
-    for w in what {
-        assert!(err.contains(w), "{err:?} does not say {w:?}");
-    }
-    err
-}
 
 fn show(p: &Path) -> String {
     p.display().to_string()
@@ -64,12 +31,12 @@ fn a_version_outside_the_range_names_the_file_and_the_range() {
     let store = imported(dir.path());
     let dest = dir.path().join("out.sqlite3");
     let out = cln_backup(&[&"restore", &"--to-version", &"47", &store, &dest]);
-    assert_fails(&out, &show(&store), &["version 47", "0 to 46"]);
+    assert_fails(&out, &[show(&store)], &["version 47", "0 to 46"]);
     let out = cln_backup(&[&"restore", &"--to-version", &"47", &FIXTURE_DBAK, &dest]);
-    assert_fails(&out, FIXTURE_DBAK, &["version 47", "0 to 46"]);
+    assert_fails(&out, &[FIXTURE_DBAK], &["version 47", "0 to 46"]);
     assert!(!dest.exists());
     let out = cln_backup(&[&"export", &"--format", &"sql", &"--to-version", &"47", &store, &dest]);
-    assert_fails(&out, &show(&store), &["version 47", "0 to 46"]);
+    assert_fails(&out, &[show(&store)], &["version 47", "0 to 46"]);
     assert!(!dest.exists());
 }
 
@@ -84,13 +51,8 @@ fn remote_schemes_are_refused_naming_the_scheme() {
         ("http://example.com/node.redb", "http:"),
         ("sftp://host/backups/node.redb", "sftp:"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_cln-backup"))
-            .args(["init", url])
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        assert_fails(&out, url, &[&format!("the {scheme} scheme is not supported")]);
+        let out = command().args(["init", url]).current_dir(dir.path()).output().unwrap();
+        assert_fails(&out, &[url], &[&format!("the {scheme} scheme is not supported")]);
     }
     // Nothing was created under a name made of the URL.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -111,7 +73,7 @@ fn verify_against_a_directory_reads_its_database() {
 fn init_into_a_directory_says_so_and_suggests_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = cln_backup(&[&"init", &dir.path()]);
-    assert_fails(&out, &show(dir.path()), &["is a directory", &show(&dir.path().join("node.redb"))]);
+    assert_fails(&out, &[show(dir.path())], &["is a directory", &show(&dir.path().join("node.redb"))]);
 }
 
 #[test]
@@ -121,7 +83,7 @@ fn a_file_that_is_neither_says_both_were_tried() {
     std::fs::write(&junk, vec![7u8; 4096]).unwrap();
     let dest = dir.path().join("out.sqlite3");
     let out = cln_backup(&[&"restore", &junk, &dest]);
-    assert_fails(&out, &show(&junk), &["is neither a cln-backup store nor a legacy .dbak backup"]);
+    assert_fails(&out, &[show(&junk)], &["is neither a cln-backup store nor a legacy .dbak backup"]);
     assert!(!dest.exists());
 }
 
@@ -229,14 +191,14 @@ fn restoring_an_empty_store_is_refused() {
     Store::create(&store).unwrap();
     let dest = dir.path().join("out.sqlite3");
     let out = cln_backup(&[&"restore", &store, &dest]);
-    assert_fails(&out, &show(&store), &["the store holds no database yet: version 0 is empty"]);
+    assert_fails(&out, &[show(&store)], &["the store holds no database yet: version 0 is empty"]);
     let out = cln_backup(&[&"restore", &"--to-version", &"0", &store, &dest]);
-    assert_fails(&out, &show(&store), &["version 0 is empty"]);
+    assert_fails(&out, &[show(&store)], &["version 0 is empty"]);
     // Version 0 of a log that starts from nothing, in a store that has more.
     let store = imported(dir.path());
     let out = cln_backup(&[&"restore", &"--to-version", &"0", &store, &dest]);
-    assert_fails(&out, &show(&store), &["version 0 is empty", "1 to 46"]);
+    assert_fails(&out, &[show(&store)], &["version 0 is empty", "1 to 46"]);
     let out = cln_backup(&[&"restore", &"--to-version", &"0", &FIXTURE_DBAK, &dest]);
-    assert_fails(&out, FIXTURE_DBAK, &["version 0 is empty"]);
+    assert_fails(&out, &[FIXTURE_DBAK], &["version 0 is empty"]);
     assert!(!dest.exists(), "no 0-byte database is written");
 }

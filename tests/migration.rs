@@ -13,46 +13,21 @@
 #[path = "support/sim.rs"]
 mod sim;
 
+mod support;
+
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+use support::run::{assert_fails, assert_ok, command};
 
 const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
 const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-restored.sql");
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 const BIN: &str = env!("CARGO_BIN_EXE_cln-backup");
 
-fn cln_backup<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(BIN).args(args).env_remove("RUST_LOG").env_remove("LIGHTNINGD_PLUGIN").output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// One stderr line, naming `file` and saying each of `what`.
-#[track_caller]
-fn assert_fails(out: &Output, file: &Path, what: &[&str]) -> String {
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stdout: {}", text(&out.stdout));
-    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
-    assert!(err.contains(&file.display().to_string()), "{err:?} does not name {}", file.display());
-    for w in what {
-        assert!(err.contains(w), "{err:?} does not say {w:?}");
-    }
-    err
+/// Run the binary with `args` (paths and words alike).
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    command().args(args).output().unwrap()
 }
 
 /// The shell commands of the README's fenced block after `<!-- marker -->`.
@@ -103,7 +78,7 @@ impl Setup {
         std::fs::create_dir_all(&net).unwrap();
         std::fs::create_dir_all(tmp.path().join("backups")).unwrap();
         std::fs::copy(FIXTURE_DBAK, tmp.path().join("backups/backup.dbak")).unwrap();
-        assert_ok(&cln_backup(&[Path::new("restore"), Path::new(FIXTURE_DBAK), &net]));
+        assert_ok(&run(&[Path::new("restore"), Path::new(FIXTURE_DBAK), &net]));
         let s = Setup { tmp };
         std::fs::write(s.lock(), s.python_lock()).unwrap();
         s
@@ -123,7 +98,7 @@ impl Setup {
     }
     fn run(&self, marker: &str) {
         for cmd in commands(marker, self.tmp.path()) {
-            assert_ok(&cln_backup(&cmd));
+            assert_ok(&run(&cmd));
         }
     }
 }
@@ -165,7 +140,7 @@ fn content(conn: &Connection) -> Vec<String> {
 #[track_caller]
 fn assert_restores_to_fixture(backup: &Path, tmp: &Path) {
     let dest = tmp.join(format!("check-{}.sqlite3", backup.file_name().unwrap().to_string_lossy()));
-    assert_ok(&cln_backup(&[Path::new("restore"), backup, &dest]));
+    assert_ok(&run(&[Path::new("restore"), backup, &dest]));
     assert_is_fixture(&dest);
 }
 
@@ -201,7 +176,7 @@ fn the_readme_migration_runs_as_written_and_back() {
 #[test]
 fn the_readme_restore_runbook_runs_as_written() {
     let s = Setup::new();
-    assert_ok(&cln_backup(&[Path::new("import"), Path::new(FIXTURE_DBAK), &s.backup("node.redb")]));
+    assert_ok(&run(&[Path::new("import"), Path::new(FIXTURE_DBAK), &s.backup("node.redb")]));
     // The node's database is lost.
     std::fs::write(s.net().join("lightningd.sqlite3"), b"").unwrap();
     s.run("restore-steps");
@@ -216,9 +191,8 @@ fn a_lock_naming_another_backup_is_refused_before_anything_is_written() {
     let lock = format!("{{\"backend_url\": \"file://{}\"}}", elsewhere.display());
     std::fs::write(s.lock(), &lock).unwrap();
     let store = s.backup("node.redb");
-    let out =
-        cln_backup(&[Path::new("import"), Path::new("--lightning-dir"), &s.net(), &s.backup("backup.dbak"), &store]);
-    assert_fails(&out, &s.lock(), &["names", "other.dbak", "refusing"]);
+    let out = run(&[Path::new("import"), Path::new("--lightning-dir"), &s.net(), &s.backup("backup.dbak"), &store]);
+    assert_fails(&out, &[&s.lock()], &["names", "other.dbak", "refusing"]);
     assert_eq!(std::fs::read_to_string(s.lock()).unwrap(), lock);
     assert!(!store.exists());
 }
@@ -229,9 +203,8 @@ fn a_kept_lock_is_never_overwritten() {
     let kept = s.net().join("backup.lock.python");
     std::fs::write(&kept, "earlier").unwrap();
     let store = s.backup("node.redb");
-    let out =
-        cln_backup(&[Path::new("import"), Path::new("--lightning-dir"), &s.net(), &s.backup("backup.dbak"), &store]);
-    assert_fails(&out, &kept, &["already exists"]);
+    let out = run(&[Path::new("import"), Path::new("--lightning-dir"), &s.net(), &s.backup("backup.dbak"), &store]);
+    assert_fails(&out, &[&kept], &["already exists"]);
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "earlier");
     assert_eq!(std::fs::read_to_string(s.lock()).unwrap(), s.python_lock());
     assert!(!store.exists());
@@ -247,9 +220,8 @@ fn a_node_database_that_differs_leaves_the_lock_and_says_why() {
         .execute_batch("UPDATE vars SET intval = intval + 1 WHERE name = 'data_version'")
         .unwrap();
     let store = s.backup("node.redb");
-    let out =
-        cln_backup(&[Path::new("import"), Path::new("--lightning-dir"), &s.net(), &s.backup("backup.dbak"), &store]);
-    assert_fails(&out, &db, &["differs from the backup's head at version 46", "stop the node", "left unchanged"]);
+    let out = run(&[Path::new("import"), Path::new("--lightning-dir"), &s.net(), &s.backup("backup.dbak"), &store]);
+    assert_fails(&out, &[&db], &["differs from the backup's head at version 46", "stop the node", "left unchanged"]);
     assert_eq!(std::fs::read_to_string(s.lock()).unwrap(), s.python_lock());
     assert!(!s.net().join("backup.lock.python").exists());
     assert!(!store.exists(), "the store made from the .dbak is removed, so the command can be run again");
@@ -261,8 +233,8 @@ fn init_on_the_base_directory_names_the_network_directory() {
     std::fs::remove_file(s.lock()).unwrap();
     let base = s.tmp.path().join("lightning");
     let store = s.backup("node.redb");
-    let out = cln_backup(&[Path::new("init"), Path::new("--lightning-dir"), &base, &store]);
-    assert_fails(&out, &base, &["base directory", &format!("--lightning-dir {}", s.net().display())]);
+    let out = run(&[Path::new("init"), Path::new("--lightning-dir"), &base, &store]);
+    assert_fails(&out, &[&base], &["base directory", &format!("--lightning-dir {}", s.net().display())]);
     assert!(!store.exists(), "no empty backup is created");
     assert!(!base.join("backup.lock").exists());
 }
@@ -276,8 +248,8 @@ fn init_and_the_plugin_name_the_import_command_for_a_python_lock() {
         s.backup("backup.dbak").display(),
         s.backup("backup.redb").display()
     );
-    let out = cln_backup(&[Path::new("init"), Path::new("--lightning-dir"), &s.net(), &s.backup("x.redb")]);
-    assert_fails(&out, &s.lock(), &[&expected]);
+    let out = run(&[Path::new("init"), Path::new("--lightning-dir"), &s.net(), &s.backup("x.redb")]);
+    assert_fails(&out, &[&s.lock()], &[&expected]);
 
     // The plugin, started by lightningd in the node's network directory.
     let dir = sim::NodeDir::new();
@@ -301,7 +273,7 @@ fn init_and_the_plugin_name_the_import_command_for_a_python_lock() {
     assert!(msg.contains(&format!("`{command}`")), "{msg}");
     // Running it as printed moves the node over.
     let words: Vec<&str> = command.split_whitespace().skip(1).collect();
-    assert_ok(&cln_backup(&words));
+    assert_ok(&run(&words));
     let lock = std::fs::read_to_string(dir.network().join("backup.lock")).unwrap();
     assert!(lock.contains(&dbak.with_extension("redb").display().to_string()), "{lock}");
     assert!(dir.network().join("backup.lock.python").exists());
@@ -313,7 +285,7 @@ fn exporting_back_refuses_a_version_other_than_the_head() {
     s.run("migration-steps");
     let ours = std::fs::read_to_string(s.lock()).unwrap();
     let back = s.backup("back.dbak");
-    let out = cln_backup(&[
+    let out = run(&[
         Path::new("export"),
         Path::new("--format"),
         Path::new("dbak"),
@@ -324,7 +296,7 @@ fn exporting_back_refuses_a_version_other_than_the_head() {
         &s.backup("node.redb"),
         &back,
     ]);
-    assert_fails(&out, &s.net(), &["--to-version", "older state"]);
+    assert_fails(&out, &[&s.net()], &["--to-version", "older state"]);
     assert_eq!(std::fs::read_to_string(s.lock()).unwrap(), ours);
     assert!(!back.exists());
 }

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use support::run::command;
 use support::workload::{assert_same_db, Txn, Workload};
 use support::{add_all, reference};
 
@@ -20,12 +21,6 @@ const HOLD: &str = "CLN_BACKUP_TEST_HOLD_STORE";
 const READY: &str = "store-held-and-written";
 const SEED: u64 = 7;
 const HELD_CHANGES: usize = 60;
-
-fn binary() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cln-backup"));
-    c.env_remove("RUST_LOG").env_remove("LIGHTNINGD_PLUGIN");
-    c
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -84,7 +79,7 @@ fn run_all_unchanged(store: &Path, out: &Path, wrap: impl Fn(&[String]) -> Comma
 }
 
 fn plain(args: &[String]) -> Command {
-    let mut c = binary();
+    let mut c = command();
     c.args(args);
     c
 }

@@ -5,13 +5,16 @@
 //! real binary on real files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use rusqlite::Connection;
 use std::io::BufRead;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+use support::run::{assert_fails, assert_ok, cln_backup, stderr, stdout};
 
-const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
 /// The fixture's version.
 const FIXTURE_VERSION: i64 = 46;
 /// The version of the old database a restore replaces.
@@ -20,42 +23,6 @@ const OLD_VERSION: i64 = 10;
 const CHILD_DB: &str = "CLN_BACKUP_TEST_CRASHING_SQLITE_DB";
 const CHILD_MODE: &str = "CLN_BACKUP_TEST_CRASHING_SQLITE_MODE";
 const CHILD_READY: &str = "crashing-sqlite-ready";
-
-fn cln_backup(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cln-backup"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("LIGHTNINGD_PLUGIN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status, stdout(out), stderr(out));
-}
-
-/// The run failed with one `error:` line naming every path in `paths` and saying `what`.
-#[track_caller]
-fn assert_fails(out: &Output, paths: &[&Path], what: &str) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected failure, stdout: {}", stdout(out));
-    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    for path in paths {
-        assert!(err.contains(&path.display().to_string()), "{err:?} does not name {}", path.display());
-    }
-    assert!(err.contains(what), "{err:?} does not say {what:?}");
-    err
-}
 
 /// A small database shaped like lightningd's, at `data_version`.
 fn lightningd_db(path: &Path, data_version: i64) {
@@ -218,7 +185,7 @@ fn hot_journal_case(source: &dyn Fn(&Setup) -> PathBuf) {
     let journal = with_suffix(&s.db(), "-journal");
 
     let out = cln_backup(&[&"restore", &source, &s.ln()]);
-    assert_fails(&out, &[&journal], "a crashed SQLite left it; it belongs to the old database");
+    assert_fails(&out, &[&journal], &["a crashed SQLite left it; it belongs to the old database"]);
 
     let out = cln_backup(&[&"restore", &"--force", &source, &s.ln()]);
     assert_ok(&out);
@@ -253,7 +220,7 @@ fn a_journal_without_its_database_is_refused_too() {
     std::fs::rename(s.db(), s.path("elsewhere.sqlite3")).unwrap();
     let journal = with_suffix(&s.db(), "-journal");
     let out = cln_backup(&[&"restore", &s.store(), &s.ln()]);
-    assert_fails(&out, &[&journal], "would be applied to the restored one");
+    assert_fails(&out, &[&journal], &["would be applied to the restored one"]);
     assert!(!s.db().exists());
 
     let out = cln_backup(&[&"restore", &"--force", &s.store(), &s.db()]);
@@ -268,7 +235,7 @@ fn a_write_ahead_log_is_moved_aside_with_its_database() {
     crash_sqlite_on(&s.db(), "wal");
     let wal = with_suffix(&s.db(), "-wal");
     let out = cln_backup(&[&"restore", &s.store(), &s.db()]);
-    assert_fails(&out, &[&wal], "a crashed SQLite left it");
+    assert_fails(&out, &[&wal], &["a crashed SQLite left it"]);
 
     assert_ok(&cln_backup(&[&"restore", &"--force", &s.store(), &s.db()]));
     for suffix in ["-journal", "-wal", "-shm"] {
@@ -286,14 +253,14 @@ fn a_backup_is_never_its_own_destination() {
     let s = Setup::new();
     let store = s.store();
     let out = cln_backup(&[&"restore", &"--force", &store, &store]);
-    assert_fails(&out, &[&store], "is the same file as the source");
+    assert_fails(&out, &[&store], &["is the same file as the source"]);
 
     // A hard link to the store as the directory's database.
     let dir = s.path("linked");
     std::fs::create_dir(&dir).unwrap();
     std::fs::hard_link(&store, dir.join("lightningd.sqlite3")).unwrap();
     let out = cln_backup(&[&"restore", &"--force", &store, &dir]);
-    assert_fails(&out, &[&store, &dir.join("lightningd.sqlite3")], "is the same file as the source");
+    assert_fails(&out, &[&store, &dir.join("lightningd.sqlite3")], &["is the same file as the source"]);
 
     for args in [&["--format", "dbak"][..], &["--format", "sql"], &["--format", "sql", "--dump"]] {
         for out_path in [store.clone(), dir.join("lightningd.sqlite3")] {
@@ -304,7 +271,7 @@ fn a_backup_is_never_its_own_destination() {
             argv.push(&store);
             argv.push(&out_path);
             let out = cln_backup(&argv);
-            assert_fails(&out, &[&store, &out_path], "is the same file as the source");
+            assert_fails(&out, &[&store, &out_path], &["is the same file as the source"]);
         }
     }
     // Opening a store writes to it (redb's own bookkeeping), so check what it holds.
@@ -315,12 +282,12 @@ fn a_backup_is_never_its_own_destination() {
     std::fs::copy(FIXTURE_DBAK, &dbak).unwrap();
     let before = std::fs::read(&dbak).unwrap();
     let out = cln_backup(&[&"restore", &"--force", &dbak, &dbak]);
-    assert_fails(&out, &[&dbak], "is the same file as the source");
+    assert_fails(&out, &[&dbak], &["is the same file as the source"]);
     let linked = s.path("symlinked");
     std::fs::create_dir(&linked).unwrap();
     std::os::unix::fs::symlink(&dbak, linked.join("lightningd.sqlite3")).unwrap();
     let out = cln_backup(&[&"restore", &"--force", &dbak, &linked]);
-    assert_fails(&out, &[&dbak], "is the same file as the source");
+    assert_fails(&out, &[&dbak], &["is the same file as the source"]);
     assert!(std::fs::read(&dbak).unwrap() == before, "the legacy file was written");
     assert_eq!(names(s.dir.path()), ["copy.dbak", "linked", "ln", "node.redb", "symlinked"]);
 }

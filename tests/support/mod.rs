@@ -3,6 +3,7 @@
 //! every helper panics with the file and the reason.
 #![allow(dead_code)]
 
+pub mod run;
 pub mod workload;
 
 use cln_backup::restore::{self, Options};

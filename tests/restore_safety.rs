@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pre-4090-backup.dbak");
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
 /// The fixture's version.
 const FIXTURE_VERSION: i64 = 46;
 /// The version of the old database a restore replaces.

@@ -256,13 +256,37 @@ fn same_data_version(stored: i64, expected: u32) -> bool {
     stored.rem_euclid(1 << 32) == i64::from(expected)
 }
 
-/// Where a restore writes: a directory means `DIR/lightningd.sqlite3`.
-pub fn resolve_destination(dest: &Path) -> PathBuf {
-    if dest.is_dir() {
-        dest.join(DB_FILE_NAME)
-    } else {
-        dest.to_path_buf()
+/// Network directories lightningd creates under its base directory.
+pub const NETWORKS: &[&str] = &["bitcoin", "testnet", "testnet4", "signet", "regtest", "liquid", "liquid-regtest"];
+
+/// The network directories below `dir` that hold a `lightningd.sqlite3`,
+/// when `dir` holds none itself: `dir` is then lightningd's base directory
+/// (`~/.lightning`), not the network directory (`~/.lightning/bitcoin`)
+/// where the node's database lives. Empty for any other directory.
+pub fn networks_below(dir: &Path) -> Vec<PathBuf> {
+    if dir.join(DB_FILE_NAME).exists() {
+        return vec![];
     }
+    NETWORKS.iter().map(|n| dir.join(n)).filter(|d| d.join(DB_FILE_NAME).is_file()).collect()
+}
+
+/// The database a path names: a directory means `DIR/lightningd.sqlite3`.
+/// lightningd's base directory is refused, naming the network directory
+/// below it ([`networks_below`]): its database would be one the node never
+/// opens.
+pub fn resolve_destination(dest: &Path) -> Result<PathBuf> {
+    if !dest.is_dir() {
+        return Ok(dest.to_path_buf());
+    }
+    let below = networks_below(dest);
+    if let Some(first) = below.first() {
+        return Err(Error::BaseDirectory {
+            path: dest.to_path_buf(),
+            below: below.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
+            network: first.clone(),
+        });
+    }
+    Ok(dest.join(DB_FILE_NAME))
 }
 
 /// The SQLite side files (`-journal`, `-wal`, `-shm`) that exist beside `db`.
@@ -302,7 +326,7 @@ impl Staged {
     /// Stage a restore of the backup file `source` to `dest` (resolved as
     /// [`resolve_destination`]).
     pub fn new(source: &Path, dest: &Path, force: bool) -> Result<Staged> {
-        let dest = resolve_destination(dest);
+        let dest = resolve_destination(dest)?;
         if atomic_file::same_file(source, &dest) {
             return Err(Error::SameFile { input: source.to_path_buf(), output: dest });
         }

@@ -39,6 +39,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // A wrong --against is told before the replay, not after it.
+    let against = args.against.as_deref().map(against_file).transpose()?;
+    if let Some(against) = &against {
+        if !against.is_file() {
+            bail!("{}: no such database file", against.display());
+        }
+    }
     let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
     let head = reader.head();
@@ -68,8 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         plural(replayed.statements, "statement")
     );
 
-    if let Some(against) = &args.against {
-        let against = &against_file(against);
+    if let Some(against) = &against {
         match compare_files(&db, against)? {
             None => println!("{} matches the backup at version {}", against.display(), data_version(head)),
             Some(diff) => {
@@ -121,13 +127,9 @@ fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
 }
 
 /// The database `--against` names: a directory means `DIR/lightningd.sqlite3`,
-/// as for `restore`.
-fn against_file(arg: &Path) -> PathBuf {
-    if arg.is_dir() {
-        arg.join(DB_FILE_NAME)
-    } else {
-        arg.to_path_buf()
-    }
+/// as for `restore` (lightningd's base directory is refused the same way).
+fn against_file(arg: &Path) -> Result<PathBuf> {
+    Ok(cln_backup::restore::resolve_destination(arg)?)
 }
 
 /// Compare the database restored at `restored` with `live`, opened read-only.

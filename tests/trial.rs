@@ -1,0 +1,154 @@
+//! Mistakes an operator makes with the `cln-backup` binary, and what it
+//! must answer: the wrong kind of file given as a `.dbak`, lightningd's base
+//! directory given where the node's database is meant, and log lines read
+//! from a file rather than a terminal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
+
+fn cln_backup(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cln-backup"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("LIGHTNINGD_PLUGIN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status, stdout(out), stderr(out));
+    stdout(out)
+}
+
+/// The run failed with one `error:` line naming `file` and saying each of `what`.
+#[track_caller]
+fn assert_fails(out: &Output, file: &Path, what: &[&str]) -> String {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure, stdout: {}", stdout(out));
+    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(err.contains(&file.display().to_string()), "{err:?} does not name {}", file.display());
+    for w in what {
+        assert!(err.contains(w), "{err:?} does not say {w:?}");
+    }
+    err
+}
+
+/// The fixture imported into `dir/node.redb`, and a lightningd base
+/// directory `dir/.lightning` whose `bitcoin` network directory holds the
+/// restored database.
+fn node(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let store = dir.join("node.redb");
+    assert_ok(&cln_backup(&[&"import", &FIXTURE_DBAK, &store]));
+    let base = dir.join(".lightning");
+    let net = base.join("bitcoin");
+    std::fs::create_dir_all(&net).unwrap();
+    assert_ok(&cln_backup(&[&"restore", &store, &net]));
+    (store, base, net)
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_store_or_a_database_given_as_a_dbak_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, net) = node(dir.path());
+    let db = net.join("lightningd.sqlite3");
+    let out = dir.path().join("new.redb");
+
+    let err = cln_backup(&[&"import", &store, &out]);
+    let line = assert_fails(&err, &store, &["not a legacy .dbak backup", "cln-backup store"]);
+    assert!(!line.contains("file_version"), "{line}");
+
+    let err = cln_backup(&[&"import", &db, &out]);
+    let line = assert_fails(&err, &db, &["not a legacy .dbak backup", "SQLite database"]);
+    assert!(!line.contains("file_version"), "{line}");
+
+    assert!(!out.exists(), "a refused import leaves no store");
+}
+
+#[test]
+fn a_version_missing_from_a_dbak_is_not_said_to_be_missing_from_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("db.sqlite3");
+    let err = cln_backup(&[&"restore", &"--to-version", &"99", &FIXTURE_DBAK, &dest]);
+    let line = assert_fails(&err, Path::new(FIXTURE_DBAK), &["version 99 is not restorable"]);
+    assert!(!line.contains("store"), "{line}");
+}
+
+#[test]
+fn restore_into_the_base_directory_is_refused_naming_the_network_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, base, net) = node(dir.path());
+    let before = names(&base);
+
+    for force in [false, true] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"restore", &store, &base];
+        if force {
+            args.push(&"--force");
+        }
+        let err = cln_backup(&args);
+        let line = assert_fails(&err, &base, &["base directory"]);
+        assert!(line.contains(&net.display().to_string()), "{line} does not name {}", net.display());
+        assert_eq!(names(&base), before, "nothing is written into the base directory");
+    }
+
+    // The same file named by a dbak source, and by verify --against, which
+    // says so before replaying anything.
+    let err = cln_backup(&[&"restore", &FIXTURE_DBAK, &base]);
+    assert_fails(&err, &base, &["base directory", &net.display().to_string()]);
+    let err = cln_backup(&[&"verify", &"--against", &base, &store]);
+    assert_fails(&err, &base, &["base directory", &net.display().to_string()]);
+    assert!(stdout(&err).is_empty(), "verify replayed before telling: {}", stdout(&err));
+    assert_eq!(names(&base), before);
+
+    // The network directory itself still works.
+    assert_ok(&cln_backup(&[&"restore", &"--force", &store, &net]));
+    assert_ok(&cln_backup(&[&"verify", &"--against", &net, &store]));
+}
+
+#[test]
+fn verify_against_a_missing_file_says_so_before_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = node(dir.path());
+    let missing = dir.path().join("missing.sqlite3");
+    let err = cln_backup(&[&"verify", &"--against", &missing, &store]);
+    assert_fails(&err, &missing, &["no such database file"]);
+    assert!(stdout(&err).is_empty(), "{}", stdout(&err));
+}
+
+#[test]
+fn log_lines_written_to_a_file_carry_no_terminal_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    // A temporary left by a cln-backup run that is gone: the next run in the
+    // directory removes it and logs a warning.
+    let mut child = Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let leftover = dir.path().join(format!(".cln-backup-restore-{gone}-abcdefgh"));
+    std::fs::write(&leftover, b"partial").unwrap();
+
+    let out = cln_backup(&[&"restore", &FIXTURE_DBAK, &dir.path().join("db.sqlite3")]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(err.contains("left by an interrupted cln-backup run"), "{err:?}");
+    assert!(!err.contains('\u{1b}'), "escape codes in a log read from a pipe: {err:?}");
+    assert!(!leftover.exists());
+}

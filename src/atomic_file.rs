@@ -332,7 +332,6 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
 
 /// Give `file` (at `path`, to be placed at `target`) its owner, group and mode.
 fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Result<Ownership> {
-    let io = |e| Error::io(path, e);
     let (wanted, mode) = match std::fs::metadata(target) {
         Ok(m) => (Some((m.uid(), m.gid())), m.mode() & 0o777),
         Err(_) => match owner {
@@ -344,6 +343,30 @@ fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Re
             }
         },
     };
+    chown_and_chmod(file, path, wanted, mode)
+}
+
+/// Give the file at `path` the owner and group of the directory `dir`,
+/// keeping its mode: a store or `.dbak` file made by root for a node is
+/// written by the plugin as the user lightningd runs as, who owns the
+/// node's network directory. Not running as root, the file keeps its owner
+/// and the returned [`Ownership`] says so. Returns `None` when the file
+/// already had that owner and group.
+pub fn give_to_owner_of(path: &Path, dir: &Path) -> Result<Option<Ownership>> {
+    let m = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let ours = file.metadata().map_err(|e| Error::io(path, e))?;
+    if (ours.uid(), ours.gid()) == (m.uid(), m.gid()) {
+        return Ok(None);
+    }
+    let ownership = chown_and_chmod(&file, path, Some((m.uid(), m.gid())), ours.mode() & 0o777)?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(Some(ownership))
+}
+
+/// Give `file` (at `path`) the owner and group `wanted`, if any, and `mode`.
+fn chown_and_chmod(file: &File, path: &Path, wanted: Option<(u32, u32)>, mode: u32) -> Result<Ownership> {
+    let io = |e| Error::io(path, e);
     let mut note = None;
     if let Some((uid, gid)) = wanted {
         let ours = file.metadata().map_err(io)?;

@@ -152,3 +152,68 @@ fn log_lines_written_to_a_file_carry_no_terminal_colours() {
     assert!(!err.contains('\u{1b}'), "escape codes in a log read from a pipe: {err:?}");
     assert!(!leftover.exists());
 }
+
+fn running_as_root() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&probe).unwrap()) == 0
+}
+
+const NOBODY: u32 = 65534;
+
+fn owner(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// Run as root (sudo) for a node whose directory belongs to the user
+/// lightningd runs as, init, import and export --lightning-dir give the file
+/// the plugin will write to that user: a root-owned 0600 store would stop
+/// lightningd at its next start, the plugin unable to open it.
+#[test]
+fn files_made_for_a_node_by_root_belong_to_the_nodes_user() {
+    if !running_as_root() {
+        println!("skipped: ownership is tested as root only");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, base, net) = node(dir.path());
+    for path in [&base, &net, &net.join("lightningd.sqlite3")] {
+        std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+
+    let store = backups.join("init.redb");
+    let out = assert_ok(&cln_backup(&[&"init", &"--lightning-dir", &net, &store]));
+    assert_eq!(owner(&store), (NOBODY, NOBODY, 0o600), "{out}");
+    assert!(out.contains("owner 65534:65534"), "{out}");
+    // The node's user can open it.
+    let info = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_cln-backup"))
+        .arg("info")
+        .arg(&store)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_ok(&info);
+
+    // Moving from the Python plugin and back.
+    std::fs::remove_file(net.join("backup.lock")).unwrap();
+    let imported = backups.join("node.redb");
+    assert_ok(&cln_backup(&[&"import", &"--lightning-dir", &net, &FIXTURE_DBAK, &imported]));
+    assert_eq!(owner(&imported), (NOBODY, NOBODY, 0o600));
+    let back = backups.join("back.dbak");
+    assert_ok(&cln_backup(&[&"export", &"--format", &"dbak", &"--lightning-dir", &net, &imported, &back]));
+    assert_eq!(owner(&back), (NOBODY, NOBODY, 0o600));
+
+    // Without --lightning-dir there is no node to give it to.
+    let plain = backups.join("plain.redb");
+    assert_ok(&cln_backup(&[&"init", &plain]));
+    assert_eq!(owner(&plain), (0, 0, 0o600));
+}

@@ -140,6 +140,18 @@ pub fn finish(store: &Path, dbak: &Path, dir: &Path, to: &Path, keep_suffix: &st
     if let Some(db) = &checked.node_db {
         out.push(format!("Checked: {} equals the backup at version {}", db.display(), checked.version));
     }
+    // The plugin the lock names writes `to` as the user lightningd runs as.
+    let ownership = match cln_backup::atomic_file::give_to_owner_of(to, dir) {
+        Ok(o) => o,
+        Err(e) => {
+            let removed = std::fs::remove_file(to).is_ok();
+            let what = if removed { "removed" } else { "kept" };
+            bail!("{e}; {} left unchanged, {what} {}", dir.join(LOCK_FILE_NAME).display(), to.display());
+        }
+    };
+    if let Some(ownership) = ownership {
+        out.push(format!("Set {ownership} on {}", to.display()));
+    }
     let done = lockfile::repoint(dir, to, keep_suffix)?;
     if let Some(kept) = &done.kept {
         out.push(format!("Kept the previous lock file as {}", kept.display()));

@@ -9,6 +9,10 @@
 //! temporaries an interrupted run left: every new temporary first removes, in
 //! its directory, those whose writing process is gone.
 //!
+//! Owns the list of this process's unplaced temporaries too
+//! ([`remove_unplaced`]), so that a run interrupted by a signal removes them
+//! on its way out rather than leave them to the next run.
+//!
 //! It must not know what the files hold (databases, stores, dumps): callers
 //! decide what goes in, and what to move aside before a replacement.
 
@@ -106,7 +110,8 @@ impl TempFile {
             let path = dir.join(temp_name(purpose));
             match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => {
-                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false })
+                    track(&path);
+                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(&dir, e)),
@@ -122,6 +127,7 @@ impl TempFile {
         let dir = parent_dir(target);
         remove_leftovers(&dir);
         let path = dir.join(temp_name(purpose));
+        track(&path);
         Ok(TempFile { path, target: target.to_path_buf(), file: None, placed: false })
     }
 
@@ -173,6 +179,7 @@ impl TempFile {
             Replace::Never => link_new(&self.path, &self.target)?,
         }
         self.placed = true;
+        untrack(&self.path);
         sync_parent(&self.target)?;
         Ok(self.target.clone())
     }
@@ -191,11 +198,77 @@ impl Drop for TempFile {
         if self.placed {
             return;
         }
-        let _ = std::fs::remove_file(&self.path);
-        for side in side_paths(&self.path) {
-            let _ = std::fs::remove_file(side);
+        remove_with_side_files(&self.path);
+        untrack(&self.path);
+    }
+}
+
+/// A scratch directory in `$TMPDIR` (a trial restore, a comparison),
+/// removed with everything in it when dropped, or by [`remove_unplaced`].
+pub struct ScratchDir {
+    dir: tempfile::TempDir,
+}
+
+impl ScratchDir {
+    pub fn new() -> Result<ScratchDir> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        track(dir.path());
+        Ok(ScratchDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        untrack(self.dir.path());
+    }
+}
+
+/// The temporaries and scratch directories of this process not yet placed
+/// or dropped.
+static UNPLACED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn unplaced() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNPLACED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn track(path: &Path) {
+    unplaced().push(path.to_path_buf());
+}
+
+fn untrack(path: &Path) {
+    unplaced().retain(|p| p != path);
+}
+
+fn remove_with_side_files(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    for side in side_paths(path) {
+        let _ = std::fs::remove_file(side);
+    }
+}
+
+/// Remove every temporary file (with its SQLite side files) and scratch
+/// directory this process made and has not placed or dropped, and return
+/// those that existed. For a run interrupted by a signal, just before it
+/// exits: the files it was writing are gone with it, the targets untouched.
+pub fn remove_unplaced() -> Vec<PathBuf> {
+    let paths = std::mem::take(&mut *unplaced());
+    let mut removed = vec![];
+    for path in paths {
+        let existed = path.symlink_metadata().is_ok();
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            remove_with_side_files(&path);
+        }
+        if existed {
+            removed.push(path);
         }
     }
+    removed
 }
 
 /// What [`TempFile::commit`] did.

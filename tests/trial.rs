@@ -217,3 +217,94 @@ fn files_made_for_a_node_by_root_belong_to_the_nodes_user() {
     assert_ok(&cln_backup(&[&"init", &plain]));
     assert_eq!(owner(&plain), (0, 0, 0o600));
 }
+
+/// A `.dbak` of `n` small transactions, long enough to import that the run
+/// can be interrupted in the middle.
+fn big_dbak(path: &Path, n: u32) {
+    use cln_backup::legacy::dbak::DbakWriter;
+    use cln_backup::version::bump_statement;
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = DbakWriter::new(file, path).unwrap();
+    w.add_transaction(
+        1,
+        &[
+            "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+            "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+            "CREATE TABLE t (a INTEGER, b TEXT)".to_string(),
+            bump_statement(1),
+        ],
+    )
+    .unwrap();
+    for v in 2..=n {
+        w.add_transaction(v, &[format!("INSERT INTO t VALUES ({v}, 'row {v}')"), bump_statement(v)]).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Start `cln-backup args`, wait until a temporary of `purpose` appears in
+/// `dir`, send SIGINT, and return the output. None if the run finished first.
+fn interrupt_when_writing(args: &[&dyn AsRef<std::ffi::OsStr>], dir: &Path, purpose: &str) -> Option<Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_cln-backup"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("LIGHTNINGD_PLUGIN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!(".cln-backup-{purpose}-{}-", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !names(dir).iter().any(|n| n.starts_with(&prefix)) {
+        assert!(std::time::Instant::now() < deadline, "no temporary {prefix}* appeared in {}", dir.display());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        return None;
+    }
+    Some(out)
+}
+
+/// Ctrl-C in the middle of a run removes what the run was writing, says
+/// so on one line, and exits 130: no temporary is left for the next run
+/// to find.
+#[test]
+fn an_interrupted_run_removes_its_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbak = dir.path().join("big.dbak");
+    big_dbak(&dbak, 200_000);
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let store = work.join("node.redb");
+
+    let mut interrupted = 0;
+    for _ in 0..3 {
+        let Some(out) = interrupt_when_writing(&[&"import", &dbak, &store], &work, "import") else {
+            std::fs::remove_file(&store).unwrap();
+            continue;
+        };
+        interrupted += 1;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(130), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.starts_with("error: interrupted by SIGINT; removed the unfinished "), "{err:?}");
+        assert!(err.contains(".cln-backup-import-"), "{err:?}");
+        assert!(names(&work).is_empty(), "left behind: {:?}", names(&work));
+        break;
+    }
+    assert!(interrupted > 0, "the import always finished before it could be interrupted");
+
+    // The same for a restore, whose temporary is a database beside DEST.
+    assert_ok(&cln_backup(&[&"import", &dbak, &store]));
+    let out_dir = dir.path().join("restored");
+    std::fs::create_dir(&out_dir).unwrap();
+    if let Some(out) =
+        interrupt_when_writing(&[&"restore", &store, &out_dir.join("lightningd.sqlite3")], &out_dir, "restore")
+    {
+        assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+        assert!(stderr(&out).contains(".cln-backup-restore-"), "{}", stderr(&out));
+        assert!(names(&out_dir).is_empty(), "left behind: {:?}", names(&out_dir));
+    }
+}

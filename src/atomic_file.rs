@@ -78,6 +78,20 @@ impl std::fmt::Display for Ownership {
     }
 }
 
+impl Ownership {
+    /// The line a front end prints for a file given this ownership:
+    /// `Set owner 1000:1000 (lightning:lightning), mode 0600 on PATH`, and
+    /// the note, if any, after the path.
+    pub fn set_line(&self, path: &Path) -> String {
+        let mut line =
+            format!("Set owner {}, mode {:04o} on {}", describe_owner(self.uid, self.gid), self.mode, path.display());
+        if let Some(note) = &self.note {
+            line.push_str(&format!(" ({note})"));
+        }
+        line
+    }
+}
+
 /// `1000:1000 (lightning:lightning)`, the names when the system knows them.
 pub fn describe_owner(uid: u32, gid: u32) -> String {
     let user = user_name(uid);
@@ -448,14 +462,10 @@ fn chown_and_chmod(file: &File, path: &Path, wanted: Option<(u32, u32)>, mode: u
                 Ok(()) => {}
                 // Only root gives files away; anyone may pick one of their own groups.
                 Err(e) if e.kind() == ErrorKind::PermissionDenied && ours.uid() != 0 => {
-                    let group = std::os::unix::fs::fchown(file, None, Some(gid)).is_ok();
-                    let now = file.metadata().map_err(io)?;
-                    note = Some(format!(
-                        "not running as root, so it could not be given to {}: kept {}{}",
-                        describe_owner(uid, gid),
-                        describe_owner(now.uid(), now.gid()),
-                        if group { "" } else { " (group unchanged too)" }
-                    ));
+                    // The owner shown is what the file has; the note says what it lacks.
+                    let _ = std::os::unix::fs::fchown(file, None, Some(gid));
+                    note =
+                        Some(format!("not running as root, so it could not be given to {}", describe_owner(uid, gid)));
                 }
                 Err(e) => return Err(io(e)),
             }

@@ -308,3 +308,45 @@ fn an_interrupted_run_removes_its_temporaries() {
         assert!(names(&out_dir).is_empty(), "left behind: {:?}", names(&out_dir));
     }
 }
+
+/// Not root, a restore into a directory of another user says once who owns
+/// the file, then on the same line why it is not that user: no owner
+/// repeated, no parentheses inside parentheses inside parentheses.
+#[test]
+fn without_root_the_ownership_line_names_the_file_then_the_reason() {
+    if !running_as_root() {
+        println!("skipped: needs root to run as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (store, _, _) = node(dir.path());
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dest = shared.join("lightningd.sqlite3");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_cln-backup"))
+        .arg("restore")
+        .arg(&store)
+        .arg(&dest)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = assert_ok(&out);
+    let line = text.lines().find(|l| l.starts_with("Set owner")).unwrap();
+    let nobody = std::fs::read_to_string("/etc/passwd").unwrap().lines().any(|l| l.starts_with("nobody:x:65534:"));
+    let who = if nobody { "65534:65534 (nobody:" } else { "65534:65534" };
+    assert!(line.starts_with(&format!("Set owner {who}")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "mode 0600 on {} (not running as root, so it could not be given to 0:0",
+            dest.display()
+        )),
+        "{line}"
+    );
+    assert_eq!(line.matches("65534:65534").count(), 1, "the owner is said twice: {line}");
+}

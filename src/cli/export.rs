@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
         super::plural(report.records, "record"),
         super::plural(report.bytes, "byte")
     );
-    println!("Set {} on {}", report.ownership, report.path.display());
+    println!("{}", report.ownership.set_line(&report.path));
     if let Some(dir) = &args.lightning_dir {
         let store_file = store.path().to_path_buf();
         // The checks open the store again: let go of it first.

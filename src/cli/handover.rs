@@ -151,7 +151,7 @@ pub fn finish(store: &Path, dbak: &Path, dir: &Path, to: &Path, keep_suffix: &st
         }
     };
     if let Some(ownership) = ownership {
-        out.push(format!("Set {ownership} on {}", to.display()));
+        out.push(ownership.set_line(to));
     }
     let done = lockfile::repoint(dir, to, keep_suffix)?;
     if let Some(kept) = &done.kept {

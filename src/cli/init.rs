@@ -106,7 +106,7 @@ fn fill(store: &Store, dest: &Path, lightning_dir: Option<&Path>, lock: Option<&
     if let Some(dir) = lightning_dir {
         // The plugin writes the store as the user lightningd runs as.
         if let Some(ownership) = cln_backup::atomic_file::give_to_owner_of(dest, dir)? {
-            out.push(format!("Set {ownership} on {}", dest.display()));
+            out.push(ownership.set_line(dest));
         }
     }
     if let Some(lock) = lock {

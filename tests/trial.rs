@@ -4,6 +4,9 @@
 //! from a file rather than a terminal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/sim.rs"]
+mod sim;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -349,4 +352,37 @@ fn without_root_the_ownership_line_names_the_file_then_the_reason() {
         "{line}"
     );
     assert_eq!(line.matches("65534:65534").count(), 1, "the owner is said twice: {line}");
+}
+
+/// When backup.lock names a store that will not open, lightningd's log must
+/// not tell the operator to run `cln-backup init`: that would start a new
+/// backup beside the existing one (and init refuses while backup.lock
+/// exists). A store held by another process says so; a damaged or foreign
+/// file points at `cln-backup verify`.
+#[test]
+fn a_store_that_will_not_open_is_not_answered_with_init() {
+    use sim::{Node, NodeDir, Start, Stop};
+    let refused = |dir: &NodeDir| match Node::start(dir, &Start::with_plugin(env!("CARGO_BIN_EXE_cln-backup"))) {
+        Err(Stop::Refused(msg)) => msg,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(node) => panic!("expected a refusal, node started with logs {:?}", node.logs),
+    };
+
+    let dir = NodeDir::new();
+    let store = dir.root.path().join("backup.redb");
+    let held = cln_backup::Store::create(&store).unwrap();
+    sim::write_lock(&dir, &store);
+    let msg = refused(&dir);
+    assert!(msg.contains("already open in another process"), "{msg}");
+    assert!(!msg.contains("cln-backup init"), "{msg}");
+    drop(held);
+
+    let dir = NodeDir::new();
+    let store = dir.root.path().join("backup.redb");
+    std::fs::write(&store, vec![b'x'; 4096]).unwrap();
+    sim::write_lock(&dir, &store);
+    let msg = refused(&dir);
+    assert!(msg.contains("not a cln-backup store"), "{msg}");
+    assert!(!msg.contains("cln-backup init"), "{msg}");
+    assert!(msg.contains(&format!("cln-backup verify {}", std::fs::canonicalize(&store).unwrap().display())), "{msg}");
 }

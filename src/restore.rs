@@ -273,20 +273,50 @@ pub fn networks_below(dir: &Path) -> Vec<PathBuf> {
 /// The database a path names: a directory means `DIR/lightningd.sqlite3`.
 /// lightningd's base directory is refused, naming the network directory
 /// below it ([`networks_below`]): its database would be one the node never
-/// opens.
+/// opens. A symbolic link (a database kept on another disk) means the file
+/// it points to, so that a restore replaces that file rather than the link;
+/// a link to nothing is refused.
 pub fn resolve_destination(dest: &Path) -> Result<PathBuf> {
-    if !dest.is_dir() {
-        return Ok(dest.to_path_buf());
+    let db = if dest.is_dir() {
+        let below = networks_below(dest);
+        if let Some(first) = below.first() {
+            return Err(Error::BaseDirectory {
+                path: dest.to_path_buf(),
+                below: below.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
+                network: first.clone(),
+            });
+        }
+        dest.join(DB_FILE_NAME)
+    } else {
+        dest.to_path_buf()
+    };
+    match db.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => follow_link(&db),
+        _ => Ok(db),
     }
-    let below = networks_below(dest);
-    if let Some(first) = below.first() {
-        return Err(Error::BaseDirectory {
-            path: dest.to_path_buf(),
-            below: below.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
-            network: first.clone(),
-        });
+}
+
+/// The file the symbolic link `link` points to: an existing one, or a new
+/// one in an existing directory.
+fn follow_link(link: &Path) -> Result<PathBuf> {
+    if let Ok(target) = std::fs::canonicalize(link) {
+        return Ok(target);
     }
-    Ok(dest.join(DB_FILE_NAME))
+    let to = std::fs::read_link(link).map_err(|e| Error::io(link, e))?;
+    let to = atomic_file::parent_dir(link).join(to);
+    match to.parent().map(std::fs::canonicalize) {
+        Some(Ok(dir)) if dir.is_dir() => Ok(match to.file_name() {
+            Some(name) => dir.join(name),
+            None => to,
+        }),
+        _ => Err(Error::io(
+            link,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("a symbolic link to {}, whose directory does not exist (is its disk mounted?)", to.display()),
+            ),
+        )),
+    }
 }
 
 /// The SQLite side files (`-journal`, `-wal`, `-shm`) that exist beside `db`.

@@ -386,3 +386,35 @@ fn a_store_that_will_not_open_is_not_answered_with_init() {
     assert!(!msg.contains("cln-backup init"), "{msg}");
     assert!(msg.contains(&format!("cln-backup verify {}", std::fs::canonicalize(&store).unwrap().display())), "{msg}");
 }
+
+/// A node whose lightningd.sqlite3 is a symbolic link to another disk: a
+/// restore replaces the file the link points to and keeps the link, rather
+/// than put a new file in place of the link and leave the disk's copy stale.
+#[test]
+fn restore_through_a_symbolic_link_replaces_the_file_it_points_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, net) = node(dir.path());
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let real = disk.join("lightningd.sqlite3");
+    let link = net.join("lightningd.sqlite3");
+    std::fs::rename(&link, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+
+    let out = assert_ok(&cln_backup(&[&"restore", &"--force", &"--to-version", &"40", &store, &net]));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced: {out}");
+    assert_eq!(std::fs::read_link(&link).unwrap(), real);
+    assert!(out.contains(&real.display().to_string()), "{out}");
+    // The node's database, seen through the link, is the one restored.
+    let err = cln_backup(&[&"verify", &"--against", &net, &store]);
+    assert!(stderr(&err).contains("backup 46, live 40"), "{}", stderr(&err));
+    assert_eq!(names(&disk), ["lightningd.sqlite3"]);
+    assert_eq!(names(&net), ["lightningd.sqlite3"]);
+
+    // A link to a directory that is not there (a disk not mounted) is refused.
+    let gone = net.join("gone.sqlite3");
+    std::os::unix::fs::symlink(dir.path().join("unmounted/lightningd.sqlite3"), &gone).unwrap();
+    let err = cln_backup(&[&"restore", &store, &gone]);
+    assert_fails(&err, &gone, &["symbolic link", "unmounted"]);
+    assert!(!dir.path().join("unmounted").exists());
+}

@@ -418,3 +418,31 @@ fn restore_through_a_symbolic_link_replaces_the_file_it_points_to() {
     assert_fails(&err, &gone, &["symbolic link", "unmounted"]);
     assert!(!dir.path().join("unmounted").exists());
 }
+
+/// The same file given as the .dbak and the store is said to be that, not
+/// "an existing store".
+#[test]
+fn import_onto_its_own_dbak_says_it_is_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbak = dir.path().join("backup.dbak");
+    std::fs::copy(FIXTURE_DBAK, &dbak).unwrap();
+    let before = std::fs::read(&dbak).unwrap();
+    let err = cln_backup(&[&"import", &dbak, &dbak]);
+    let line = assert_fails(&err, &dbak, &["is the same file as the source"]);
+    assert!(!line.contains("existing store"), "{line}");
+    assert_eq!(std::fs::read(&dbak).unwrap(), before);
+}
+
+/// init given the node's network directory as DEST (--lightning-dir
+/// forgotten) says so, rather than suggest a store inside the node's
+/// directory, beside the database it backs up.
+#[test]
+fn init_given_the_network_directory_as_its_store_points_at_lightning_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, net) = node(dir.path());
+    let before = names(&net);
+    let err = cln_backup(&[&"init", &net]);
+    let line = assert_fails(&err, &net, &["network directory", &format!("--lightning-dir {}", net.display())]);
+    assert!(!line.contains(&net.join("node.redb").display().to_string()), "{line}");
+    assert_eq!(names(&net), before);
+}

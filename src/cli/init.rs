@@ -51,6 +51,16 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let dest = store_path(&args.dest)?;
     if dest.is_dir() {
+        if dest.join(DB_FILE_NAME).exists() {
+            // The node's directory given as DEST: --lightning-dir was meant,
+            // and the store belongs elsewhere (another disk), not beside the database.
+            bail!(
+                "{}: is the node's network directory, not a store; pass it as --lightning-dir {} and give the \
+                 store a file name on another disk, as in /backups/node.redb",
+                dest.display(),
+                dest.display()
+            );
+        }
         bail!(
             "{}: is a directory; give the store a file name inside it, as in {}",
             dest.display(),

@@ -446,3 +446,25 @@ fn init_given_the_network_directory_as_its_store_points_at_lightning_dir() {
     assert!(!line.contains(&net.join("node.redb").display().to_string()), "{line}");
     assert_eq!(names(&net), before);
 }
+
+/// A command line cln-backup cannot parse is one `error:` line too, as the
+/// README promises for every failure, with exit status 2; --help is not.
+#[test]
+fn usage_errors_are_one_line() {
+    for args in [
+        vec!["restore", "store.redb"],
+        vec!["restore", "--to-version", "-1", "a", "b"],
+        vec!["restore", "--to-version", "abc", "a", "b"],
+        vec!["export", "--format", "xml", "a", "b"],
+        vec!["frobnicate"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cln-backup")).args(&args).env_remove("RUST_LOG").output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.starts_with("error: "), "{args:?}: {err:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cln-backup")).args(["restore", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).lines().count() > 5);
+}

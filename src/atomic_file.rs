@@ -9,9 +9,8 @@
 //! temporaries an interrupted run left: every new temporary first removes, in
 //! its directory, those whose writing process is gone.
 //!
-//! Owns the list of this process's unplaced temporaries too
-//! ([`remove_unplaced`]), so that a run interrupted by a signal removes them
-//! on its way out rather than leave them to the next run.
+//! Scratch directories in `$TMPDIR` ([`ScratchDir`]) carry the same kind of
+//! name and are cleaned up the same way.
 //!
 //! It must not know what the files hold (databases, stores, dumps): callers
 //! decide what goes in, and what to move aside before a replacement.
@@ -20,7 +19,7 @@ use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Every temporary's name starts with this.
@@ -124,8 +123,7 @@ impl TempFile {
             let path = dir.join(temp_name(purpose));
             match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => {
-                    track(&path);
-                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false });
+                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false })
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(&dir, e)),
@@ -141,7 +139,6 @@ impl TempFile {
         let dir = parent_dir(target);
         remove_leftovers(&dir);
         let path = dir.join(temp_name(purpose));
-        track(&path);
         Ok(TempFile { path, target: target.to_path_buf(), file: None, placed: false })
     }
 
@@ -193,7 +190,6 @@ impl TempFile {
             Replace::Never => link_new(&self.path, &self.target)?,
         }
         self.placed = true;
-        untrack(&self.path);
         sync_parent(&self.target)?;
         Ok(self.target.clone())
     }
@@ -213,48 +209,42 @@ impl Drop for TempFile {
             return;
         }
         remove_with_side_files(&self.path);
-        untrack(&self.path);
     }
 }
 
-/// A scratch directory in `$TMPDIR` (a trial restore, a comparison),
-/// removed with everything in it when dropped, or by [`remove_unplaced`].
+/// A scratch directory in `$TMPDIR` (a trial restore, a comparison), named
+/// as the temporaries are (`.cln-backup-<purpose>-<pid>-<random>`), removed
+/// with everything in it when dropped, and by a later run if this one is
+/// killed first.
 pub struct ScratchDir {
-    dir: tempfile::TempDir,
+    path: PathBuf,
 }
 
 impl ScratchDir {
-    pub fn new() -> Result<ScratchDir> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        track(dir.path());
-        Ok(ScratchDir { dir })
+    /// Create one, after removing those of runs that are gone.
+    pub fn new(purpose: &str) -> Result<ScratchDir> {
+        let dir = std::env::temp_dir();
+        remove_leftovers(&dir);
+        for _ in 0..16 {
+            let path = dir.join(temp_name(purpose));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(ScratchDir { path }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        Err(Error::io(&dir, std::io::Error::new(ErrorKind::AlreadyExists, "no free temporary directory name")))
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        untrack(self.dir.path());
+        let _ = std::fs::remove_dir_all(&self.path);
     }
-}
-
-/// The temporaries and scratch directories of this process not yet placed
-/// or dropped.
-static UNPLACED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-fn unplaced() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    UNPLACED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn track(path: &Path) {
-    unplaced().push(path.to_path_buf());
-}
-
-fn untrack(path: &Path) {
-    unplaced().retain(|p| p != path);
 }
 
 fn remove_with_side_files(path: &Path) {
@@ -262,27 +252,6 @@ fn remove_with_side_files(path: &Path) {
     for side in side_paths(path) {
         let _ = std::fs::remove_file(side);
     }
-}
-
-/// Remove every temporary file (with its SQLite side files) and scratch
-/// directory this process made and has not placed or dropped, and return
-/// those that existed. For a run interrupted by a signal, just before it
-/// exits: the files it was writing are gone with it, the targets untouched.
-pub fn remove_unplaced() -> Vec<PathBuf> {
-    let paths = std::mem::take(&mut *unplaced());
-    let mut removed = vec![];
-    for path in paths {
-        let existed = path.symlink_metadata().is_ok();
-        if path.is_dir() {
-            let _ = std::fs::remove_dir_all(&path);
-        } else {
-            remove_with_side_files(&path);
-        }
-        if existed {
-            removed.push(path);
-        }
-    }
-    removed
 }
 
 /// What [`TempFile::commit`] did.
@@ -378,8 +347,8 @@ pub fn writer_pid(name: &str) -> Option<u32> {
     Some(pid)
 }
 
-/// Remove, in `dir`, the temporaries (and their SQLite side files) whose
-/// writing process is no longer running, and return what was removed. Each
+/// Remove, in `dir`, the temporaries (and their SQLite side files) and
+/// scratch directories whose writing process is no longer running, and return what was removed. Each
 /// removal is logged. Without `/proc` nothing is removed: whether a process
 /// runs cannot be told.
 pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
@@ -399,11 +368,14 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
         if pid == own || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
-            continue;
-        }
         let path = entry.path();
-        match std::fs::remove_file(&path) {
+        // A scratch directory ([`ScratchDir`]) goes with everything in it.
+        let removal = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removal {
             Ok(()) => {
                 tracing::warn!(
                     "removed {}, left by an interrupted cln-backup run (process {pid} is gone)",

@@ -22,7 +22,6 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return usage_error(e),
     };
-    clean_up_on_signals();
     match args.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -30,38 +29,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// On Ctrl-C (SIGINT), SIGTERM or SIGHUP, remove the temporaries the run
-/// was writing, say so on one line, and exit as the signal would have
-/// (128 + its number). Command line only: the plugin answers lightningd.
-fn clean_up_on_signals() {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot catch signals, an interrupted run leaves its temporary files to the next: {e}");
-            return;
-        }
-    };
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            let removed = cln_backup::atomic_file::remove_unplaced();
-            let name = match signal {
-                SIGINT => "SIGINT",
-                SIGTERM => "SIGTERM",
-                _ => "SIGHUP",
-            };
-            let what = if removed.is_empty() {
-                String::new()
-            } else {
-                let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
-                format!("; removed the unfinished {}", names.join(", "))
-            };
-            eprintln!("error: interrupted by {name}{what}");
-            std::process::exit(128 + signal);
-        }
-    });
 }
 
 /// A command line clap refused, on one line as every other failure (exit

@@ -71,7 +71,7 @@ pub struct Checked {
 /// compared schema first, then row by row), and that `DIR/lightningd.sqlite3`,
 /// when it exists, equals that database (the node must be stopped).
 pub fn check(store: &Path, dbak: &Path, dir: &Path) -> Result<Checked> {
-    let tmp = cln_backup::atomic_file::ScratchDir::new()
+    let tmp = cln_backup::atomic_file::ScratchDir::new("check")
         .context("cannot create a temporary directory to check the backups")?;
     let from_store = tmp.path().join("store.sqlite3");
     std::fs::File::create(&from_store).with_context(|| from_store.display().to_string())?;

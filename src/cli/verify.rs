@@ -61,8 +61,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     );
 
-    let tmp =
-        cln_backup::atomic_file::ScratchDir::new().context("cannot create a temporary directory for the replay")?;
+    let tmp = cln_backup::atomic_file::ScratchDir::new("verify")
+        .context("cannot create a temporary directory for the replay")?;
     let db = tmp.path().join(DB_FILE_NAME);
     std::fs::File::create(&db).with_context(|| db.display().to_string())?;
     let bar = progress_bar(chain.changes, "verify");

@@ -461,3 +461,24 @@ fn usage_errors_are_one_line() {
     assert!(out.status.success());
     assert!(stdout(&out).lines().count() > 5);
 }
+
+/// The lock file import keeps as backup.lock.python is the Python plugin's
+/// file as it was: same bytes, owner and mode (it was rewritten 0600).
+#[test]
+fn the_kept_lock_file_keeps_its_owner_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, net) = node(dir.path());
+    let dbak = dir.path().join("backup.dbak");
+    std::fs::copy(FIXTURE_DBAK, &dbak).unwrap();
+    let lock = net.join("backup.lock");
+    let python = format!("{{\"backend_url\": \"file://{}\"}}", dbak.display());
+    std::fs::write(&lock, &python).unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = owner(&lock);
+    assert_ok(&cln_backup(&[&"import", &"--lightning-dir", &net, &dbak, &dir.path().join("moved.redb")]));
+    let kept = net.join("backup.lock.python");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), python);
+    assert_eq!(owner(&kept), before);
+    assert_ne!(std::fs::read_to_string(&lock).unwrap(), python);
+}

@@ -103,9 +103,10 @@ pub struct Repointed {
 /// Point `DIR/backup.lock` at `store`, keeping the current lock, if any, as
 /// `DIR/backup.lock.<keep_suffix>`.
 ///
-/// The old lock is never lost and the node never sees no lock: it is copied
-/// to the kept name first (created new, fsync'd; an existing kept file is
-/// refused before anything changes), then the new lock is renamed over it.
+/// The old lock is never lost and the node never sees no lock: it is given
+/// the kept name first, as a hard link keeping its owner, mode and bytes (a
+/// copy where there are none; an existing kept file is refused before
+/// anything changes), then the new lock is renamed over it.
 pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed> {
     let lock = dir.join(LOCK_FILE_NAME);
     let kept = dir.join(format!("{LOCK_FILE_NAME}.{keep_suffix}"));

@@ -9,6 +9,9 @@
 //! temporaries an interrupted run left: every new temporary first removes, in
 //! its directory, those whose writing process is gone.
 //!
+//! Scratch directories in `$TMPDIR` ([`ScratchDir`]) carry the same kind of
+//! name and are cleaned up the same way.
+//!
 //! It must not know what the files hold (databases, stores, dumps): callers
 //! decide what goes in, and what to move aside before a replacement.
 
@@ -16,7 +19,7 @@ use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Every temporary's name starts with this.
@@ -71,6 +74,20 @@ impl std::fmt::Display for Ownership {
             write!(f, " ({note})")?;
         }
         Ok(())
+    }
+}
+
+impl Ownership {
+    /// The line a front end prints for a file given this ownership:
+    /// `Set owner 1000:1000 (lightning:lightning), mode 0600 on PATH`, and
+    /// the note, if any, after the path.
+    pub fn set_line(&self, path: &Path) -> String {
+        let mut line =
+            format!("Set owner {}, mode {:04o} on {}", describe_owner(self.uid, self.gid), self.mode, path.display());
+        if let Some(note) = &self.note {
+            line.push_str(&format!(" ({note})"));
+        }
+        line
     }
 }
 
@@ -191,10 +208,49 @@ impl Drop for TempFile {
         if self.placed {
             return;
         }
-        let _ = std::fs::remove_file(&self.path);
-        for side in side_paths(&self.path) {
-            let _ = std::fs::remove_file(side);
+        remove_with_side_files(&self.path);
+    }
+}
+
+/// A scratch directory in `$TMPDIR` (a trial restore, a comparison), named
+/// as the temporaries are (`.cln-backup-<purpose>-<pid>-<random>`), removed
+/// with everything in it when dropped, and by a later run if this one is
+/// killed first.
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Create one, after removing those of runs that are gone.
+    pub fn new(purpose: &str) -> Result<ScratchDir> {
+        let dir = std::env::temp_dir();
+        remove_leftovers(&dir);
+        for _ in 0..16 {
+            let path = dir.join(temp_name(purpose));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(ScratchDir { path }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
         }
+        Err(Error::io(&dir, std::io::Error::new(ErrorKind::AlreadyExists, "no free temporary directory name")))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn remove_with_side_files(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    for side in side_paths(path) {
+        let _ = std::fs::remove_file(side);
     }
 }
 
@@ -291,8 +347,8 @@ pub fn writer_pid(name: &str) -> Option<u32> {
     Some(pid)
 }
 
-/// Remove, in `dir`, the temporaries (and their SQLite side files) whose
-/// writing process is no longer running, and return what was removed. Each
+/// Remove, in `dir`, the temporaries (and their SQLite side files) and
+/// scratch directories whose writing process is no longer running, and return what was removed. Each
 /// removal is logged. Without `/proc` nothing is removed: whether a process
 /// runs cannot be told.
 pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
@@ -312,11 +368,14 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
         if pid == own || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
-            continue;
-        }
         let path = entry.path();
-        match std::fs::remove_file(&path) {
+        // A scratch directory ([`ScratchDir`]) goes with everything in it.
+        let removal = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removal {
             Ok(()) => {
                 tracing::warn!(
                     "removed {}, left by an interrupted cln-backup run (process {pid} is gone)",
@@ -332,7 +391,6 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
 
 /// Give `file` (at `path`, to be placed at `target`) its owner, group and mode.
 fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Result<Ownership> {
-    let io = |e| Error::io(path, e);
     let (wanted, mode) = match std::fs::metadata(target) {
         Ok(m) => (Some((m.uid(), m.gid())), m.mode() & 0o777),
         Err(_) => match owner {
@@ -344,6 +402,30 @@ fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Re
             }
         },
     };
+    chown_and_chmod(file, path, wanted, mode)
+}
+
+/// Give the file at `path` the owner and group of the directory `dir`,
+/// keeping its mode: a store or `.dbak` file made by root for a node is
+/// written by the plugin as the user lightningd runs as, who owns the
+/// node's network directory. Not running as root, the file keeps its owner
+/// and the returned [`Ownership`] says so. Returns `None` when the file
+/// already had that owner and group.
+pub fn give_to_owner_of(path: &Path, dir: &Path) -> Result<Option<Ownership>> {
+    let m = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let ours = file.metadata().map_err(|e| Error::io(path, e))?;
+    if (ours.uid(), ours.gid()) == (m.uid(), m.gid()) {
+        return Ok(None);
+    }
+    let ownership = chown_and_chmod(&file, path, Some((m.uid(), m.gid())), ours.mode() & 0o777)?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(Some(ownership))
+}
+
+/// Give `file` (at `path`) the owner and group `wanted`, if any, and `mode`.
+fn chown_and_chmod(file: &File, path: &Path, wanted: Option<(u32, u32)>, mode: u32) -> Result<Ownership> {
+    let io = |e| Error::io(path, e);
     let mut note = None;
     if let Some((uid, gid)) = wanted {
         let ours = file.metadata().map_err(io)?;
@@ -352,14 +434,10 @@ fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Re
                 Ok(()) => {}
                 // Only root gives files away; anyone may pick one of their own groups.
                 Err(e) if e.kind() == ErrorKind::PermissionDenied && ours.uid() != 0 => {
-                    let group = std::os::unix::fs::fchown(file, None, Some(gid)).is_ok();
-                    let now = file.metadata().map_err(io)?;
-                    note = Some(format!(
-                        "not running as root, so it could not be given to {}: kept {}{}",
-                        describe_owner(uid, gid),
-                        describe_owner(now.uid(), now.gid()),
-                        if group { "" } else { " (group unchanged too)" }
-                    ));
+                    // The owner shown is what the file has; the note says what it lacks.
+                    let _ = std::os::unix::fs::fchown(file, None, Some(gid));
+                    note =
+                        Some(format!("not running as root, so it could not be given to {}", describe_owner(uid, gid)));
                 }
                 Err(e) => return Err(io(e)),
             }

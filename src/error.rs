@@ -85,7 +85,7 @@ pub enum Error {
     SnapshotVersion { version: u32, reason: String },
 
     /// A version was asked for that the store no longer (or never) held.
-    #[error("version {asked} is not restorable from this store (restorable: {range})")]
+    #[error("version {asked} is not restorable from this backup (restorable: {range})")]
     NotRestorable { asked: u64, range: String },
 
     /// Another writer changed the log while a compaction was being prepared.
@@ -118,6 +118,16 @@ pub enum Error {
     /// would replace: opening the restored file would apply it.
     #[error("{}: a crashed SQLite left it; it belongs to the old database and would be applied to the restored one (pass --force to move it aside with the old database)", path.display())]
     StaleSideFile { path: PathBuf },
+
+    /// A directory given for the node's database that is lightningd's base
+    /// directory: the database is in the network directory below it.
+    #[error("{}: is lightningd's base directory, not a network directory: the node's lightningd.sqlite3 is in {below}; give {} instead", path.display(), network.display())]
+    BaseDirectory { path: PathBuf, below: String, network: PathBuf },
+
+    /// A file given as a legacy `.dbak` backup whose header is not one:
+    /// `what` says what it is instead, when that can be told.
+    #[error("{}: not a legacy .dbak backup ({what})", path.display())]
+    NotADbak { path: PathBuf, what: String },
 
     /// A legacy `.dbak` file that cannot be read.
     #[error("{}: legacy backup: {what}", path.display())]

@@ -75,6 +75,20 @@ fn put(path: &Path, bytes: &[u8], replace: Replace) -> Result<()> {
     Ok(())
 }
 
+/// Keep the lock file `lock` (holding `old`) as `kept`, as it is: a second
+/// name for the same file, so its owner, mode and bytes stay those the
+/// other plugin gave it; a copy where the file system has no hard links.
+/// An existing `kept` is refused.
+fn keep(lock: &Path, kept: &Path, old: &[u8]) -> Result<()> {
+    match std::fs::hard_link(lock, kept) {
+        Ok(()) => Ok(cln_backup::atomic_file::sync_parent(kept)?),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{}: already exists: it keeps an earlier lock file; move it away first", kept.display())
+        }
+        Err(_) => put(kept, old, Replace::Never),
+    }
+}
+
 /// What [`repoint`] did.
 #[derive(Debug)]
 pub struct Repointed {
@@ -89,9 +103,10 @@ pub struct Repointed {
 /// Point `DIR/backup.lock` at `store`, keeping the current lock, if any, as
 /// `DIR/backup.lock.<keep_suffix>`.
 ///
-/// The old lock is never lost and the node never sees no lock: it is copied
-/// to the kept name first (created new, fsync'd; an existing kept file is
-/// refused before anything changes), then the new lock is renamed over it.
+/// The old lock is never lost and the node never sees no lock: it is given
+/// the kept name first, as a hard link keeping its owner, mode and bytes (a
+/// copy where there are none; an existing kept file is refused before
+/// anything changes), then the new lock is renamed over it.
 pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed> {
     let lock = dir.join(LOCK_FILE_NAME);
     let kept = dir.join(format!("{LOCK_FILE_NAME}.{keep_suffix}"));
@@ -112,7 +127,7 @@ pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed>
         );
     }
     let (url, content) = lock_content(store)?;
-    put(&kept, &old, Replace::Never)?;
+    keep(&lock, &kept, &old)?;
     put(&lock, content.as_bytes(), Replace::Existing)?;
     Ok(Repointed { lock, url, kept: Some(kept) })
 }

@@ -10,6 +10,7 @@ mod lockfile;
 mod plugin;
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,7 +18,10 @@ fn main() -> ExitCode {
         return plugin_main();
     }
     init_logging();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(e),
+    };
     match args.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -25,6 +29,38 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command line clap refused, on one line as every other failure (exit
+/// status 2); help and version requests are printed as clap prints them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    eprintln!("{}", usage_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's multi-line message as one line: `Usage:` in parentheses, the
+/// pointer to --help dropped (the usage says it).
+fn usage_line(text: &str) -> String {
+    let mut line = String::new();
+    for part in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("For more information")) {
+        let part = match part.strip_prefix("Usage: ") {
+            Some(usage) => format!("(usage: {usage})"),
+            None if part.starts_with("tip:") => format!("({part})"),
+            None => part.to_string(),
+        };
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&part);
+    }
+    line
 }
 
 /// lightningd starts its plugins with `LIGHTNINGD_PLUGIN=1`.
@@ -58,7 +94,9 @@ fn plugin_main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: a log file or journal gets plain text.
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 /// The error and its causes on one line. The library's messages already
@@ -89,6 +127,15 @@ mod tests {
         let lib = cln_backup::Error::Io { path: "/x/store.redb".into(), source: io };
         let err = anyhow::Error::new(lib).context("opening the store");
         assert_eq!(one_line(&err), "opening the store: /x/store.redb: No such file");
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let err = cli::Cli::try_parse_from(["cln-backup", "restore", "--to-version", "-1", "a", "b"]).unwrap_err();
+        let line = usage_line(&err.render().to_string());
+        assert!(line.starts_with("error: unexpected argument '-1' found (tip: "), "{line}");
+        assert!(line.ends_with("(usage: cln-backup restore [OPTIONS] <SOURCE> <DEST>)"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 
     #[test]

@@ -256,12 +256,66 @@ fn same_data_version(stored: i64, expected: u32) -> bool {
     stored.rem_euclid(1 << 32) == i64::from(expected)
 }
 
-/// Where a restore writes: a directory means `DIR/lightningd.sqlite3`.
-pub fn resolve_destination(dest: &Path) -> PathBuf {
-    if dest.is_dir() {
+/// Network directories lightningd creates under its base directory.
+pub const NETWORKS: &[&str] = &["bitcoin", "testnet", "testnet4", "signet", "regtest", "liquid", "liquid-regtest"];
+
+/// The network directories below `dir` that hold a `lightningd.sqlite3`,
+/// when `dir` holds none itself: `dir` is then lightningd's base directory
+/// (`~/.lightning`), not the network directory (`~/.lightning/bitcoin`)
+/// where the node's database lives. Empty for any other directory.
+pub fn networks_below(dir: &Path) -> Vec<PathBuf> {
+    if dir.join(DB_FILE_NAME).exists() {
+        return vec![];
+    }
+    NETWORKS.iter().map(|n| dir.join(n)).filter(|d| d.join(DB_FILE_NAME).is_file()).collect()
+}
+
+/// The database a path names: a directory means `DIR/lightningd.sqlite3`.
+/// lightningd's base directory is refused, naming the network directory
+/// below it ([`networks_below`]): its database would be one the node never
+/// opens. A symbolic link (a database kept on another disk) means the file
+/// it points to, so that a restore replaces that file rather than the link;
+/// a link to nothing is refused.
+pub fn resolve_destination(dest: &Path) -> Result<PathBuf> {
+    let db = if dest.is_dir() {
+        let below = networks_below(dest);
+        if let Some(first) = below.first() {
+            return Err(Error::BaseDirectory {
+                path: dest.to_path_buf(),
+                below: below.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
+                network: first.clone(),
+            });
+        }
         dest.join(DB_FILE_NAME)
     } else {
         dest.to_path_buf()
+    };
+    match db.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => follow_link(&db),
+        _ => Ok(db),
+    }
+}
+
+/// The file the symbolic link `link` points to: an existing one, or a new
+/// one in an existing directory.
+fn follow_link(link: &Path) -> Result<PathBuf> {
+    if let Ok(target) = std::fs::canonicalize(link) {
+        return Ok(target);
+    }
+    let to = std::fs::read_link(link).map_err(|e| Error::io(link, e))?;
+    let to = atomic_file::parent_dir(link).join(to);
+    match to.parent().map(std::fs::canonicalize) {
+        Some(Ok(dir)) if dir.is_dir() => Ok(match to.file_name() {
+            Some(name) => dir.join(name),
+            None => to,
+        }),
+        _ => Err(Error::io(
+            link,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("a symbolic link to {}, whose directory does not exist (is its disk mounted?)", to.display()),
+            ),
+        )),
     }
 }
 
@@ -302,7 +356,7 @@ impl Staged {
     /// Stage a restore of the backup file `source` to `dest` (resolved as
     /// [`resolve_destination`]).
     pub fn new(source: &Path, dest: &Path, force: bool) -> Result<Staged> {
-        let dest = resolve_destination(dest);
+        let dest = resolve_destination(dest)?;
         if atomic_file::same_file(source, &dest) {
             return Err(Error::SameFile { input: source.to_path_buf(), output: dest });
         }

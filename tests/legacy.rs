@@ -139,7 +139,7 @@ fn python_restore(dbak: &Path, dest: &Path) -> Result<(), String> {
 
 fn legacy_error(e: &Error, path: &Path, needle: &str) {
     let msg = e.to_string();
-    assert!(matches!(e, Error::Legacy { .. }), "not a legacy error: {msg}");
+    assert!(matches!(e, Error::Legacy { .. } | Error::NotADbak { .. }), "not a legacy error: {msg}");
     assert!(msg.contains(&path.display().to_string()), "error does not name the file: {msg}");
     assert!(msg.contains(needle), "error does not say {needle:?}: {msg}");
 }

@@ -35,8 +35,9 @@ pub enum Format {
         stopped), the node is moved back to the Python plugin: DIR/backup.lock must name \
         STORE (or be absent). After the export, OUT and the store are both restored into a \
         temporary directory and compared row by row, and DIR/lightningd.sqlite3, when \
-        present, must equal them. Only then is DIR/backup.lock rewritten in the Python \
-        plugin's format to point at OUT, the old one kept as DIR/backup.lock.cln-backup \
+        present, must equal them. Only then is OUT given DIR's owner and group (the user \
+        lightningd runs as; as root only) and DIR/backup.lock rewritten in the Python \
+        plugin's format to point at it, the old one kept as DIR/backup.lock.cln-backup \
         (which must not exist yet). If a check fails, backup.lock is left as it was and OUT \
         is removed."
 )]
@@ -97,7 +98,7 @@ pub fn run(args: Args) -> Result<()> {
         super::plural(report.records, "record"),
         super::plural(report.bytes, "byte")
     );
-    println!("Set {} on {}", report.ownership, report.path.display());
+    println!("{}", report.ownership.set_line(&report.path));
     if let Some(dir) = &args.lightning_dir {
         let store_file = store.path().to_path_buf();
         // The checks open the store again: let go of it first.

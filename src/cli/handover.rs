@@ -71,7 +71,8 @@ pub struct Checked {
 /// compared schema first, then row by row), and that `DIR/lightningd.sqlite3`,
 /// when it exists, equals that database (the node must be stopped).
 pub fn check(store: &Path, dbak: &Path, dir: &Path) -> Result<Checked> {
-    let tmp = tempfile::tempdir().context("cannot create a temporary directory to check the backups")?;
+    let tmp = cln_backup::atomic_file::ScratchDir::new("check")
+        .context("cannot create a temporary directory to check the backups")?;
     let from_store = tmp.path().join("store.sqlite3");
     std::fs::File::create(&from_store).with_context(|| from_store.display().to_string())?;
     let head = {
@@ -139,6 +140,18 @@ pub fn finish(store: &Path, dbak: &Path, dir: &Path, to: &Path, keep_suffix: &st
     )];
     if let Some(db) = &checked.node_db {
         out.push(format!("Checked: {} equals the backup at version {}", db.display(), checked.version));
+    }
+    // The plugin the lock names writes `to` as the user lightningd runs as.
+    let ownership = match cln_backup::atomic_file::give_to_owner_of(to, dir) {
+        Ok(o) => o,
+        Err(e) => {
+            let removed = std::fs::remove_file(to).is_ok();
+            let what = if removed { "removed" } else { "kept" };
+            bail!("{e}; {} left unchanged, {what} {}", dir.join(LOCK_FILE_NAME).display(), to.display());
+        }
+    };
+    if let Some(ownership) = ownership {
+        out.push(ownership.set_line(to));
     }
     let done = lockfile::repoint(dir, to, keep_suffix)?;
     if let Some(kept) = &done.kept {

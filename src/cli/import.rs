@@ -24,7 +24,8 @@ use std::path::PathBuf;
         moved over from the Python plugin: DIR/backup.lock must name LEGACY.dbak (or be \
         absent). After the import, the new store and the .dbak are both restored into a \
         temporary directory and compared row by row, and DIR/lightningd.sqlite3, when \
-        present, must equal them. Only then is DIR/backup.lock rewritten to point at STORE, \
+        present, must equal them. Only then is STORE given DIR's owner and group (the user \
+        lightningd runs as; as root only) and DIR/backup.lock rewritten to point at it, \
         the old one kept as DIR/backup.lock.python (which must not exist yet). If a check \
         fails, backup.lock is left as it was and the new store is removed."
 )]

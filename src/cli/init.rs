@@ -35,7 +35,8 @@ const BUSY_LIMIT: Duration = Duration::from_secs(30);
         consistent snapshot of it is taken with SQLite's online backup API and stored at \
         its data_version; stop the node first. Without a database the store starts empty \
         at version 0, for a new node. Either way DIR/backup.lock is written, recording \
-        the store's file:// URL for the plugin.\n\n\
+        the store's file:// URL for the plugin, and the store and the lock are given DIR's \
+        owner and group (the user lightningd runs as; as root only).\n\n\
         An existing store, or an existing DIR/backup.lock, is refused: nothing is overwritten."
 )]
 pub struct Args {
@@ -50,6 +51,16 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let dest = store_path(&args.dest)?;
     if dest.is_dir() {
+        if dest.join(DB_FILE_NAME).exists() {
+            // The node's directory given as DEST: --lightning-dir was meant,
+            // and the store belongs elsewhere (another disk), not beside the database.
+            bail!(
+                "{}: is the node's network directory, not a store; pass it as --lightning-dir {} and give the \
+                 store a file name on another disk, as in /backups/node.redb",
+                dest.display(),
+                dest.display()
+            );
+        }
         bail!(
             "{}: is a directory; give the store a file name inside it, as in {}",
             dest.display(),
@@ -102,6 +113,12 @@ fn fill(store: &Store, dest: &Path, lightning_dir: Option<&Path>, lock: Option<&
         None => out.push("Created an empty backup at version 0".to_string()),
     }
     out.push(format!("Created the store {}", dest.display()));
+    if let Some(dir) = lightning_dir {
+        // The plugin writes the store as the user lightningd runs as.
+        if let Some(ownership) = cln_backup::atomic_file::give_to_owner_of(dest, dir)? {
+            out.push(ownership.set_line(dest));
+        }
+    }
     if let Some(lock) = lock {
         let url = crate::lockfile::write(lock, dest)?;
         out.push(format!("Wrote {} pointing at {url}", lock.display()));

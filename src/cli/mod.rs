@@ -146,9 +146,6 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
-/// Network directories lightningd creates under its base directory.
-const NETWORKS: &[&str] = &["bitcoin", "testnet", "testnet4", "signet", "regtest", "liquid", "liquid-regtest"];
-
 /// Check that `dir` is a node's network directory (where lightningd.sqlite3
 /// and backup.lock live), not lightningd's base directory above it: a base
 /// directory (no database of its own, one under a network directory) is
@@ -157,10 +154,7 @@ pub fn check_network_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         bail!("{}: the lightning directory does not exist or is not a directory", dir.display());
     }
-    if dir.join(DB_FILE_NAME).exists() {
-        return Ok(());
-    }
-    let below: Vec<PathBuf> = NETWORKS.iter().map(|n| dir.join(n)).filter(|d| d.join(DB_FILE_NAME).is_file()).collect();
+    let below = cln_backup::restore::networks_below(dir);
     if let Some(first) = below.first() {
         bail!(
             "{}: is lightningd's base directory, not a network directory: the node's {DB_FILE_NAME} is in {}; \

@@ -146,7 +146,7 @@ pub fn run(args: Args) -> Result<()> {
     for moved in &report.moved_aside {
         println!("Moved {} aside to {}", moved.from.display(), moved.to.display());
     }
-    println!("Set {} on {}", report.ownership, report.path.display());
+    println!("{}", report.ownership.set_line(&report.path));
     Ok(())
 }
 

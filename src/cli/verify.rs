@@ -41,6 +41,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // A wrong --against is told before the replay, not after it.
+    let against = args.against.as_deref().map(against_file).transpose()?;
+    if let Some(against) = &against {
+        if !against.is_file() {
+            bail!("{}: no such database file", against.display());
+        }
+    }
     let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
     let head = reader.head();
@@ -56,7 +63,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     );
 
-    let tmp = tempfile::tempdir().context("cannot create a temporary directory for the replay")?;
+    let tmp = cln_backup::atomic_file::ScratchDir::new("verify")
+        .context("cannot create a temporary directory for the replay")?;
     let db = tmp.path().join(DB_FILE_NAME);
     std::fs::File::create(&db).with_context(|| db.display().to_string())?;
     let bar = progress_bar(chain.changes, "verify");
@@ -70,8 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         plural(replayed.statements, "statement")
     );
 
-    if let Some(against) = &args.against {
-        let against = &against_file(against);
+    if let Some(against) = &against {
         match compare_files(&db, against)? {
             None => println!("{} matches the backup at version {}", against.display(), data_version(head)),
             Some(diff) => {
@@ -123,13 +130,9 @@ fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
 }
 
 /// The database `--against` names: a directory means `DIR/lightningd.sqlite3`,
-/// as for `restore`.
-fn against_file(arg: &Path) -> PathBuf {
-    if arg.is_dir() {
-        arg.join(DB_FILE_NAME)
-    } else {
-        arg.to_path_buf()
-    }
+/// as for `restore` (lightningd's base directory is refused the same way).
+fn against_file(arg: &Path) -> Result<PathBuf> {
+    Ok(cln_backup::restore::resolve_destination(arg)?)
 }
 
 /// Compare the database restored at `restored` with `live`, opened read-only.

@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 pub const HEADER_LEN: u64 = 512;
 /// The only `file_version` the Python plugin writes.
 pub const FILE_VERSION: u32 = 1;
+/// How a redb database (a cln-backup store) starts.
+const REDB_MAGIC: &[u8] = b"redb";
+/// How an SQLite database starts.
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 /// Bytes of a record's header (`length`, `version`, `type`).
 pub const RECORD_HEADER_LEN: u64 = 9;
 
@@ -75,10 +79,14 @@ impl Header {
     pub fn parse(path: &Path, b: &[u8; HEADER_LEN as usize]) -> Result<Header> {
         let file_version = be32(&b[0..4]);
         if file_version != FILE_VERSION {
-            return Err(Error::legacy(
-                path,
-                format!("unknown file_version {file_version} in the header (a .dbak file has 1)"),
-            ));
+            let what = if b.starts_with(REDB_MAGIC) {
+                "it is a redb database, such as a cln-backup store".to_string()
+            } else if b.starts_with(SQLITE_MAGIC) {
+                "it is an SQLite database, such as lightningd.sqlite3".to_string()
+            } else {
+                format!("unknown file_version {file_version} in the header; a .dbak file has 1")
+            };
+            return Err(Error::NotADbak { path: path.to_path_buf(), what });
         }
         Ok(Header {
             version: be32(&b[4..8]),

@@ -131,6 +131,9 @@ pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
 /// far (the legacy header's `version_count` is their number, near enough for
 /// a progress bar).
 pub fn import_new_with_progress(dbak: &Path, store_path: &Path, progress: Option<&Progress>) -> Result<ImportReport> {
+    if crate::atomic_file::same_file(dbak, store_path) {
+        return Err(Error::SameFile { input: dbak.to_path_buf(), output: store_path.to_path_buf() });
+    }
     if store_path.exists() {
         return Err(Error::AlreadyExists { path: store_path.to_path_buf() });
     }

@@ -76,8 +76,23 @@ fn open_target(dir: &Path) -> Target {
         Err(e) => Target::Unavailable(format!("cannot use the backup: {e:#}; {fix}")),
         Ok(path) => match Store::open(&path) {
             Ok(store) => Target::Store(Arc::new(store)),
-            Err(e) => Target::Unavailable(format!("cannot open the backup: {e}; {fix}")),
+            // backup.lock names a store: making a new one (init) is not the
+            // fix, and init would refuse anyway while the lock exists.
+            Err(e) => Target::Unavailable(format!("cannot open the backup: {e}{}", open_hint(&e, &path, dir))),
         },
+    }
+}
+
+/// What to do about a store backup.lock names that would not open.
+fn open_hint(err: &cln_backup::Error, store: &Path, dir: &Path) -> String {
+    match err {
+        // The message says what to do.
+        cln_backup::Error::StoreLocked { .. } => String::new(),
+        cln_backup::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => format!(
+            "; the store must belong to the user lightningd runs as (the owner of {}): stop the node and chown it",
+            dir.display()
+        ),
+        _ => format!("; stop the node and run `cln-backup verify {}` to see what is wrong with it", shell_word(store)),
     }
 }
 

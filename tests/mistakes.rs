@@ -7,47 +7,13 @@
 #[path = "support/sim.rs"]
 mod sim;
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+use support::run::{assert_fails, assert_ok, cln_backup, command, stderr, stdout};
 
 const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
-
-fn cln_backup(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cln-backup"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("LIGHTNINGD_PLUGIN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status, stdout(out), stderr(out));
-    stdout(out)
-}
-
-/// The run failed with one `error:` line naming `file` and saying each of `what`.
-#[track_caller]
-fn assert_fails(out: &Output, file: &Path, what: &[&str]) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected failure, stdout: {}", stdout(out));
-    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    assert!(err.contains(&file.display().to_string()), "{err:?} does not name {}", file.display());
-    for w in what {
-        assert!(err.contains(w), "{err:?} does not say {w:?}");
-    }
-    err
-}
 
 /// The fixture imported into `dir/node.redb`, and a lightningd base
 /// directory `dir/.lightning` whose `bitcoin` network directory holds the
@@ -77,11 +43,11 @@ fn a_store_or_a_database_given_as_a_dbak_is_named_for_what_it_is() {
     let out = dir.path().join("new.redb");
 
     let err = cln_backup(&[&"import", &store, &out]);
-    let line = assert_fails(&err, &store, &["not a legacy .dbak backup", "cln-backup store"]);
+    let line = assert_fails(&err, &[&store], &["not a legacy .dbak backup", "cln-backup store"]);
     assert!(!line.contains("file_version"), "{line}");
 
     let err = cln_backup(&[&"import", &db, &out]);
-    let line = assert_fails(&err, &db, &["not a legacy .dbak backup", "SQLite database"]);
+    let line = assert_fails(&err, &[&db], &["not a legacy .dbak backup", "SQLite database"]);
     assert!(!line.contains("file_version"), "{line}");
 
     assert!(!out.exists(), "a refused import leaves no store");
@@ -92,7 +58,7 @@ fn a_version_missing_from_a_dbak_is_not_said_to_be_missing_from_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("db.sqlite3");
     let err = cln_backup(&[&"restore", &"--to-version", &"99", &FIXTURE_DBAK, &dest]);
-    let line = assert_fails(&err, Path::new(FIXTURE_DBAK), &["version 99 is not restorable"]);
+    let line = assert_fails(&err, &[Path::new(FIXTURE_DBAK)], &["version 99 is not restorable"]);
     assert!(!line.contains("store"), "{line}");
 }
 
@@ -108,7 +74,7 @@ fn restore_into_the_base_directory_is_refused_naming_the_network_directory() {
             args.push(&"--force");
         }
         let err = cln_backup(&args);
-        let line = assert_fails(&err, &base, &["base directory"]);
+        let line = assert_fails(&err, &[&base], &["base directory"]);
         assert!(line.contains(&net.display().to_string()), "{line} does not name {}", net.display());
         assert_eq!(names(&base), before, "nothing is written into the base directory");
     }
@@ -116,9 +82,9 @@ fn restore_into_the_base_directory_is_refused_naming_the_network_directory() {
     // The same file named by a dbak source, and by verify --against, which
     // says so before replaying anything.
     let err = cln_backup(&[&"restore", &FIXTURE_DBAK, &base]);
-    assert_fails(&err, &base, &["base directory", &net.display().to_string()]);
+    assert_fails(&err, &[&base], &["base directory", &net.display().to_string()]);
     let err = cln_backup(&[&"verify", &"--against", &base, &store]);
-    assert_fails(&err, &base, &["base directory", &net.display().to_string()]);
+    assert_fails(&err, &[&base], &["base directory", &net.display().to_string()]);
     assert!(stdout(&err).is_empty(), "verify replayed before telling: {}", stdout(&err));
     assert_eq!(names(&base), before);
 
@@ -133,7 +99,7 @@ fn verify_against_a_missing_file_says_so_before_replaying() {
     let (store, _, _) = node(dir.path());
     let missing = dir.path().join("missing.sqlite3");
     let err = cln_backup(&[&"verify", &"--against", &missing, &store]);
-    assert_fails(&err, &missing, &["no such database file"]);
+    assert_fails(&err, &[&missing], &["no such database file"]);
     assert!(stdout(&err).is_empty(), "{}", stdout(&err));
 }
 
@@ -248,11 +214,9 @@ fn big_dbak(path: &Path, n: u32) {
 /// scratch directory of `purpose` appears in `dir`, send SIGINT, and return
 /// whether the run was interrupted (rather than done first).
 fn interrupt_when_writing(args: &[&dyn AsRef<std::ffi::OsStr>], tmpdir: &Path, dir: &Path, purpose: &str) -> bool {
-    let child = Command::new(env!("CARGO_BIN_EXE_cln-backup"))
+    let child = command()
         .args(args)
         .env("TMPDIR", tmpdir)
-        .env_remove("RUST_LOG")
-        .env_remove("LIGHTNINGD_PLUGIN")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -294,12 +258,7 @@ fn an_interrupted_verify_leaves_nothing_the_next_run_does_not_remove() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].starts_with(".cln-backup-verify-"), "{left:?}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_cln-backup"))
-        .args(["verify".as_ref(), store.as_os_str()])
-        .env("TMPDIR", &tmp)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = command().args(["verify".as_ref(), store.as_os_str()]).env("TMPDIR", &tmp).output().unwrap();
     assert_ok(&out);
     assert!(stderr(&out).contains("left by an interrupted cln-backup run"), "{}", stderr(&out));
     assert!(names(&tmp).is_empty(), "left behind: {:?}", names(&tmp));
@@ -408,7 +367,7 @@ fn restore_through_a_symbolic_link_replaces_the_file_it_points_to() {
     let gone = net.join("gone.sqlite3");
     std::os::unix::fs::symlink(dir.path().join("unmounted/lightningd.sqlite3"), &gone).unwrap();
     let err = cln_backup(&[&"restore", &store, &gone]);
-    assert_fails(&err, &gone, &["symbolic link", "unmounted"]);
+    assert_fails(&err, &[&gone], &["symbolic link", "unmounted"]);
     assert!(!dir.path().join("unmounted").exists());
 }
 
@@ -421,7 +380,7 @@ fn import_onto_its_own_dbak_says_it_is_the_same_file() {
     std::fs::copy(FIXTURE_DBAK, &dbak).unwrap();
     let before = std::fs::read(&dbak).unwrap();
     let err = cln_backup(&[&"import", &dbak, &dbak]);
-    let line = assert_fails(&err, &dbak, &["is the same file as the source"]);
+    let line = assert_fails(&err, &[&dbak], &["is the same file as the source"]);
     assert!(!line.contains("existing store"), "{line}");
     assert_eq!(std::fs::read(&dbak).unwrap(), before);
 }
@@ -435,7 +394,7 @@ fn init_given_the_network_directory_as_its_store_points_at_lightning_dir() {
     let (_, _, net) = node(dir.path());
     let before = names(&net);
     let err = cln_backup(&[&"init", &net]);
-    let line = assert_fails(&err, &net, &["network directory", &format!("--lightning-dir {}", net.display())]);
+    let line = assert_fails(&err, &[&net], &["network directory", &format!("--lightning-dir {}", net.display())]);
     assert!(!line.contains(&net.join("node.redb").display().to_string()), "{line}");
     assert_eq!(names(&net), before);
 }
@@ -451,13 +410,13 @@ fn usage_errors_are_one_line() {
         vec!["export", "--format", "xml", "a", "b"],
         vec!["frobnicate"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_cln-backup")).args(&args).env_remove("RUST_LOG").output().unwrap();
+        let out = command().args(&args).output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
         assert!(err.starts_with("error: "), "{args:?}: {err:?}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_cln-backup")).args(["restore", "--help"]).output().unwrap();
+    let out = command().args(["restore", "--help"]).output().unwrap();
     assert!(out.status.success());
     assert!(stdout(&out).lines().count() > 5);
 }

@@ -493,10 +493,21 @@ fn check_placed(path: &Path, expected: u32) -> Result<()> {
     Ok(())
 }
 
+/// The restorable versions `lo` to `hi` as an operator reads them. Version 0
+/// of a log without a snapshot is the empty database before the first
+/// change: the command line does not restore it, so the range is shown from 1.
+pub fn range_text(lo: Seq, hi: Seq, has_snapshot: bool) -> String {
+    match (has_snapshot, lo, hi) {
+        (false, 0, 0) => "none yet, the backup holds no change".to_string(),
+        (false, 0, hi) => format!("1 to {}; 0 is the empty database before the first change", data_version(hi)),
+        (_, lo, hi) => format!("{} to {}", data_version(lo), data_version(hi)),
+    }
+}
+
 /// Resolve a user's `--to-version` against a reader's restorable range.
 pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
     let (lo, hi) = reader.restorable();
-    let range = || format!("{} to {}", data_version(lo), data_version(hi));
+    let range = || range_text(lo, hi, reader.snapshot().is_some());
     match to_version {
         None => Ok(hi),
         Some(v) => match version::seq_at_or_below(hi, v) {

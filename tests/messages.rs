@@ -31,12 +31,12 @@ fn a_version_outside_the_range_names_the_file_and_the_range() {
     let store = imported(dir.path());
     let dest = dir.path().join("out.sqlite3");
     let out = cln_backup(&[&"restore", &"--to-version", &"47", &store, &dest]);
-    assert_fails(&out, &[show(&store)], &["version 47", "0 to 46"]);
+    assert_fails(&out, &[show(&store)], &["version 47", "restorable: 1 to 46; 0 is the empty database"]);
     let out = cln_backup(&[&"restore", &"--to-version", &"47", &FIXTURE_DBAK, &dest]);
-    assert_fails(&out, &[FIXTURE_DBAK], &["version 47", "0 to 46"]);
+    assert_fails(&out, &[FIXTURE_DBAK], &["version 47", "restorable: 1 to 46; 0 is the empty database"]);
     assert!(!dest.exists());
     let out = cln_backup(&[&"export", &"--format", &"sql", &"--to-version", &"47", &store, &dest]);
-    assert_fails(&out, &[show(&store)], &["version 47", "0 to 46"]);
+    assert_fails(&out, &[show(&store)], &["version 47", "restorable: 1 to 46; 0 is the empty database"]);
     assert!(!dest.exists());
 }
 

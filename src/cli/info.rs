@@ -91,13 +91,9 @@ fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {
         ),
         None => "Snapshot:         none (the log starts at version 0)".to_string(),
     });
-    // Version 0 of a log without a snapshot is the empty database before the
-    // first change: `restore` refuses it, so it is not offered here.
-    out.push(match (s.snapshot.is_none(), s.restorable) {
-        (true, (0, 0)) => "Restorable:       nothing yet (the store holds no change)".to_string(),
-        (true, (0, hi)) => format!("Restorable:       versions 1 to {}", data_version(hi)),
-        (_, (lo, hi)) => format!("Restorable:       versions {} to {}", data_version(lo), data_version(hi)),
-    });
+    let range = cln_backup::restore::range_text(s.restorable.0, s.restorable.1, s.snapshot.is_some());
+    let versions = if range.starts_with("none") { "" } else { "versions " };
+    out.push(format!("Restorable:       {versions}{range}"));
     out.push(format!("File size:        {}", bytes(s.file_bytes)));
     out.push(format!("Created:          {}", utc_time(s.created_ms)));
     out.push(match &s.last_compaction {
@@ -156,7 +152,11 @@ mod tests {
         assert!(text.iter().any(|l| l == "Version:          1"), "{text:?}");
         assert!(text.iter().any(|l| l == "Previous version: 0 (rewind allowed)"), "{text:?}");
         assert!(text.iter().any(|l| l == "Changes:          1 (99 bytes stored)"), "{text:?}");
-        assert!(text.iter().any(|l| l == "Restorable:       versions 1 to 1"), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|l| l == "Restorable:       versions 1 to 1; 0 is the empty database before the first change"),
+            "{text:?}"
+        );
         let v = as_json(&status, 99).unwrap();
         assert_eq!(v["version"], 1);
         assert_eq!(v["changes"], 1);

@@ -72,7 +72,7 @@ fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
     if upto < lo || upto > hi {
         return Err(Error::NotRestorable {
             asked: upto,
-            range: format!("{} to {}", data_version(lo), data_version(hi)),
+            range: crate::restore::range_text(lo, hi, reader.snapshot().is_some()),
         });
     }
     Ok(())

@@ -38,6 +38,16 @@ const HANDOVER_BATCH: usize = 64;
 /// Called with the number of changes replayed so far.
 pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Tell `progress` that `done` changes are done, every 256 of them (a call
+/// per change would cost more than a progress bar is worth).
+pub(crate) fn tick(progress: Option<&Progress>, done: u64) {
+    if let Some(p) = progress {
+        if done.is_multiple_of(256) {
+            p(done);
+        }
+    }
+}
+
 /// How to restore.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -562,11 +572,7 @@ pub fn replay_into(reader: &Reader<'_>, upto: Seq, path: &Path, progress: Option
                     replayer.apply(&t.statements)?;
                 }
                 count += 1;
-                if let Some(p) = progress {
-                    if count.is_multiple_of(256) {
-                        p(count);
-                    }
-                }
+                tick(progress, count);
             }
         }
         let last_hash =

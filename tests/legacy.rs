@@ -185,7 +185,7 @@ fn fixture_dump_reproduces_the_sqlite3_dump_byte_for_byte() {
     let (store, _) = fixture_store(dir.path());
     let reader = store.reader().unwrap();
     let out = dir.path().join("dump.sql");
-    let report = legacy::export_dump(&reader, reader.head(), &out, false).unwrap();
+    let report = legacy::export_dump(&reader, reader.head(), &out, false, None).unwrap();
     assert_eq!(report.version, store.version());
     let ours = std::fs::read_to_string(&out).unwrap();
     let theirs = std::fs::read_to_string(FIXTURE_SQL).unwrap();
@@ -194,9 +194,9 @@ fn fixture_dump_reproduces_the_sqlite3_dump_byte_for_byte() {
         panic!("dump differs from sqlite3's at line {line:?}");
     }
     // An existing output is refused without force, replaced with it.
-    let err = legacy::export_dump(&reader, reader.head(), &out, false).unwrap_err();
+    let err = legacy::export_dump(&reader, reader.head(), &out, false, None).unwrap_err();
     assert!(matches!(err, Error::DestinationExists { .. }), "{err}");
-    legacy::export_dump(&reader, reader.head() - 10, &out, true).unwrap();
+    legacy::export_dump(&reader, reader.head() - 10, &out, true, None).unwrap();
     let earlier = std::fs::read_to_string(&out).unwrap();
     let dv = store.version() - 10;
     assert!(earlier.contains(&format!("INSERT INTO vars VALUES('data_version',NULL,{dv},NULL);")));
@@ -289,7 +289,7 @@ fn round_trip_legacy_store_legacy_restore() {
     let (store, _) = fixture_store(dir.path());
     let reader = store.reader().unwrap();
     let out = dir.path().join("export.dbak");
-    let report = legacy::export_dbak(&reader, reader.head(), &out, false).unwrap();
+    let report = legacy::export_dbak(&reader, reader.head(), &out, false, None).unwrap();
     assert!(legacy::is_dbak(&out));
     assert_eq!(report.version, store.version());
 
@@ -619,7 +619,7 @@ fn python_reader_accepts_our_export() {
     let check = |store: &Store, name: &str| -> PathBuf {
         let reader = store.reader().unwrap();
         let out = dir.path().join(format!("{name}.dbak"));
-        legacy::export_dbak(&reader, reader.head(), &out, false).unwrap();
+        legacy::export_dbak(&reader, reader.head(), &out, false, None).unwrap();
         let python = dir.path().join(format!("{name}-python.sqlite3"));
         python_restore(&out, &python).unwrap();
         let ours = dir.path().join(format!("{name}-ours.sqlite3"));
@@ -667,7 +667,7 @@ fn export_sql_has_one_block_per_version_and_replays() {
         let store = Store::open(&store_path).unwrap();
         let reader = store.reader().unwrap();
         let out = dir.path().join(format!("{name}.sql"));
-        export::export_sql(&reader, reader.head(), &out, false).unwrap();
+        export::export_sql(&reader, reader.head(), &out, false, None).unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
 
         let versions: Vec<u32> = text
@@ -695,4 +695,34 @@ fn export_sql_has_one_block_per_version_and_replays() {
     let pragma_on = small.find("PRAGMA foreign_keys = ON;\n\n-- version 4").unwrap();
     assert!(small.find("-- version 3").unwrap() < pragma_off && pragma_off < pragma_on);
     assert_eq!(names(&dir.path().join("small-replayed.sqlite3")).last().unwrap(), "it's\nmultiline");
+}
+
+#[test]
+fn exports_and_restores_report_progress_to_the_last_change() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = fixture_store(dir.path());
+    let reader = store.reader().unwrap();
+    let last = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&last);
+    let progress: restore::Progress = Arc::new(move |n| seen.store(n, Ordering::SeqCst));
+    type Export = fn(
+        &cln_backup::Reader<'_>,
+        u64,
+        &Path,
+        bool,
+        Option<&restore::Progress>,
+    ) -> cln_backup::Result<legacy::ExportReport>;
+    let exports: [(&str, Export); 3] =
+        [("dbak", legacy::export_dbak), ("sql", legacy::export_sql), ("dump", legacy::export_dump)];
+    for (name, export) in exports {
+        last.store(0, Ordering::SeqCst);
+        export(&reader, reader.head(), &dir.path().join(name), false, Some(&progress)).unwrap();
+        assert_eq!(last.load(Ordering::SeqCst), report.changes, "{name}");
+    }
+    last.store(0, Ordering::SeqCst);
+    let opts = restore::Options { progress: Some(Arc::clone(&progress)), ..restore::Options::default() };
+    legacy::restore_dbak(Path::new(FIXTURE_DBAK), &dir.path().join("direct.sqlite3"), &opts).unwrap();
+    assert_eq!(last.load(Ordering::SeqCst), report.changes);
 }

@@ -6,7 +6,7 @@
 //! [`super::handover`]). The formats are the library's
 //! (`cln_backup::legacy`); this file must not write them itself.
 
-use super::store_path;
+use super::{finish_bar, progress_bar, progress_callback, store_path};
 use anyhow::Result;
 use cln_backup::{legacy, restore, Store};
 use std::path::PathBuf;
@@ -85,11 +85,16 @@ pub fn run(args: Args) -> Result<()> {
     let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
     let upto = restore::target(&reader, args.to_version).map_err(|e| super::naming(store.path(), e))?;
-    let report = match (args.format, args.dump) {
-        (Format::Dbak, _) => legacy::export_dbak(&reader, upto, &args.out, args.force)?,
-        (Format::Sql, false) => legacy::export_sql(&reader, upto, &args.out, args.force)?,
-        (Format::Sql, true) => legacy::export_dump(&reader, upto, &args.out, args.force)?,
+    // Changes up to `upto`: records are consecutive from the base.
+    let bar = progress_bar(upto.saturating_sub(reader.restorable().0), "export");
+    let progress = progress_callback(&bar);
+    let exported = match (args.format, args.dump) {
+        (Format::Dbak, _) => legacy::export_dbak(&reader, upto, &args.out, args.force, progress.as_ref()),
+        (Format::Sql, false) => legacy::export_sql(&reader, upto, &args.out, args.force, progress.as_ref()),
+        (Format::Sql, true) => legacy::export_dump(&reader, upto, &args.out, args.force, progress.as_ref()),
     };
+    finish_bar(bar);
+    let report = exported?;
     println!(
         "Exported {} at version {} to {} ({}, {})",
         store.path().display(),

@@ -118,8 +118,13 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
             Ok(report?)
         }
         Source::Legacy(path) => {
-            let opts = Options { to_version, force, progress: None };
-            Ok(cln_backup::legacy::restore_dbak(path, dest, &opts)?)
+            // The header's record count: near enough for a bar.
+            let records = cln_backup::legacy::dbak::DbakReader::open(path).map(|f| f.header().version_count);
+            let bar = progress_bar(records.unwrap_or(0), "restore");
+            let opts = Options { to_version, force, progress: progress_callback(&bar) };
+            let report = cln_backup::legacy::restore_dbak(path, dest, &opts);
+            finish_bar(bar);
+            Ok(report?)
         }
     }
 }

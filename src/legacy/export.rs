@@ -13,7 +13,7 @@ use super::dbak::DbakWriter;
 use super::sqldump;
 use crate::atomic_file::{self, Committed, NewOwner, Ownership, Replace, TempFile};
 use crate::error::{Error, Result};
-use crate::restore::{self, fix_pre_4090};
+use crate::restore::{self, fix_pre_4090, Progress};
 use crate::store::Reader;
 use crate::version::{data_version, Seq};
 use std::io::{BufWriter, Write};
@@ -95,7 +95,13 @@ fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
 /// harmless, since they change no data (the pragma is a connection setting,
 /// not stored in the database), and writing them keeps the file complete:
 /// importing it again gives back the same change log.
-pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
+pub fn export_dbak(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+    progress: Option<&Progress>,
+) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let snapshot = reader.snapshot();
     let start = snapshot.as_ref().map(|s| s.seq).unwrap_or(0);
@@ -115,11 +121,17 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
     if let Some(snap) = &snapshot {
         w.add_snapshot_with(snap.version, snap.size, |out| reader.copy_snapshot(out))?;
     }
+    let mut changes = 0u64;
     for change in reader.changes(upto)? {
         let change = change?;
         for tx in &change.transactions {
             w.add_transaction(change.data_version(), &tx.statements)?;
         }
+        changes += 1;
+        restore::tick(progress, changes);
+    }
+    if let Some(p) = progress {
+        p(changes);
     }
     let (file, header) = w.finish()?;
     drop(file);
@@ -145,7 +157,13 @@ pub fn export_dbak(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> R
 /// comment says so (`--dump` writes the whole database instead). A change
 /// imported from a `.dbak`, which records no times, is headed
 /// `-- version N (time not recorded: imported from a .dbak)`.
-pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
+pub fn export_sql(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+    progress: Option<&Progress>,
+) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let snapshot = reader.snapshot();
     let output = Output::new(reader, out, force)?;
@@ -178,8 +196,11 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
     )
     .map_err(io)?;
     let mut records = 0u64;
+    let mut changes = 0u64;
     for change in reader.changes(upto)? {
         let change = change?;
+        changes += 1;
+        restore::tick(progress, changes);
         for (i, tx) in change.transactions.iter().enumerate() {
             let time = if tx.time_ms == crate::record::TIME_NOT_RECORDED {
                 "time not recorded: imported from a .dbak".to_string()
@@ -199,6 +220,9 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
             records += 1;
         }
     }
+    if let Some(p) = progress {
+        p(changes);
+    }
     w.flush().map_err(io)?;
     drop(w);
     drop(file);
@@ -216,12 +240,18 @@ pub fn export_sql(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Re
 /// Write the whole database at `upto` as `sqlite3`'s `.dump` would: the
 /// snapshot and changes are replayed into a temporary database beside `out`,
 /// which is then dumped (see [`sqldump`]).
-pub fn export_dump(reader: &Reader<'_>, upto: Seq, out: &Path, force: bool) -> Result<ExportReport> {
+pub fn export_dump(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+    progress: Option<&Progress>,
+) -> Result<ExportReport> {
     check_upto(reader, upto)?;
     let output = Output::new(reader, out, force)?;
     // A scratch database beside OUT, removed (with any side files) when dropped.
     let db = TempFile::create(out, "dump")?;
-    let replayed = restore::replay_into(reader, upto, db.path(), None)?;
+    let replayed = restore::replay_into(reader, upto, db.path(), progress)?;
     let conn = rusqlite::Connection::open_with_flags(db.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| Error::sqlite(db.path(), e))?;
     let tmp_path = output.path().to_path_buf();

@@ -175,11 +175,7 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
         replayer.apply(&statements)?;
         if !step.repeat {
             changes += 1;
-            if let Some(p) = &opts.progress {
-                if changes.is_multiple_of(256) {
-                    p(changes);
-                }
-            }
+            restore::tick(opts.progress.as_ref(), changes);
         }
     }
     if let Some(p) = &opts.progress {

@@ -30,32 +30,9 @@ fn lightningd_db(path: &Path, data_version: u32) {
     .unwrap();
 }
 
-/// Every table's rows, in order, as text: the logical content of a database.
-fn content(path: &Path) -> Vec<String> {
-    let conn = Connection::open(path).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut out = vec![];
-    for t in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {t} ORDER BY rowid")).unwrap();
-        let n = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                let vals: Vec<String> =
-                    (0..n).map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap())).collect();
-                Ok(format!("{t}: {}", vals.join(", ")))
-            })
-            .unwrap();
-        for row in rows {
-            out.push(row.unwrap());
-        }
-    }
-    out
+/// The schema and every row of a database: its logical content.
+fn content(path: &Path) -> support::workload::DbRows {
+    support::workload::db_rows(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn data_version_of(path: &Path) -> i64 {

@@ -180,8 +180,19 @@ pub fn progress_bar(len: u64, message: &'static str) -> Option<ProgressBar> {
 }
 
 /// The library's progress callback driving `bar`.
+///
+/// A bar's length is sometimes only an estimate (a `.dbak` header's record
+/// count, which the Python plugin does not always keep): a position past it
+/// stretches the bar instead of showing `46/0`.
 pub fn progress_callback(bar: &Option<ProgressBar>) -> Option<Progress> {
-    bar.clone().map(|bar| Arc::new(move |n: u64| bar.set_position(n)) as Progress)
+    bar.clone().map(|bar| {
+        Arc::new(move |n: u64| {
+            if bar.length().is_some_and(|len| n > len) {
+                bar.set_length(n);
+            }
+            bar.set_position(n);
+        }) as Progress
+    })
 }
 
 /// Remove a progress bar from the terminal before printing results.

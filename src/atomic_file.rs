@@ -262,16 +262,16 @@ pub struct Committed {
     pub ownership: Ownership,
 }
 
+/// `path` with `suffix` appended to its last component (`X` → `X-journal`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
 /// `X-journal`, `X-wal` and `X-shm` for a database `X`, whether or not they exist.
 pub fn side_paths(db: &Path) -> Vec<PathBuf> {
-    SQLITE_SIDE_SUFFIXES
-        .iter()
-        .map(|suffix| {
-            let mut s = db.as_os_str().to_owned();
-            s.push(suffix);
-            PathBuf::from(s)
-        })
-        .collect()
+    SQLITE_SIDE_SUFFIXES.iter().map(|suffix| with_suffix(db, suffix)).collect()
 }
 
 /// The directory a file lives in (`.` for a bare file name).

@@ -41,10 +41,15 @@ pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 /// Tell `progress` that `done` changes are done, every 256 of them (a call
 /// per change would cost more than a progress bar is worth).
 pub(crate) fn tick(progress: Option<&Progress>, done: u64) {
+    if done.is_multiple_of(256) {
+        report_done(progress, done);
+    }
+}
+
+/// Tell `progress` that `done` changes are done: the last report of a run.
+pub(crate) fn report_done(progress: Option<&Progress>, done: u64) {
     if let Some(p) = progress {
-        if done.is_multiple_of(256) {
-            p(done);
-        }
+        p(done);
     }
 }
 
@@ -434,16 +439,13 @@ fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
         .chars()
         .filter(|c| !matches!(c, '-' | ':'))
         .collect();
-    let with_suffix = |base: &Path, suffix: &str| {
-        let mut s = base.as_os_str().to_owned();
-        s.push(suffix);
-        PathBuf::from(s)
-    };
     let mut moved = vec![];
     let mut base = None;
     for n in 0..100u32 {
-        let candidate =
-            with_suffix(dest, &if n == 0 { format!(".replaced-{stamp}") } else { format!(".replaced-{stamp}-{n}") });
+        let candidate = atomic_file::with_suffix(
+            dest,
+            &if n == 0 { format!(".replaced-{stamp}") } else { format!(".replaced-{stamp}-{n}") },
+        );
         let taken = candidate.symlink_metadata().is_ok()
             || atomic_file::side_paths(&candidate).iter().any(|p| p.symlink_metadata().is_ok());
         if !taken {
@@ -469,11 +471,11 @@ fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
         moved.push(MovedAside { from: dest.to_path_buf(), to: base.clone() });
     }
     for suffix in atomic_file::SQLITE_SIDE_SUFFIXES {
-        let side = with_suffix(dest, suffix);
+        let side = atomic_file::with_suffix(dest, suffix);
         if side.symlink_metadata().is_err() {
             continue;
         }
-        let to = with_suffix(&base, suffix);
+        let to = atomic_file::with_suffix(&base, suffix);
         std::fs::rename(&side, &to).map_err(|e| Error::io(&side, e))?;
         moved.push(MovedAside { from: side, to });
     }
@@ -579,9 +581,7 @@ pub fn replay_into(reader: &Reader<'_>, upto: Seq, path: &Path, progress: Option
             producer.join().map_err(|_| Error::corrupt(reader.path(), "reading the change log failed unexpectedly"))?;
         Ok((count, last_hash))
     })?;
-    if let Some(p) = progress {
-        p(count);
-    }
+    report_done(progress, count);
     let statements = replayer.statements;
     let foreign_keys = replayer.finish(data_version(upto))?;
     Ok(Replayed { changes: count, statements, foreign_keys, last_hash })

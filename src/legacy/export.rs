@@ -130,9 +130,7 @@ pub fn export_dbak(
         changes += 1;
         restore::tick(progress, changes);
     }
-    if let Some(p) = progress {
-        p(changes);
-    }
+    restore::report_done(progress, changes);
     let (file, header) = w.finish()?;
     drop(file);
     let done = output.persist()?;
@@ -220,9 +218,7 @@ pub fn export_sql(
             records += 1;
         }
     }
-    if let Some(p) = progress {
-        p(changes);
-    }
+    restore::report_done(progress, changes);
     w.flush().map_err(io)?;
     drop(w);
     drop(file);

@@ -68,9 +68,6 @@ pub fn import(dbak: &Path, store: &Store) -> Result<ImportReport> {
     Ok(report(&plan))
 }
 
-/// Records imported between two progress reports.
-const PROGRESS_EVERY: u64 = 256;
-
 /// Write `plan` into `store`: the snapshot in one commit, then the records
 /// through a [`crate::store::BulkLoad`] (the checks of `add_change`, large
 /// batches, one sync at the end). `progress` gets the number of records
@@ -102,16 +99,10 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store, progress: Option<&Pr
             ));
         }
         done += 1;
-        if let Some(p) = progress {
-            if done.is_multiple_of(PROGRESS_EVERY) {
-                p(done);
-            }
-        }
+        restore::tick(progress, done);
     }
     bulk.finish()?;
-    if let Some(p) = progress {
-        p(done);
-    }
+    restore::report_done(progress, done);
     Ok(())
 }
 
@@ -178,9 +169,7 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
             restore::tick(opts.progress.as_ref(), changes);
         }
     }
-    if let Some(p) = &opts.progress {
-        p(changes);
-    }
+    restore::report_done(opts.progress.as_ref(), changes);
     let statements = replayer.statements;
     replayer.finish(data_version(target))?;
     let placed = staged.persist(data_version(target))?;

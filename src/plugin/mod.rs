@@ -43,9 +43,7 @@ pub fn python_lock_fix(dir: &Path) -> Option<String> {
     let store = if dbak.extension().is_some_and(|e| e == "dbak") {
         dbak.with_extension("redb")
     } else {
-        let mut s = dbak.clone().into_os_string();
-        s.push(".redb");
-        s.into()
+        cln_backup::atomic_file::with_suffix(&dbak, ".redb")
     };
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     Some(format!("cln-backup import --lightning-dir {} {} {}", shell_word(&dir), shell_word(&dbak), shell_word(&store)))

@@ -867,13 +867,13 @@ impl BulkLoad<'_> {
 
     fn add_change_inner<S: AsRef<str>>(&mut self, version: u32, statements: &[S], time_ms: u64) -> Result<Added> {
         let path = &self.store.path;
-        if self.txn.is_none() {
-            let mut txn = self.store.writer()?.begin_write().map_err(|e| Error::redb(path, e))?;
-            txn.set_durability(Durability::None).map_err(|e| Error::redb(path, redb::Error::from(e)))?;
-            self.txn = Some(txn);
-        }
-        let Some(txn) = &self.txn else {
-            return Err(Error::ReadOnly { path: path.clone() });
+        let txn = match self.txn {
+            Some(ref txn) => txn,
+            None => {
+                let mut txn = self.store.writer()?.begin_write().map_err(|e| Error::redb(path, e))?;
+                txn.set_durability(Durability::None).map_err(|e| Error::redb(path, redb::Error::from(e)))?;
+                &*self.txn.insert(txn)
+            }
         };
         let planned = plan_change(path, &self.state, version, statements, time_ms, |seq| {
             let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;

@@ -2,7 +2,9 @@
 //!
 //! Owns every way a library call can fail, each variant naming the file or the
 //! version involved so that a front end can print one clear line. It must not
-//! format for a particular front end (no log levels, no exit codes).
+//! format for a particular front end (no log levels, no exit codes, no
+//! command-line flags: a message says what would fix it in the library's
+//! terms, and a front end names its own flag).
 
 use std::path::PathBuf;
 
@@ -106,7 +108,7 @@ pub enum Error {
     RestoreCheck { path: PathBuf, what: String },
 
     /// A restore destination exists and replacing it was not asked for.
-    #[error("{}: destination exists; pass --force to replace it", path.display())]
+    #[error("{}: destination exists, and replacing it was not asked for", path.display())]
     DestinationExists { path: PathBuf },
 
     /// A restore or export whose output is the very file it reads (the same
@@ -116,7 +118,7 @@ pub enum Error {
 
     /// A SQLite rollback journal or write-ahead log of the database a restore
     /// would replace: opening the restored file would apply it.
-    #[error("{}: a crashed SQLite left it; it belongs to the old database and would be applied to the restored one (pass --force to move it aside with the old database)", path.display())]
+    #[error("{}: a crashed SQLite left it; it belongs to the old database and would be applied to the restored one (a restore that replaces the database moves it aside with the old database)", path.display())]
     StaleSideFile { path: PathBuf },
 
     /// A directory given for the node's database that is lightningd's base

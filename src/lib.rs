@@ -29,9 +29,12 @@
 
 pub mod atomic_file;
 pub mod compact;
+pub mod compare;
 pub mod error;
+pub mod export;
 pub mod legacy;
 pub mod record;
+pub mod replay;
 pub mod restore;
 pub mod store;
 pub mod version;

@@ -1,57 +1,29 @@
-//! Restore: replaying a change log into a SQLite database exactly as
-//! lightningd executed it.
+//! Restore: what it takes to put a replayed database where lightningd
+//! will open it.
 //!
-//! Owns the replay rules that make the result equal lightningd's database:
-//! foreign keys on (so `ON DELETE
-//! CASCADE` and `SET NULL` happen as they did in lightningd), lone
-//! `PRAGMA foreign_keys` reports run outside any transaction, and the
-//! pre-4090 expansion bug mended. Owns the safe hand-over too: refuse a
-//! destination that is the source, replay into a temporary file beside the
-//! destination ([`crate::atomic_file`]), `PRAGMA integrity_check`, check
-//! that `data_version` equals the version restored, fsync, give it the
-//! replaced file's ownership, move a crashed SQLite's journal or WAL aside
-//! with the old database, rename, and read `data_version` again in place. A
-//! failed restore leaves no file behind.
+//! Owns the destination's safety and the hand-over of the file: the version
+//! to restore (checked against the backup's restorable range), refusing a
+//! destination that is the source, a temporary file beside the destination
+//! ([`crate::atomic_file`]) for the replay to fill, the replaced file's
+//! ownership, moving a crashed SQLite's journal or WAL aside with the old
+//! database, the rename, and reading `data_version` again in place. A failed
+//! restore leaves no file behind.
 //!
-//! It must not write to a store; it reads one through [`Reader`].
+//! It must not write to a store (it reads one through [`Reader`]), and it
+//! must not know how statements are applied: that is [`crate::replay`].
 
 use crate::atomic_file::{self, NewOwner, Ownership, Replace, TempFile};
 use crate::error::{Error, Result};
-use crate::record::Hash;
+use crate::replay::{self, holds_data_version, read_data_version};
 use crate::store::{Reader, Store};
 use crate::version::{self, data_version, Seq};
 use rusqlite::Connection;
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+pub use crate::replay::Progress;
 
 /// The database file name lightningd uses; a directory destination gets it.
 pub const DB_FILE_NAME: &str = "lightningd.sqlite3";
-
-/// Changes replayed per SQLite transaction. lightningd committed each one
-/// separately; grouping them gives the same database (every constraint is
-/// immediate) and bounds the rollback journal.
-const CHANGES_PER_BATCH: u64 = 20_000;
-
-/// Changes decoded ahead of SQLite are handed over this many at a time.
-const HANDOVER_BATCH: usize = 64;
-
-/// Called with the number of changes replayed so far.
-pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
-
-/// Tell `progress` that `done` changes are done, every 256 of them (a call
-/// per change would cost more than a progress bar is worth).
-pub(crate) fn tick(progress: Option<&Progress>, done: u64) {
-    if done.is_multiple_of(256) {
-        report_done(progress, done);
-    }
-}
-
-/// Tell `progress` that `done` changes are done: the last report of a run.
-pub(crate) fn report_done(progress: Option<&Progress>, done: u64) {
-    if let Some(p) = progress {
-        p(done);
-    }
-}
 
 /// How to restore.
 #[derive(Clone, Default)]
@@ -81,194 +53,6 @@ pub struct Report {
     pub ownership: Ownership,
     /// The old database and its SQLite side files, when they were moved aside.
     pub moved_aside: Vec<MovedAside>,
-}
-
-/// Mend the statements mangled by CLN's expansion bug before PR 4090:
-/// `reserved_til=1891733WHERE` and `peer_id=5WHERE channels.id=` lost the
-/// space before `WHERE`.
-pub fn fix_pre_4090(stmt: &str) -> Cow<'_, str> {
-    if !stmt.contains("WHERE") {
-        return Cow::Borrowed(stmt);
-    }
-    let bytes = stmt.as_bytes();
-    let mut insert_at = Vec::new();
-    for (at, _) in stmt.match_indices("WHERE") {
-        let mut d = at;
-        while d > 0 && bytes[d - 1].is_ascii_digit() {
-            d -= 1;
-        }
-        if d == at {
-            continue;
-        }
-        let before = &stmt[..d];
-        let mended = before.ends_with("reserved_til=")
-            || (before.ends_with("peer_id=") && stmt[at..].starts_with("WHERE channels.id="));
-        if mended {
-            insert_at.push(at);
-        }
-    }
-    if insert_at.is_empty() {
-        return Cow::Borrowed(stmt);
-    }
-    let mut out = String::with_capacity(stmt.len() + insert_at.len());
-    let mut from = 0;
-    for at in insert_at {
-        out.push_str(&stmt[from..at]);
-        out.push(' ');
-        from = at;
-    }
-    out.push_str(&stmt[from..]);
-    Cow::Owned(out)
-}
-
-/// Replays transactions into one SQLite file.
-pub struct Replayer {
-    conn: Connection,
-    path: PathBuf,
-    in_txn: bool,
-    foreign_keys: bool,
-    journal_mode: String,
-    pending: u64,
-    /// Transactions replayed.
-    pub transactions: u64,
-    /// Statements executed.
-    pub statements: u64,
-}
-
-impl Replayer {
-    /// Open `path` (an existing image or a new empty file) for replay, with
-    /// foreign keys enforced or not as the log's state says.
-    pub fn open(path: &Path, foreign_keys: bool) -> Result<Replayer> {
-        let sq = |e| Error::sqlite(path, e);
-        let conn = Connection::open(path).map_err(sq)?;
-        let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(sq)?;
-        // The file is private until it is renamed into place, and discarded on
-        // failure, so the replay need not sync each batch; `finish` syncs once.
-        conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY;").map_err(sq)?;
-        conn.execute_batch(if foreign_keys { "PRAGMA foreign_keys = ON" } else { "PRAGMA foreign_keys = OFF" })
-            .map_err(sq)?;
-        Ok(Replayer {
-            conn,
-            path: path.to_path_buf(),
-            in_txn: false,
-            foreign_keys,
-            journal_mode,
-            pending: 0,
-            transactions: 0,
-            statements: 0,
-        })
-    }
-
-    /// Whether foreign keys are enforced at this point of the log.
-    pub fn foreign_keys(&self) -> bool {
-        self.foreign_keys
-    }
-
-    fn exec(&self, sql: &str) -> Result<()> {
-        self.conn.execute_batch(sql).map_err(|e| Error::Sqlite {
-            path: self.path.clone(),
-            context: Some(sql.chars().take(200).collect()),
-            source: e,
-        })
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        if self.in_txn {
-            self.exec("COMMIT")?;
-            self.in_txn = false;
-            self.pending = 0;
-        }
-        Ok(())
-    }
-
-    /// Replay one transaction as lightningd reported it.
-    pub fn apply<S: AsRef<str>>(&mut self, statements: &[S]) -> Result<()> {
-        self.transactions += 1;
-        if let Some(on) = version::lone_foreign_keys_pragma(statements) {
-            // lightningd ran this outside any transaction; inside one SQLite ignores it.
-            self.commit()?;
-            self.exec(statements[0].as_ref())?;
-            self.foreign_keys = on;
-            self.statements += 1;
-            return Ok(());
-        }
-        if !self.in_txn {
-            self.exec("BEGIN")?;
-            self.in_txn = true;
-        }
-        for s in statements {
-            self.exec(&fix_pre_4090(s.as_ref()))?;
-        }
-        self.statements += statements.len() as u64;
-        self.pending += 1;
-        if self.pending >= CHANGES_PER_BATCH {
-            self.commit()?;
-        }
-        Ok(())
-    }
-
-    /// Commit, check the database, and close it. `expect_version` is the
-    /// `data_version` the database must hold (a database with no `vars` table
-    /// passes only when it is 0: an empty backup).
-    pub fn finish(mut self, expect_version: u32) -> Result<bool> {
-        self.commit()?;
-        let sq = |e| Error::sqlite(&self.path, e);
-        if !self.journal_mode.eq_ignore_ascii_case("memory") {
-            let mode = format!("PRAGMA journal_mode = {}", self.journal_mode);
-            self.conn.query_row(&mode, [], |_| Ok(())).map_err(sq)?;
-        }
-        let check: Vec<String> = {
-            let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(sq)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sq)?;
-            rows.collect::<std::result::Result<_, _>>().map_err(sq)?
-        };
-        if check != ["ok"] {
-            return Err(Error::RestoreCheck {
-                path: self.path.clone(),
-                what: format!("integrity_check: {}", check.join("; ")),
-            });
-        }
-        let found = read_data_version(&self.conn).map_err(sq)?;
-        let ok = match found {
-            Some(v) => same_data_version(v, expect_version),
-            None => expect_version == 0,
-        };
-        if !ok {
-            return Err(Error::RestoreCheck {
-                path: self.path.clone(),
-                what: format!(
-                    "data_version is {} but the backup's version is {expect_version}",
-                    found.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())
-                ),
-            });
-        }
-        let fk = self.foreign_keys;
-        self.conn.close().map_err(|(_, e)| Error::sqlite(&self.path, e))?;
-        Ok(fk)
-    }
-}
-
-/// `vars.data_version` of a database; `None` without a `vars` table or row.
-fn read_data_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    let has_vars: bool =
-        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='vars'", [], |r| {
-            r.get::<_, i64>(0)
-        })? > 0;
-    if !has_vars {
-        return Ok(None);
-    }
-    conn.query_row("SELECT intval FROM vars WHERE name='data_version'", [], |r| r.get(0)).map(Some).or_else(|e| match e
-    {
-        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-        e => Err(e),
-    })
-}
-
-/// Whether SQLite's `vars.intval` for `data_version` is lightningd's u32
-/// version `expected`. lightningd's version wraps at 2^32 while the integer
-/// its bump statement increments in SQLite goes on, so compare modulo 2^32.
-fn same_data_version(stored: i64, expected: u32) -> bool {
-    stored.rem_euclid(1 << 32) == i64::from(expected)
 }
 
 /// Network directories lightningd creates under its base directory.
@@ -392,11 +176,6 @@ impl Staged {
         self.tmp.file()
     }
 
-    /// The final destination.
-    pub fn destination(&self) -> &Path {
-        &self.dest
-    }
-
     /// fsync the file and give it the replaced database's owner, group and
     /// mode (or the directory's owner and mode 0600); move the old database
     /// aside with its SQLite side files if it has any; rename the file into
@@ -489,11 +268,7 @@ fn check_placed(path: &Path, expected: u32) -> Result<()> {
     let conn = Connection::open(path).map_err(sq)?;
     let found = read_data_version(&conn).map_err(sq)?;
     conn.close().map_err(|(_, e)| Error::sqlite(path, e))?;
-    let ok = match found {
-        Some(v) => same_data_version(v, expected),
-        None => expected == 0,
-    };
-    if !ok {
+    if !holds_data_version(found, expected) {
         return Err(Error::RestoreCheck {
             path: path.to_path_buf(),
             what: format!(
@@ -529,81 +304,13 @@ pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
     }
 }
 
-/// Replay a store's snapshot and changes up to `upto` into `path` (a new or
-/// empty file). Returns the replayer's counts, whether foreign keys are on at
-/// `upto`, and the chain hash of the last change replayed.
-pub fn replay_into(reader: &Reader<'_>, upto: Seq, path: &Path, progress: Option<&Progress>) -> Result<Replayed> {
-    {
-        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-        reader.copy_snapshot(&mut w)?;
-        std::io::Write::flush(&mut w).map_err(|e| Error::io(path, e))?;
-    }
-    let fk = reader.snapshot().map(|s| s.foreign_keys).unwrap_or(true);
-    let mut replayer = Replayer::open(path, fk)?;
-    let changes = reader.changes(upto)?;
-    // Reading, checking and decoding the log runs on its own thread, ahead of
-    // SQLite, so a restore costs about what executing the statements costs.
-    let (count, last_hash) = std::thread::scope(|scope| -> Result<(u64, Hash)> {
-        // Changes cross in batches: one hand-over per change would wake a
-        // thread 20 000 times for a 20 000-change restore.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<crate::record::Change>>>(8);
-        let producer = scope.spawn(move || {
-            let mut changes = changes;
-            let mut batch = Vec::with_capacity(HANDOVER_BATCH);
-            for change in changes.by_ref() {
-                let failed = change.is_err();
-                batch.push(change);
-                if batch.len() == HANDOVER_BATCH || failed {
-                    // A closed channel means the replay stopped on an error.
-                    if tx.send(std::mem::take(&mut batch)).is_err() || failed {
-                        return changes.last_hash();
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
-            changes.last_hash()
-        });
-        let mut count = 0u64;
-        for batch in rx {
-            for change in batch {
-                let change = change?;
-                for t in &change.transactions {
-                    replayer.apply(&t.statements)?;
-                }
-                count += 1;
-                tick(progress, count);
-            }
-        }
-        let last_hash =
-            producer.join().map_err(|_| Error::corrupt(reader.path(), "reading the change log failed unexpectedly"))?;
-        Ok((count, last_hash))
-    })?;
-    report_done(progress, count);
-    let statements = replayer.statements;
-    let foreign_keys = replayer.finish(data_version(upto))?;
-    Ok(Replayed { changes: count, statements, foreign_keys, last_hash })
-}
-
-/// What [`replay_into`] did.
-#[derive(Clone, Debug)]
-pub struct Replayed {
-    pub changes: u64,
-    pub statements: u64,
-    pub foreign_keys: bool,
-    /// Chain hash of the last change replayed (the snapshot's anchor if none).
-    pub last_hash: crate::record::Hash,
-}
-
 /// Restore `store` to `dest` (a file, or a directory meaning
 /// `DIR/lightningd.sqlite3`).
 pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Report> {
     let reader = store.reader()?;
     let seq = target(&reader, opts.to_version)?;
     let staged = Staged::new(store.path(), dest, opts.force)?;
-    let replayed = replay_into(&reader, seq, staged.path(), opts.progress.as_ref())?;
+    let replayed = replay::replay_store(&reader, seq, staged.path(), opts.progress.as_ref())?;
     let placed = staged.persist(data_version(seq))?;
     Ok(Report {
         path: placed.path,
@@ -615,32 +322,4 @@ pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Repor
         ownership: placed.ownership,
         moved_aside: placed.moved_aside,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_version_compares_modulo_2_32() {
-        assert!(same_data_version(45, 45));
-        assert!(same_data_version(1 << 32, 0));
-        assert!(same_data_version((1 << 32) + 7, 7));
-        assert!(!same_data_version(44, 45));
-        assert!(!same_data_version(-1, 0));
-    }
-
-    #[test]
-    fn mends_pre_4090_statements() {
-        assert_eq!(
-            fix_pre_4090("UPDATE outputs SET status=2, reserved_til=1891733WHERE prev_out_tx=x'00'"),
-            "UPDATE outputs SET status=2, reserved_til=1891733 WHERE prev_out_tx=x'00'"
-        );
-        assert_eq!(
-            fix_pre_4090("UPDATE channels SET peer_id=5WHERE channels.id=3"),
-            "UPDATE channels SET peer_id=5 WHERE channels.id=3"
-        );
-        assert!(matches!(fix_pre_4090("UPDATE t SET a=5 WHERE b=1"), Cow::Borrowed(_)));
-        assert!(matches!(fix_pre_4090("UPDATE t SET peer_id=5WHERE other=1"), Cow::Borrowed(_)));
-    }
 }

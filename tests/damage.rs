@@ -101,9 +101,7 @@ fn a_flipped_byte_anywhere_is_one_clear_line() {
             match check(&binary(&[&"restore", &copy, &dest]), &copy, &what("restore")) {
                 Ok(true) => {
                     restored += 1;
-                    let a = support::workload::db_rows(&dest).unwrap();
-                    let b = support::workload::db_rows(&truth).unwrap();
-                    if let Some(d) = support::workload::first_difference(&a, &b) {
+                    if let Some(d) = support::workload::difference(&dest, &truth) {
                         problems.push(format!("{}: restored a different database: {d}", what("restore")));
                     }
                 }

@@ -3,9 +3,11 @@
 //! with the legacy writer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use cln_backup::export;
+use cln_backup::legacy;
 use cln_backup::legacy::dbak::{DbakReader, DbakWriter, Kind, HEADER_LEN};
-use cln_backup::legacy::{self, export};
-use cln_backup::restore::{self, fix_pre_4090};
+use cln_backup::replay::fix_pre_4090;
+use cln_backup::restore;
 use cln_backup::version::bump_statement;
 use cln_backup::{Error, Store};
 use rusqlite::types::Value;
@@ -185,7 +187,7 @@ fn fixture_dump_reproduces_the_sqlite3_dump_byte_for_byte() {
     let (store, _) = fixture_store(dir.path());
     let reader = store.reader().unwrap();
     let out = dir.path().join("dump.sql");
-    let report = legacy::export_dump(&reader, reader.head(), &out, false, None).unwrap();
+    let report = export::export_dump(&reader, reader.head(), &out, false, None).unwrap();
     assert_eq!(report.version, store.version());
     let ours = std::fs::read_to_string(&out).unwrap();
     let theirs = std::fs::read_to_string(FIXTURE_SQL).unwrap();
@@ -194,9 +196,9 @@ fn fixture_dump_reproduces_the_sqlite3_dump_byte_for_byte() {
         panic!("dump differs from sqlite3's at line {line:?}");
     }
     // An existing output is refused without force, replaced with it.
-    let err = legacy::export_dump(&reader, reader.head(), &out, false, None).unwrap_err();
+    let err = export::export_dump(&reader, reader.head(), &out, false, None).unwrap_err();
     assert!(matches!(err, Error::DestinationExists { .. }), "{err}");
-    legacy::export_dump(&reader, reader.head() - 10, &out, true, None).unwrap();
+    export::export_dump(&reader, reader.head() - 10, &out, true, None).unwrap();
     let earlier = std::fs::read_to_string(&out).unwrap();
     let dv = store.version() - 10;
     assert!(earlier.contains(&format!("INSERT INTO vars VALUES('data_version',NULL,{dv},NULL);")));
@@ -222,7 +224,7 @@ fn dump_formats_values_like_sqlite3() {
     )
     .unwrap();
     let mut out = Vec::new();
-    legacy::sqldump::dump(&conn, &db, &mut out, Path::new("out.sql")).unwrap();
+    export::dump::dump(&conn, &db, &mut out, Path::new("out.sql")).unwrap();
     let text = String::from_utf8(out).unwrap();
     // What sqlite3's .dump prints for the same database, apart from the
     // digits of inexact reals (0.1 here, and the `reals` table): SQLite
@@ -713,9 +715,9 @@ fn exports_and_restores_report_progress_to_the_last_change() {
         &Path,
         bool,
         Option<&restore::Progress>,
-    ) -> cln_backup::Result<legacy::ExportReport>;
+    ) -> cln_backup::Result<export::ExportReport>;
     let exports: [(&str, Export); 3] =
-        [("dbak", legacy::export_dbak), ("sql", legacy::export_sql), ("dump", legacy::export_dump)];
+        [("dbak", legacy::export_dbak), ("sql", export::export_sql), ("dump", export::export_dump)];
     for (name, export) in exports {
         last.store(0, Ordering::SeqCst);
         export(&reader, reader.head(), &dir.path().join(name), false, Some(&progress)).unwrap();

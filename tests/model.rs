@@ -157,8 +157,7 @@ impl Harness<'_> {
         let got = self.restore();
         let want = self.file("reference");
         workload::reference_db(&want, &self.model.committed).unwrap();
-        let (a, b) = (workload::db_rows(&got).unwrap(), workload::db_rows(&want).unwrap());
-        if let Some(d) = workload::first_difference(&a, &b) {
+        if let Some(d) = workload::difference(&got, &want) {
             panic!("{step}: restore differs from the model: {d}");
         }
     }

@@ -6,7 +6,7 @@
 
 mod support;
 
-use cln_backup::{compact, restore, Error, Store};
+use cln_backup::{compact, replay, restore, Change, Error, Store, Transaction};
 use std::path::Path;
 use support::workload::{self, Txn, Workload};
 use support::{add_all, count, reference, restore_to};
@@ -131,21 +131,33 @@ fn table_rebuild_between_lone_pragmas_cascades_nothing() {
     assert_eq!(htlc_total(&naive), 0, "naive replay should have cascaded");
 }
 
+/// Each transaction of `txns` as a change of its own, as the replay takes them.
+fn as_changes(txns: &[Txn]) -> Vec<cln_backup::Result<Change>> {
+    txns.iter()
+        .map(|(v, s)| {
+            Ok(Change { seq: u64::from(*v), transactions: vec![Transaction { time_ms: 0, statements: s.clone() }] })
+        })
+        .collect()
+}
+
 #[test]
 fn lone_pragma_outside_transaction_in_replayer() {
-    // The replayer itself, fed the rebuild log transaction by transaction.
+    // The replay itself, fed the rebuild log transaction by transaction.
     let dir = tempfile::tempdir().unwrap();
     let (txns, _) = rebuild_log(13);
-    let path = dir.path().join("replayed.sqlite3");
-    let mut r = restore::Replayer::open(&path, true).unwrap();
-    for (_, s) in &txns {
-        r.apply(s).unwrap();
-        if workload::is_lone_pragma(s) {
-            assert_eq!(r.foreign_keys(), s[0].contains("ON"));
-        }
+    // Foreign keys as each lone pragma left them, replaying up to it.
+    let pragmas: Vec<usize> = (0..txns.len()).filter(|&i| workload::is_lone_pragma(&txns[i].1)).collect();
+    assert_eq!(pragmas.len(), 2, "the rebuild is bracketed by two lone pragmas");
+    for i in pragmas {
+        let path = dir.path().join(format!("upto-{i}.sqlite3"));
+        let (v, s) = &txns[i];
+        let replayed = replay::replay_changes(&path, true, as_changes(&txns[..=i]), u64::from(*v), None).unwrap();
+        assert_eq!(replayed.foreign_keys, s[0].contains("ON"));
     }
-    assert!(r.foreign_keys());
-    r.finish(txns.last().unwrap().0).unwrap();
+    let path = dir.path().join("replayed.sqlite3");
+    let head = u64::from(txns.last().unwrap().0);
+    let replayed = replay::replay_changes(&path, true, as_changes(&txns), head, None).unwrap();
+    assert!(replayed.foreign_keys);
     let want = reference(dir.path(), "reference.sqlite3", &txns);
     workload::assert_same_db(&path, &want);
     assert!(htlc_total(&path) > 20);
@@ -243,9 +255,7 @@ fn restore_to_earlier_versions_matches_reference_at_that_version() {
         workload::assert_same_db(&got, &want);
     }
     // Neighbouring versions do differ, so the comparison above can fail.
-    let a = workload::db_rows(&dir.path().join("v17.sqlite3")).unwrap();
-    let b = workload::db_rows(&dir.path().join("ref40.sqlite3")).unwrap();
-    assert!(workload::first_difference(&a, &b).is_some());
+    assert!(workload::difference(&dir.path().join("v17.sqlite3"), &dir.path().join("ref40.sqlite3")).is_some());
 }
 
 #[test]

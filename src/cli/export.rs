@@ -4,11 +4,12 @@
 //! Owns choosing the format and the version, and, with `--lightning-dir`,
 //! moving the node back to the Python plugin (checks and lock swap in
 //! [`super::handover`]). The formats are the library's
-//! (`cln_backup::legacy`); this file must not write them itself.
+//! (`cln_backup::legacy` for `.dbak`, `cln_backup::export` for SQL and the
+//! dump); this file must not write them itself.
 
 use super::{finish_bar, progress_bar, progress_callback, store_path};
 use anyhow::Result;
-use cln_backup::{legacy, restore, Store};
+use cln_backup::{export, legacy, restore, Store};
 use std::path::PathBuf;
 
 /// Output formats.
@@ -90,11 +91,11 @@ pub fn run(args: Args) -> Result<()> {
     let progress = progress_callback(&bar);
     let exported = match (args.format, args.dump) {
         (Format::Dbak, _) => legacy::export_dbak(&reader, upto, &args.out, args.force, progress.as_ref()),
-        (Format::Sql, false) => legacy::export_sql(&reader, upto, &args.out, args.force, progress.as_ref()),
-        (Format::Sql, true) => legacy::export_dump(&reader, upto, &args.out, args.force, progress.as_ref()),
+        (Format::Sql, false) => export::export_sql(&reader, upto, &args.out, args.force, progress.as_ref()),
+        (Format::Sql, true) => export::export_dump(&reader, upto, &args.out, args.force, progress.as_ref()),
     };
     finish_bar(bar);
-    let report = exported?;
+    let report = exported.map_err(super::restore::with_flags)?;
     println!(
         "Exported {} at version {} to {} ({}, {})",
         store.path().display(),

@@ -10,10 +10,11 @@
 //! `.dbak` files itself: `import` and `export` do, through the library.
 
 use super::check_network_dir;
-use super::verify::{compare_databases, Labels};
 use crate::lockfile::{self, LOCK_FILE_NAME};
 use anyhow::{bail, Context, Result};
-use cln_backup::restore::{replay_into, Options, DB_FILE_NAME};
+use cln_backup::compare::{compare_databases, Labels};
+use cln_backup::replay::replay_store;
+use cln_backup::restore::{Options, DB_FILE_NAME};
 use cln_backup::version::data_version;
 use cln_backup::Store;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,7 @@ pub fn check(store: &Path, dbak: &Path, dir: &Path) -> Result<Checked> {
         let store = Store::open_read_only(store)?;
         let reader = store.reader()?;
         let head = reader.head();
-        replay_into(&reader, head, &from_store, None)?;
+        replay_store(&reader, head, &from_store, None)?;
         head
     };
     let from_dbak = tmp.path().join("dbak.sqlite3");
@@ -95,16 +96,17 @@ pub fn check(store: &Path, dbak: &Path, dir: &Path) -> Result<Checked> {
     }
     let labels = Labels { a: "store", a_only: "store", b: ".dbak", b_only: ".dbak file" };
     if let Some(diff) = compare_databases(&from_store, &from_dbak, labels)? {
-        bail!("{}: does not restore to the same database as {}: {diff}", store.display(), dbak.display());
+        bail!("{}: does not restore to the same database as {}: {}", store.display(), dbak.display(), diff.what);
     }
     let db = dir.join(DB_FILE_NAME);
     let node_db = if db.exists() {
         if let Some(diff) = compare_databases(&from_store, &db, Labels::BACKUP_AND_LIVE)? {
             bail!(
-                "{}: differs from the backup's head at version {}: {diff}; stop the node (its database must be \
+                "{}: differs from the backup's head at version {}: {}; stop the node (its database must be \
                  at the backup's version) and run the command again",
                 db.display(),
-                data_version(head)
+                data_version(head),
+                diff.what
             );
         }
         Some(db)

@@ -115,7 +115,7 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
             let opts = Options { to_version, force, progress: progress_callback(&bar) };
             let report = lib::restore_store(store, dest, &opts);
             finish_bar(bar);
-            Ok(report?)
+            report.map_err(with_flags)
         }
         Source::Legacy(path) => {
             // The header's record count: near enough for a bar.
@@ -124,7 +124,7 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
             let opts = Options { to_version, force, progress: progress_callback(&bar) };
             let report = cln_backup::legacy::restore_dbak(path, dest, &opts);
             finish_bar(bar);
-            Ok(report?)
+            report.map_err(with_flags)
         }
     }
 }
@@ -153,6 +153,22 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("{}", report.ownership.set_line(&report.path));
     Ok(())
+}
+
+/// The library's refusals that a command-line flag overrides, told with
+/// that flag (the library names no flags); every other error as it is.
+pub fn with_flags(err: cln_backup::Error) -> anyhow::Error {
+    match err {
+        cln_backup::Error::DestinationExists { path } => {
+            anyhow::anyhow!("{}: destination exists; pass --force to replace it", path.display())
+        }
+        cln_backup::Error::StaleSideFile { path } => anyhow::anyhow!(
+            "{}: a crashed SQLite left it; it belongs to the old database and would be applied to the restored one \
+             (pass --force to move it aside with the old database)",
+            path.display()
+        ),
+        other => other.into(),
+    }
 }
 
 /// A destination may be written as a `file://` URL too.

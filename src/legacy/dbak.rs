@@ -184,16 +184,6 @@ impl DbakReader {
         self.header
     }
 
-    /// Bytes in the file when it was opened.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the file holds no records.
-    pub fn is_empty(&self) -> bool {
-        self.len == HEADER_LEN
-    }
-
     /// Every record from byte 512 to the end of the file, in order. Reads
     /// the 9-byte record headers only. A record that runs past the end of the
     /// file, or a type other than 1 or 2, is an error naming its offset.

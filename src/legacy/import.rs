@@ -2,18 +2,23 @@
 //!
 //! Owns carrying out a [`Plan`]: the snapshot streamed into the store (or
 //! into the staged restore file), then the committed transaction records in
-//! order. The whole file is read and checked before anything is written, so
-//! bad input leaves the store (or the restore destination) untouched. It
-//! must not decide what was committed (that is [`super::normalise`]).
+//! order, added to the store or read as changes for [`crate::replay`]. The
+//! whole file is read and checked before anything is written, so bad input
+//! leaves the store (or the restore destination) untouched. It must not
+//! decide what was committed (that is [`super::normalise`]), nor apply
+//! statements itself.
 
 use super::dbak::DbakReader;
-use super::normalise::{self, Plan};
+use super::normalise::{self, Plan, Step};
 use crate::atomic_file::{NewOwner, Replace, TempFile};
 use crate::error::{Error, Result};
-use crate::restore::{self, Progress, Replayer, Staged};
+use crate::record::{Change, Transaction, TIME_NOT_RECORDED};
+use crate::replay::{self, Progress};
+use crate::restore::{self, Staged};
 use crate::store::{Added, Store};
-use crate::version::data_version;
+use crate::version::{data_version, Seq};
 use std::io::Write;
+use std::iter::Peekable;
 use std::path::Path;
 
 /// What an import did.
@@ -99,10 +104,10 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store, progress: Option<&Pr
             ));
         }
         done += 1;
-        restore::tick(progress, done);
+        replay::tick(progress, done);
     }
     bulk.finish()?;
-    restore::report_done(progress, done);
+    replay::report_done(progress, done);
     Ok(())
 }
 
@@ -158,29 +163,108 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
         file.copy_snapshot(snap, &mut w)?;
         w.flush().map_err(|e| Error::io(&staged_path, e))?;
     }
-    // lightningd opens its database with foreign keys on.
-    let mut replayer = Replayer::open(staged.path(), true)?;
-    let mut changes = 0u64;
-    for step in plan.steps_upto(target) {
-        let statements = file.statements(&step.record)?;
-        replayer.apply(&statements)?;
-        if !step.repeat {
-            changes += 1;
-            restore::tick(opts.progress.as_ref(), changes);
-        }
-    }
-    restore::report_done(opts.progress.as_ref(), changes);
-    let statements = replayer.statements;
-    replayer.finish(data_version(target))?;
+    let changes = PlanChanges { file: &mut file, steps: plan.steps.iter().peekable(), upto: target, failed: false };
+    let replayed =
+        replay::replay_changes(staged.path(), FOREIGN_KEYS_AT_START, changes, target, opts.progress.as_ref())?;
     let placed = staged.persist(data_version(target))?;
     Ok(restore::Report {
         path: placed.path,
         version: data_version(target),
         seq: target,
-        changes,
-        statements,
+        changes: replayed.changes,
+        statements: replayed.statements,
         bytes: placed.bytes,
         ownership: placed.ownership,
         moved_aside: placed.moved_aside,
     })
+}
+
+/// Foreign keys at the start of a legacy file's log, snapshot or not: on.
+/// The Python plugin records no foreign-key state, and its snapshot is the
+/// file lightningd opens with foreign keys on.
+const FOREIGN_KEYS_AT_START: bool = true;
+
+/// A plan's steps up to `upto`, read from the file as changes: a lone report
+/// joins the change of the version it repeats, as in a store. Stops after
+/// the first error.
+struct PlanChanges<'a> {
+    file: &'a mut DbakReader,
+    steps: Peekable<std::slice::Iter<'a, Step>>,
+    upto: Seq,
+    failed: bool,
+}
+
+impl PlanChanges<'_> {
+    fn transaction(&mut self, step: &Step) -> Result<Transaction> {
+        Ok(Transaction { time_ms: TIME_NOT_RECORDED, statements: self.file.statements(&step.record)? })
+    }
+
+    fn change(&mut self, first: &Step) -> Result<Change> {
+        let mut transactions = vec![self.transaction(first)?];
+        while let Some(next) = self.steps.next_if(|s| s.repeat && s.seq == first.seq) {
+            transactions.push(self.transaction(next)?);
+        }
+        Ok(Change { seq: first.seq, transactions })
+    }
+}
+
+impl Iterator for PlanChanges<'_> {
+    type Item = Result<Change>;
+
+    fn next(&mut self) -> Option<Result<Change>> {
+        if self.failed {
+            return None;
+        }
+        let first = self.steps.next_if(|s| s.seq <= self.upto)?;
+        let change = self.change(first);
+        self.failed = change.is_err();
+        Some(change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::dbak::DbakWriter;
+    use crate::version::bump_statement;
+    use rusqlite::Connection;
+
+    /// A `.dbak` whose snapshot (version 1) holds a parent with two
+    /// children that cascade, then version 2 deleting the parent, then a
+    /// lone report repeating version 2.
+    fn cascading_dbak(dir: &Path) -> std::path::PathBuf {
+        let image = dir.join("image.sqlite3");
+        let conn = Connection::open(&image).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+             INSERT INTO vars VALUES ('data_version', 1);
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE);
+             INSERT INTO parent VALUES (1);
+             INSERT INTO child VALUES (1, 1), (2, 1);",
+        )
+        .unwrap();
+        drop(conn);
+        let path = dir.join("backup.dbak");
+        let mut w = DbakWriter::new(std::fs::File::create(&path).unwrap(), &path).unwrap();
+        let len = std::fs::metadata(&image).unwrap().len();
+        w.add_snapshot(1, len, &mut std::fs::File::open(&image).unwrap()).unwrap();
+        w.add_transaction(2, &["DELETE FROM parent WHERE id = 1".to_string(), bump_statement(2)]).unwrap();
+        w.add_transaction(2, &["PRAGMA foreign_keys = ON"]).unwrap();
+        w.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_legacy_snapshot_replays_with_foreign_keys_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbak = cascading_dbak(dir.path());
+        let dest = dir.path().join("lightningd.sqlite3");
+        let report = restore_dbak(&dbak, &dest, &restore::Options::default()).unwrap();
+        // The lone report belongs to version 2's change, as in a store.
+        assert_eq!((report.version, report.changes, report.statements), (2, 1, 3));
+        let conn = Connection::open(&dest).unwrap();
+        let children: i64 = conn.query_row("SELECT count(*) FROM child", [], |r| r.get(0)).unwrap();
+        assert_eq!(children, 0, "the delete cascaded");
+    }
 }

@@ -66,11 +66,6 @@ impl Plan {
     pub fn steps_upto(&self, upto: Seq) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(move |s| s.seq <= upto)
     }
-
-    /// Number of distinct versions in the steps up to `upto`.
-    pub fn versions_upto(&self, upto: Seq) -> u64 {
-        self.steps_upto(upto).filter(|s| !s.repeat).count() as u64
-    }
 }
 
 /// Read every record of `file` and work out what was committed.

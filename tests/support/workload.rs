@@ -9,9 +9,7 @@
 //! must not depend on test-only crates, and it must not touch a store.
 #![allow(dead_code)]
 
-use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One transaction as lightningd reports it: the `data_version` after it, and
@@ -627,81 +625,37 @@ pub fn reference_db(path: &Path, txns: &[Txn]) -> rusqlite::Result<()> {
     conn.close().map_err(|(_, e)| e)
 }
 
-/// A database's content: for each schema object its SQL and, for tables, every
-/// row rendered as text, in rowid order.
-pub type DbRows = BTreeMap<String, (String, Vec<Vec<String>>)>;
-
-fn render(v: ValueRef<'_>) -> String {
-    match v {
-        ValueRef::Null => "NULL".into(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(r) => format!("{r:?}"),
-        ValueRef::Text(t) => text_literal(&String::from_utf8_lossy(t)),
-        ValueRef::Blob(b) => blob_literal(b),
-    }
-}
-
-/// Read every schema object and every table row of the database at `path`.
-pub fn db_rows(path: &Path) -> rusqlite::Result<DbRows> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let objects: Vec<(String, String, String, Option<String>)> = {
-        let mut stmt = conn.prepare(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    let mut out = BTreeMap::new();
-    for (kind, name, table, sql) in objects {
-        let mut rows = Vec::new();
-        if kind == "table" {
-            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {quoted} ORDER BY rowid"))
-                .or_else(|_| conn.prepare(&format!("SELECT * FROM {quoted}")))?;
-            let n = stmt.column_count();
-            let mut q = stmt.query([])?;
-            while let Some(r) = q.next()? {
-                rows.push((0..n).map(|i| r.get_ref(i).map(render)).collect::<rusqlite::Result<_>>()?);
-            }
-        }
-        out.insert(format!("{kind} {name} on {table}"), (sql.unwrap_or_default(), rows));
-    }
-    Ok(out)
-}
-
-/// Compare two databases and describe the first difference, if any.
-pub fn first_difference(a: &DbRows, b: &DbRows) -> Option<String> {
-    for (name, (sql, rows)) in a {
-        let Some((sql_b, rows_b)) = b.get(name) else {
-            return Some(format!("{name} is only in the first database"));
-        };
-        if sql != sql_b {
-            return Some(format!("{name}: schema differs:\n  {sql}\n  {sql_b}"));
-        }
-        if rows.len() != rows_b.len() {
-            return Some(format!("{name}: {} rows vs {} rows", rows.len(), rows_b.len()));
-        }
-        for (i, (x, y)) in rows.iter().zip(rows_b).enumerate() {
-            if x != y {
-                let short = |r: &Vec<String>| {
-                    r.iter().map(|v| v.chars().take(40).collect::<String>()).collect::<Vec<_>>().join(", ")
-                };
-                return Some(format!("{name}: row {i} differs:\n  {}\n  {}", short(x), short(y)));
-            }
-        }
-    }
-    b.keys().find(|k| !a.contains_key(*k)).map(|k| format!("{k} is only in the second database"))
+/// The first difference between the databases at `a` and `b`, schema
+/// included, by the library's comparer: one line naming both files.
+pub fn difference(a: &Path, b: &Path) -> Option<String> {
+    cln_backup::compare::compare_databases(a, b, cln_backup::compare::Labels::RESTORED_AND_EXPECTED)
+        .unwrap_or_else(|e| panic!("cannot compare {} with {}: {e}", a.display(), b.display()))
+        .map(|d| d.to_string())
 }
 
 /// Assert that the databases at `restored` and `reference` hold the same
 /// schema and rows.
 pub fn assert_same_db(restored: &Path, reference: &Path) {
-    let a = db_rows(restored).expect("read restored database");
-    let b = db_rows(reference).expect("read reference database");
-    if let Some(d) = first_difference(&a, &b) {
-        panic!("{} differs from {}: {d}", restored.display(), reference.display());
+    if let Some(d) = difference(restored, reference) {
+        panic!("{d}");
     }
+}
+
+/// The schema objects (tables, indexes, triggers, views) of the database
+/// at `path`, and the rows of its tables.
+pub fn size(path: &Path) -> rusqlite::Result<(u64, u64)> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let objects: Vec<(String, String)> = {
+        let mut stmt = conn.prepare("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut rows = 0u64;
+    for (_, table) in objects.iter().filter(|(kind, _)| kind == "table") {
+        let sql = format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\""));
+        rows += conn.query_row(&sql, [], |r| r.get::<_, i64>(0))? as u64;
+    }
+    Ok((objects.len() as u64, rows))
 }
 
 /// Total bytes of the statements (what lightningd sends, before any encoding).

@@ -1,7 +1,8 @@
-//! A schema-and-data dump of an SQLite database in the format of the
-//! `sqlite3` shell's `.dump`.
+//! A schema-and-data dump of the database at a version, in the format of
+//! the `sqlite3` shell's `.dump`.
 //!
-//! Owns the text: `PRAGMA foreign_keys=OFF;`, `BEGIN TRANSACTION;`, each
+//! Owns the export (the store replayed into a scratch database beside the
+//! output, through [`crate::replay`], then dumped) and the text: `PRAGMA foreign_keys=OFF;`, `BEGIN TRANSACTION;`, each
 //! table's `CREATE` statement followed by its rows as `INSERT INTO t
 //! VALUES(...);`, then indexes, triggers and views, then `COMMIT;`. Values
 //! are written as the shell writes them: `NULL`; integers in decimal; reals
@@ -12,11 +13,52 @@
 //! `X'..'` with lowercase hex. Rows come in rowid order (the order the shell's
 //! full-table scan yields). It must not change the database it reads.
 
+use super::{check_upto, ExportReport, Output};
+use crate::atomic_file::TempFile;
 use crate::error::{Error, Result};
+use crate::replay::{self, Progress};
+use crate::store::Reader;
+use crate::version::{data_version, Seq};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
+
+/// Write the whole database at `upto` as `sqlite3`'s `.dump` would: the
+/// snapshot and changes are replayed into a temporary database beside `out`,
+/// which is then dumped (see [`dump`]).
+pub fn export_dump(
+    reader: &Reader<'_>,
+    upto: Seq,
+    out: &Path,
+    force: bool,
+    progress: Option<&Progress>,
+) -> Result<ExportReport> {
+    check_upto(reader, upto)?;
+    let output = Output::new(reader, out, force)?;
+    // A scratch database beside OUT, removed (with any side files) when dropped.
+    let db = TempFile::create(out, "dump")?;
+    let replayed = replay::replay_store(reader, upto, db.path(), progress)?;
+    let conn = rusqlite::Connection::open_with_flags(db.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| Error::sqlite(db.path(), e))?;
+    let tmp_path = output.path().to_path_buf();
+    let mut file = output.tmp.reopen()?;
+    let mut w = BufWriter::with_capacity(1 << 20, &mut file);
+    dump(&conn, db.path(), &mut w, &tmp_path)?;
+    w.flush().map_err(|e| Error::io(&tmp_path, e))?;
+    drop(w);
+    drop(conn);
+    drop(file);
+    let done = output.persist()?;
+    Ok(ExportReport {
+        path: done.path,
+        ownership: done.ownership,
+        version: data_version(upto),
+        snapshot_version: reader.snapshot().map(|s| s.version),
+        records: replayed.changes,
+        bytes: done.bytes,
+    })
+}
 
 /// Write the dump of `conn` (the database at `db_path`) to `out` (the file at `out_path`).
 pub fn dump(conn: &Connection, db_path: &Path, out: &mut dyn Write, out_path: &Path) -> Result<()> {

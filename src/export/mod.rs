@@ -1,0 +1,85 @@
+//! Exports of a store for people and other tools: flat SQL and a full
+//! schema-and-data dump. (The Python plugin's `.dbak` is a legacy format and
+//! lives in [`crate::legacy`]; it shares this module's output file.)
+//!
+//! Owns the output file every export writes: a temporary file beside the
+//! destination ([`crate::atomic_file`]), fsync'd and renamed, so a failed
+//! export leaves nothing behind; an existing destination is replaced only
+//! when asked (keeping its owner, group and mode), and never when it is the
+//! store being read. It must not write to the store, and it must not apply
+//! statements itself: the dump replays through [`crate::replay`].
+//!
+//! - [`sql`](mod@sql): the change log as flat SQL;
+//! - [`dump`](mod@dump): the database at a version as `sqlite3`'s `.dump` writes it.
+
+pub mod dump;
+pub mod sql;
+
+pub use dump::export_dump;
+pub use sql::export_sql;
+
+use crate::atomic_file::{self, Committed, NewOwner, Ownership, Replace, TempFile};
+use crate::error::{Error, Result};
+use crate::store::Reader;
+use crate::version::Seq;
+use std::path::{Path, PathBuf};
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExportReport {
+    pub path: PathBuf,
+    /// `data_version` exported up to.
+    pub version: u32,
+    /// Version of the store's snapshot the export starts from, if any.
+    pub snapshot_version: Option<u32>,
+    /// Transactions written (legacy records for `.dbak`, including the snapshot record).
+    pub records: u64,
+    /// Bytes of the output file.
+    pub bytes: u64,
+    /// The owner, group and mode the output file got.
+    pub ownership: Ownership,
+}
+
+/// The temporary file an export writes, beside its destination (see
+/// [`crate::atomic_file`]): put in place on success, removed if dropped.
+pub(crate) struct Output {
+    pub(crate) tmp: TempFile,
+    force: bool,
+}
+
+impl Output {
+    /// Refuse an output that is the store being read, or (without `force`)
+    /// that exists; then create the temporary file (mode 0600: exports hold
+    /// the node's data).
+    pub(crate) fn new(reader: &Reader<'_>, dest: &Path, force: bool) -> Result<Output> {
+        if atomic_file::same_file(reader.path(), dest) {
+            return Err(Error::SameFile { input: reader.path().to_path_buf(), output: dest.to_path_buf() });
+        }
+        if dest.exists() && !force {
+            return Err(Error::DestinationExists { path: dest.to_path_buf() });
+        }
+        Ok(Output { tmp: TempFile::create(dest, "export")?, force })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// fsync, keep a replaced file's owner, group and mode, rename into place.
+    pub(crate) fn persist(self) -> Result<Committed> {
+        let replace = if self.force { Replace::Existing } else { Replace::Never };
+        self.tmp.commit(replace, NewOwner::Process)
+    }
+}
+
+/// Refuse a version outside the reader's restorable range.
+pub(crate) fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
+    let (lo, hi) = reader.restorable();
+    if upto < lo || upto > hi {
+        return Err(Error::NotRestorable {
+            asked: upto,
+            range: crate::restore::range_text(lo, hi, reader.snapshot().is_some()),
+        });
+    }
+    Ok(())
+}

@@ -29,8 +29,10 @@
 
 pub mod atomic_file;
 pub mod compact;
+pub mod destination;
 pub mod error;
 pub mod legacy;
+pub mod lockfile;
 pub mod record;
 pub mod restore;
 pub mod store;

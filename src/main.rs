@@ -6,7 +6,6 @@
 //! It must not hold any logic of its own: that is in `cli` and the library.
 
 mod cli;
-mod lockfile;
 mod plugin;
 
 use clap::Parser;

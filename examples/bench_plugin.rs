@@ -93,7 +93,11 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let binary = plugin.unwrap_or_else(sim::plugin_binary_beside_example);
+    // Absolute: the plugin is started in the node's directory.
+    let binary = match plugin {
+        Some(path) => std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        None => sim::plugin_binary_beside_example(),
+    };
     let null = sim::example_binary_beside_example("null_plugin");
     let work = tempfile::Builder::new().prefix("bench-plugin-").tempdir_in(&parent).expect("work dir");
     let bare = Store::create(work.path().join("bare.redb")).unwrap();

@@ -126,3 +126,29 @@ fn backup_lock_urls_go_through_the_registry() {
     assert!(err.starts_with(&format!("{}: s3://bucket/node.redb: ", lock.display())), "{err}");
     assert!(err.contains("not supported by this version"), "{err}");
 }
+
+/// The command line refuses the same locations the same way, on one line
+/// naming the URL, and creates nothing.
+#[cfg(all(feature = "cli", feature = "plugin"))]
+#[test]
+fn the_command_line_refuses_unsupported_locations_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, url, says) in [
+        (vec!["info", "s3://bucket/node.redb"], "s3://bucket/node.redb", "not supported by this version"),
+        (vec!["init", "socket:127.0.0.1:9000"], "socket:127.0.0.1:9000", "remote stores are not supported yet"),
+        (vec!["verify", "file://nas/backups/node.redb"], "file://nas/backups/node.redb", "not a file on the host nas"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cln-backup"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("LIGHTNINGD_PLUGIN")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("error: {url}: ")) && err.contains(says), "{err}");
+        assert!(err.contains("supported: a path or a file:// URL") || url.starts_with("file:"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -1,8 +1,8 @@
 //! The `cln-backup` command line: argument parsing and what the subcommands share.
 //!
-//! Owns the clap definitions, the mapping of store arguments (plain paths and
-//! `file://` URLs) to files, progress bars and the formatting of sizes and
-//! times. Each subcommand lives in its own file beside this one and is a thin
+//! Owns the clap definitions, progress bars and the formatting of sizes and
+//! times; store arguments (plain paths and `file://` URLs) are mapped to
+//! files by the library's `destination` module. Each subcommand lives in its own file beside this one and is a thin
 //! front end over the library: it must not implement backup logic itself
 //! (storing, replaying or compacting belongs to `cln_backup`).
 //!

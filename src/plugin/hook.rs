@@ -60,7 +60,9 @@ impl Outcome {
 pub enum Target {
     /// Every destination must have a change durably before the answer is
     /// `continue`. One today (the store `backup.lock` names); the list is the
-    /// place for more.
+    /// place for more. A write refused by a later destination may already be
+    /// in an earlier one: lightningd stops without committing it, and the
+    /// next start's version check rewinds it there, as after a crash.
     Destinations(Vec<Arc<dyn Destination>>),
     /// The backup could not be opened: every write is refused with this explanation.
     Unavailable(String),

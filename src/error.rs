@@ -134,6 +134,16 @@ pub enum Error {
     /// A legacy `.dbak` file that cannot be read.
     #[error("{}: legacy backup: {what}", path.display())]
     Legacy { path: PathBuf, what: String },
+
+    /// `backup.lock` (or a store it is to record, or the copy it keeps of an
+    /// older lock) cannot be read, written or replaced; `path` is that file.
+    #[error("{}: {what}", path.display())]
+    LockFile { path: PathBuf, what: String },
+
+    /// A store argument or a `backend_url` this version cannot use: a scheme
+    /// it does not support, or a `file:` URL that names no local path.
+    #[error("{url}: {what}")]
+    Destination { url: String, what: String },
 }
 
 impl Error {

@@ -30,9 +30,11 @@
 pub mod atomic_file;
 pub mod compact;
 pub mod compare;
+pub mod destination;
 pub mod error;
 pub mod export;
 pub mod legacy;
+pub mod lockfile;
 pub mod record;
 pub mod replay;
 pub mod restore;

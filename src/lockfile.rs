@@ -5,10 +5,10 @@
 //! Shared by the front ends: `init` writes it, the plugin reads it, and
 //! `import`/`export --lightning-dir` move a node between the two plugins with
 //! [`repoint`], which keeps the lock it replaces beside it. It must not open
-//! stores.
+//! stores: what a `backend_url` names is [`crate::destination`]'s to say.
 
-use anyhow::{anyhow, bail, Context, Result};
-use cln_backup::atomic_file::{NewOwner, Replace, TempFile};
+use crate::atomic_file::{NewOwner, Replace, TempFile};
+use crate::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,17 +20,29 @@ struct LockFile {
     backend_url: String,
 }
 
-/// Read `DIR/backup.lock` and return the store path it names.
-pub fn read(dir: &Path) -> Result<PathBuf> {
+fn lock_error(path: &Path, what: impl Into<String>) -> Error {
+    Error::LockFile { path: path.to_path_buf(), what: what.into() }
+}
+
+/// Read `DIR/backup.lock` and return its `backend_url`, as written.
+pub fn read_url(dir: &Path) -> Result<String> {
     let path = dir.join(LOCK_FILE_NAME);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let lock: LockFile =
-        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not a backup lock file: {e}", path.display()))?;
-    crate::cli::store_path(Path::new(&lock.backend_url)).with_context(|| format!("{}", path.display()))
+        serde_json::from_str(&text).map_err(|e| lock_error(&path, format!("not a backup lock file: {e}")))?;
+    Ok(lock.backend_url)
+}
+
+/// Read `DIR/backup.lock` and return the local file it names; a
+/// `backend_url` this version cannot use is an error naming the lock file
+/// and the URL.
+pub fn read(dir: &Path) -> Result<PathBuf> {
+    let url = read_url(dir)?;
+    crate::destination::local_path(Path::new(&url)).map_err(|e| lock_error(&dir.join(LOCK_FILE_NAME), e.to_string()))
 }
 
 /// Write `lock` as `{"backend_url": "file:///abs/path"}` naming `store`,
-/// through [`cln_backup::atomic_file`]: a temporary file, fsync'd, owned by
+/// through [`crate::atomic_file`]: a temporary file, fsync'd, owned by
 /// the lightning directory's owner (the plugin reads it as the user
 /// lightningd runs as) with mode 0600, then linked into place without
 /// replacing one that appeared meanwhile. Returns the URL.
@@ -38,39 +50,37 @@ pub fn write(lock: &Path, store: &Path) -> Result<String> {
     let (url, content) = lock_content(store)?;
     match put(lock, content.as_bytes(), Replace::Never) {
         Ok(()) => Ok(url),
-        Err(e) => match e.downcast_ref::<cln_backup::Error>() {
-            Some(cln_backup::Error::DestinationExists { path }) => {
-                bail!("{}: already exists; refusing to replace another backup's lock file", path.display())
+        Err(Error::DestinationExists { path }) => {
+            Err(lock_error(&path, "already exists; refusing to replace another backup's lock file"))
+        }
+        Err(e) => {
+            // Placed but not made durable: the caller removes the store on
+            // failure, so take away the lock pointing at it too.
+            if std::fs::read_to_string(lock).is_ok_and(|text| text == content) {
+                let _ = std::fs::remove_file(lock);
             }
-            _ => {
-                // Placed but not made durable: the caller removes the store on
-                // failure, so take away the lock pointing at it too.
-                if std::fs::read_to_string(lock).is_ok_and(|text| text == content) {
-                    let _ = std::fs::remove_file(lock);
-                }
-                Err(e)
-            }
-        },
+            Err(e)
+        }
     }
 }
 
 /// The URL and the lock file's text for `store`.
 fn lock_content(store: &Path) -> Result<(String, String)> {
-    let abs = std::fs::canonicalize(store).with_context(|| format!("{}", store.display()))?;
-    let abs = abs
-        .to_str()
-        .ok_or_else(|| anyhow!("{}: the store's path is not UTF-8, so backup.lock cannot record it", abs.display()))?;
-    let url = format!("file://{abs}");
-    let content = format!("{{\"backend_url\": {}}}", serde_json::to_string(&url)?);
+    let abs = std::fs::canonicalize(store).map_err(|e| Error::io(store, e))?;
+    let Some(text) = abs.to_str() else {
+        return Err(lock_error(&abs, "the store's path is not UTF-8, so backup.lock cannot record it"));
+    };
+    let url = format!("file://{text}");
+    let content = format!("{{\"backend_url\": {}}}", serde_json::Value::String(url.clone()));
     Ok((url, content))
 }
 
 /// Put `bytes` at `path` whole or not at all, durably, owned as the
-/// directory is (see [`cln_backup::atomic_file`]).
+/// directory is (see [`crate::atomic_file`]).
 fn put(path: &Path, bytes: &[u8], replace: Replace) -> Result<()> {
     let mut tmp = TempFile::create(path, "lock")?;
     let tmp_path = tmp.path().to_path_buf();
-    tmp.file()?.write_all(bytes).with_context(|| format!("{}", tmp_path.display()))?;
+    tmp.file()?.write_all(bytes).map_err(|e| Error::io(&tmp_path, e))?;
     tmp.commit(replace, NewOwner::Directory)?;
     Ok(())
 }
@@ -81,9 +91,9 @@ fn put(path: &Path, bytes: &[u8], replace: Replace) -> Result<()> {
 /// An existing `kept` is refused.
 fn keep(lock: &Path, kept: &Path, old: &[u8]) -> Result<()> {
     match std::fs::hard_link(lock, kept) {
-        Ok(()) => Ok(cln_backup::atomic_file::sync_parent(kept)?),
+        Ok(()) => crate::atomic_file::sync_parent(kept),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("{}: already exists: it keeps an earlier lock file; move it away first", kept.display())
+            Err(lock_error(kept, "already exists: it keeps an earlier lock file; move it away first"))
         }
         Err(_) => put(kept, old, Replace::Never),
     }
@@ -113,23 +123,53 @@ pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed>
     let old = match std::fs::read(&lock) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => bail!("{}: {e}", lock.display()),
+        Err(e) => return Err(Error::io(&lock, e)),
     };
     let Some(old) = old else {
         let url = write(&lock, store)?;
         return Ok(Repointed { lock, url, kept: None });
     };
     if kept.symlink_metadata().is_ok() {
-        bail!(
-            "{}: already exists: it keeps an earlier lock file; move it away first ({} was left unchanged)",
-            kept.display(),
-            lock.display()
-        );
+        return Err(lock_error(
+            &kept,
+            format!(
+                "already exists: it keeps an earlier lock file; move it away first ({} was left unchanged)",
+                lock.display()
+            ),
+        ));
     }
     let (url, content) = lock_content(store)?;
     keep(&lock, &kept, &old)?;
     put(&lock, content.as_bytes(), Replace::Existing)?;
     Ok(Repointed { lock, url, kept: Some(kept) })
+}
+
+/// When `DIR/backup.lock` names a `.dbak` file of the Python plugin, the
+/// command that moves the node over to a store (`cln-backup import
+/// --lightning-dir DIR OLD.dbak OLD.redb`, the store beside the old file).
+pub fn python_lock_fix(dir: &Path) -> Option<String> {
+    let dbak = read(dir).ok()?;
+    if !crate::legacy::is_dbak(&dbak) {
+        return None;
+    }
+    let store = if dbak.extension().is_some_and(|e| e == "dbak") {
+        dbak.with_extension("redb")
+    } else {
+        crate::atomic_file::with_suffix(&dbak, ".redb")
+    };
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Some(format!("cln-backup import --lightning-dir {} {} {}", shell_word(&dir), shell_word(&dbak), shell_word(&store)))
+}
+
+/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
+pub fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +204,7 @@ mod tests {
         let missing = read(dir.path()).unwrap_err().to_string();
         assert!(missing.contains("backup.lock"), "{missing}");
         std::fs::write(dir.path().join(LOCK_FILE_NAME), "{\"backend_url\": \"socket:[::1]:1234\"}").unwrap();
-        let remote = format!("{:#}", read(dir.path()).unwrap_err());
+        let remote = read(dir.path()).unwrap_err().to_string();
         assert!(remote.contains("backup.lock") && remote.contains("not supported"), "{remote}");
         std::fs::write(dir.path().join(LOCK_FILE_NAME), "garbage").unwrap();
         assert!(read(dir.path()).unwrap_err().to_string().contains("not a backup lock file"));

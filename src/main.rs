@@ -4,9 +4,10 @@
 //! `LIGHTNINGD_PLUGIN=1`) and the command line, setting up logging, and
 //! turning a failure into one `error: ...` line on stderr and a non-zero exit.
 //! It must not hold any logic of its own: that is in `cli` and the library.
+//! Built with the `cli` and `plugin` features (the default); the library
+//! builds without them.
 
 mod cli;
-mod lockfile;
 mod plugin;
 
 use clap::Parser;

@@ -593,6 +593,7 @@ fn bulk_load_has_the_checks_of_add_change_and_commits_in_batches() {
 }
 
 /// How many `fsync`/`fdatasync` calls `strace -c` counted.
+#[cfg(all(feature = "cli", feature = "plugin"))]
 fn syncs_counted(summary: &str) -> u64 {
     summary
         .lines()
@@ -601,6 +602,8 @@ fn syncs_counted(summary: &str) -> u64 {
         .sum()
 }
 
+/// Runs the binary, which exists only with both front ends.
+#[cfg(all(feature = "cli", feature = "plugin"))]
 #[test]
 fn import_syncs_a_few_times_not_once_per_change() {
     let have_strace = std::process::Command::new("strace")

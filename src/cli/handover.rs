@@ -5,14 +5,14 @@
 //! the file being moved from, the name the old lock is kept under is free,
 //! the new backup restores to the same database as the old one, and a
 //! stopped node's `lightningd.sqlite3` equals the backup's head. The lock is
-//! repointed only after all of them pass ([`crate::lockfile::repoint`]); a
+//! repointed only after all of them pass ([`cln_backup::lockfile::repoint`]); a
 //! failure leaves `backup.lock` as it was. It must not write stores or
 //! `.dbak` files itself: `import` and `export` do, through the library.
 
 use super::check_network_dir;
-use crate::lockfile::{self, LOCK_FILE_NAME};
 use anyhow::{bail, Context, Result};
 use cln_backup::compare::{compare_databases, Labels};
+use cln_backup::lockfile::{self, LOCK_FILE_NAME};
 use cln_backup::replay::replay_store;
 use cln_backup::restore::{Options, DB_FILE_NAME};
 use cln_backup::version::data_version;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The file lightningd's backup plugins record their store in.
-pub use crate::lockfile::LOCK_FILE_NAME;
+pub use cln_backup::lockfile::LOCK_FILE_NAME;
 
 /// Pages copied per step of the online backup.
 const PAGES_PER_STEP: i32 = 1024;
@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
             check_network_dir(dir)?;
             let lock = dir.join(LOCK_FILE_NAME);
             if lock.symlink_metadata().is_ok() {
-                if let Some(cmd) = crate::plugin::python_lock_fix(dir) {
+                if let Some(cmd) = cln_backup::lockfile::python_lock_fix(dir) {
                     bail!("{}: names a backup of the Python plugin; to move it over, run `{cmd}`", lock.display());
                 }
                 bail!(
@@ -120,7 +120,7 @@ fn fill(store: &Store, dest: &Path, lightning_dir: Option<&Path>, lock: Option<&
         }
     }
     if let Some(lock) = lock {
-        let url = crate::lockfile::write(lock, dest)?;
+        let url = cln_backup::lockfile::write(lock, dest)?;
         out.push(format!("Wrote {} pointing at {url}", lock.display()));
     }
     Ok(out)

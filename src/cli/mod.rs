@@ -1,8 +1,8 @@
 //! The `cln-backup` command line: argument parsing and what the subcommands share.
 //!
-//! Owns the clap definitions, the mapping of store arguments (plain paths and
-//! `file://` URLs) to files, progress bars and the formatting of sizes and
-//! times. Each subcommand lives in its own file beside this one and is a thin
+//! Owns the clap definitions, progress bars and the formatting of sizes and
+//! times; store arguments (plain paths and `file://` URLs) are mapped to
+//! files by the library's `destination` module. Each subcommand lives in its own file beside this one and is a thin
 //! front end over the library: it must not implement backup logic itself
 //! (storing, replaying or compacting belongs to `cln_backup`).
 //!
@@ -78,49 +78,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// URL schemes that name remote stores, refused by [`store_path`] even when
-/// written without `//` (`s3:bucket/key`).
-const REMOTE_SCHEMES: &[&str] = &["socket", "s3", "gs", "az", "http", "https", "sftp", "ssh", "ftp"];
-
-/// The local file a store argument names: a plain path, or a `file://` URL
-/// (`file:///abs/path` or `file://localhost/abs/path`). Any other scheme
-/// (`socket:`, `s3://`, `https://`, ...) is refused, naming the scheme:
-/// only local files are supported.
+/// The local file a store argument names: a plain path, or a `file://`
+/// URL; other schemes are refused naming the URL (see
+/// [`cln_backup::destination::parse`], which owns the rules).
 pub fn store_path(arg: &Path) -> Result<PathBuf> {
-    let Some(s) = arg.to_str() else {
-        // Not UTF-8, so not a URL.
-        return Ok(arg.to_path_buf());
-    };
-    if let Some(rest) = s.strip_prefix("file://") {
-        let path = rest.strip_prefix("localhost").unwrap_or(rest);
-        if !path.starts_with('/') {
-            bail!("{s}: a file URL must name an absolute path, as in file:///var/backups/node.redb");
-        }
-        return Ok(PathBuf::from(path));
-    }
-    if let Some(scheme) = url_scheme(s) {
-        if scheme == "socket" {
-            bail!("{s}: remote stores are not supported yet (the socket: scheme); use a local path or a file:// URL");
-        }
-        bail!("{s}: the {scheme}: scheme is not supported: stores are local files (a path or a file:// URL)");
-    }
-    if s.is_empty() {
-        bail!("the store path is empty");
-    }
-    Ok(arg.to_path_buf())
-}
-
-/// The scheme of a URL-like argument other than `file:`: `scheme://...`
-/// for any scheme, or `scheme:...` for the remote schemes we know of.
-fn url_scheme(s: &str) -> Option<&str> {
-    let (scheme, rest) = s.split_once(':')?;
-    let well_formed = scheme.len() > 1
-        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if !well_formed || scheme.eq_ignore_ascii_case("file") {
-        return None;
-    }
-    (rest.starts_with("//") || REMOTE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())).then_some(scheme)
+    Ok(cln_backup::destination::local_path(arg)?)
 }
 
 /// `err` as one line naming `path`: prefixed with it unless the message

@@ -1,12 +1,12 @@
 //! The `db_write` hook: the version check on the first write after a start,
-//! and the change-log rules for every write, over a [`Store`].
+//! and the change-log rules for every write, over the node's destinations.
 //!
 //! Owns the decision for each write lightningd reports (continue, rewind and
 //! continue, or refuse) and the log lines that explain it, which operators
-//! grep for. It must not do I/O other than through the store, and it never
-//! calls lightningd: the node serves nothing else while the hook runs.
+//! grep for. It must not do I/O other than through its destinations, and it
+//! never calls lightningd: the node serves nothing else while the hook runs.
 
-use cln_backup::store::{Added, Store};
+use cln_backup::destination::Destination;
 use cln_backup::{version, Error};
 use std::sync::Arc;
 
@@ -56,15 +56,24 @@ impl Outcome {
     }
 }
 
-/// Where the hook gets its store from.
+/// Where the hook stores each write.
 pub enum Target {
-    /// The store is open.
-    Store(Arc<Store>),
-    /// It could not be opened: every write is refused with this explanation.
+    /// Every destination must have a change durably before the answer is
+    /// `continue`. One today (the store `backup.lock` names); the list is the
+    /// place for more. A write refused by a later destination may already be
+    /// in an earlier one: lightningd stops without committing it, and the
+    /// next start's version check rewinds it there, as after a crash.
+    Destinations(Vec<Arc<dyn Destination>>),
+    /// The backup could not be opened: every write is refused with this explanation.
     Unavailable(String),
 }
 
-/// Per-process state of the hook.
+/// The refusal of a write without statements, which PostgreSQL nodes send.
+const NO_STATEMENTS: &str = "db_write carried no statements: cln-backup supports only SQLite nodes (this looks like a \
+                             PostgreSQL node); remove the plugin or move the node to SQLite";
+
+/// Per-process state of the hook, owned by the thread that answers
+/// `db_write` (no lock: nothing else touches it).
 pub struct DbWrite {
     target: Target,
     checked: bool,
@@ -75,50 +84,52 @@ impl DbWrite {
         DbWrite { target, checked: false }
     }
 
-    /// The store, if one is open.
-    #[cfg(test)]
-    pub fn store(&self) -> Option<&Arc<Store>> {
-        match &self.target {
-            Target::Store(s) => Some(s),
-            Target::Unavailable(_) => None,
-        }
-    }
-
     /// Handle one `db_write` with `data_version` and `writes`.
-    pub fn handle(&mut self, data_version: u32, writes: &[String]) -> Outcome {
-        let store = match &self.target {
-            Target::Store(s) => Arc::clone(s),
+    ///
+    /// Each check is made once: the first write after a start is checked
+    /// here for statements (before the version check, which would misread
+    /// an empty write) and against each destination's head; later writes go
+    /// straight to the destinations, whose own refusal of an empty change
+    /// is answered with the same message.
+    pub fn handle<S: AsRef<str>>(&mut self, data_version: u32, writes: &[S]) -> Outcome {
+        let destinations = match &self.target {
+            Target::Destinations(d) => d,
             Target::Unavailable(why) => return Outcome::refuse(Vec::new(), why.clone()),
         };
-        if writes.is_empty() {
-            return Outcome::refuse(
-                Vec::new(),
-                "db_write carried no statements: cln-backup supports only SQLite nodes (this looks like a \
-                 PostgreSQL node); remove the plugin or move the node to SQLite"
-                    .into(),
-            );
-        }
         let mut logs = Vec::new();
         if !self.checked {
-            match version_check(&store, data_version, writes, &mut logs) {
-                Ok(()) => self.checked = true,
-                Err(message) => return Outcome::refuse(logs, message),
+            if writes.is_empty() {
+                return Outcome::refuse(logs, NO_STATEMENTS.into());
+            }
+            for dest in destinations {
+                if let Err(message) = version_check(dest.as_ref(), data_version, writes, &mut logs) {
+                    return Outcome::refuse(logs, message);
+                }
+            }
+            self.checked = true;
+        }
+        let parts: Vec<&str> = writes.iter().map(AsRef::as_ref).collect();
+        for dest in destinations {
+            if let Err(e) = dest.add_change(data_version, &parts) {
+                return Outcome::refuse(logs, store_error_message(dest.as_ref(), data_version, &e));
             }
         }
-        match store.add_change(data_version, writes) {
-            Ok(Added::New(_)) | Ok(Added::Repeated(_)) => Outcome { logs, answer: Ok(()) },
-            Err(e) => Outcome::refuse(logs, store_error_message(&store, data_version, &e)),
-        }
+        Outcome { logs, answer: Ok(()) }
     }
 }
 
 /// The first write after a start: compare what lightningd had committed with
 /// the backup, rewind an uncommitted change if that is what happened.
-fn version_check(store: &Store, data_version: u32, writes: &[String], logs: &mut Vec<LogLine>) -> Result<(), String> {
+fn version_check<S: AsRef<str>>(
+    dest: &dyn Destination,
+    data_version: u32,
+    writes: &[S],
+    logs: &mut Vec<LogLine>,
+) -> Result<(), String> {
     // L: the version lightningd had committed before this write. A write that
     // ends with the bump from N was made at N; a lone PRAGMA report at D.
     let committed = version::transaction_bump(writes).unwrap_or(data_version);
-    let status = store.status().map_err(|e| format!("cannot read the backup's status: {e}"))?;
+    let status = dest.head().map_err(|e| format!("cannot read the backup's status: {e}"))?;
     let info = |message: String| LogLine { level: Level::Info, message };
     if status.version == committed {
         logs.push(info(format!("{MATCH} (version {committed})")));
@@ -126,7 +137,7 @@ fn version_check(store: &Store, data_version: u32, writes: &[String], logs: &mut
     }
     if status.prev_version == Some(committed) && status.rewind_allowed {
         logs.push(info(format!("{REWIND} (backup at {}, lightningd committed {committed})", status.version)));
-        store.rewind().map_err(|e| format!("rewinding version {} failed: {e}", status.version))?;
+        dest.rewind().map_err(|e| format!("rewinding version {} failed: {e}", status.version))?;
         return Ok(());
     }
     let prev = status.prev_version.unwrap_or(status.version);
@@ -134,21 +145,22 @@ fn version_check(store: &Store, data_version: u32, writes: &[String], logs: &mut
         Err(format!(
             "{LOST_STATE} lightningd is at version {committed} but the backup {} is at {}; restore the node's \
              database from the backup (cln-backup restore) before starting it again",
-            status.path.display(),
+            dest.location(),
             status.version
         ))
     } else {
         Err(format!(
             "{OUT_OF_DATE} lightningd is at version {committed} but the backup {} is at {}; the node ran without \
              the plugin: stop it and make a new backup (cln-backup init --lightning-dir ...)",
-            status.path.display(),
+            dest.location(),
             status.version
         ))
     }
 }
 
-fn store_error_message(store: &Store, data_version: u32, e: &Error) -> String {
+fn store_error_message(dest: &dyn Destination, data_version: u32, e: &Error) -> String {
     let advice = match e {
+        Error::EmptyChange { .. } => return NO_STATEMENTS.into(),
         Error::Gap { .. } => "lightningd skipped versions the backup never saw; make a new backup with cln-backup init",
         Error::Storage { .. } | Error::Io { .. } => {
             "the change is not stored: free disk space or fix the disk, then start the node again"
@@ -156,61 +168,66 @@ fn store_error_message(store: &Store, data_version: u32, e: &Error) -> String {
         Error::Corrupt { .. } => "the store is damaged: run cln-backup verify on it and make a new backup",
         _ => "the change is not stored; the node stops so that nothing unbacked is committed",
     };
-    format!("cannot back up version {data_version} to {}: {e}; {advice}", store.path().display())
+    format!("cannot back up version {data_version} to {}: {e}; {advice}", dest.location())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cln_backup::destination::FileDestination;
+    use cln_backup::store::Store;
     use cln_backup::version::bump_statement;
 
     fn tx(v: u32, sql: &str) -> Vec<String> {
         vec![sql.to_string(), bump_statement(v)]
     }
 
-    fn store_at(dir: &std::path::Path, head: u32) -> Arc<Store> {
+    fn store_at(dir: &std::path::Path, head: u32) -> Arc<dyn Destination> {
         let store = Store::create(dir.join("s.redb")).unwrap();
         store.add_change(1, &tx(1, "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)")).unwrap();
         for v in 2..=head {
             store.add_change(v, &tx(v, "SELECT 1")).unwrap();
         }
-        Arc::new(store)
+        Arc::new(FileDestination::new(store))
+    }
+
+    fn hook_on(dest: &Arc<dyn Destination>) -> DbWrite {
+        DbWrite::new(Target::Destinations(vec![Arc::clone(dest)]))
     }
 
     #[test]
     fn first_write_rules() {
         let dir = tempfile::tempdir().unwrap();
+        let dest = store_at(dir.path(), 5);
         // Matches: the backup is at 5, lightningd committed 5 and writes 6.
-        let mut hook = DbWrite::new(Target::Store(store_at(dir.path(), 5)));
+        let mut hook = hook_on(&dest);
         let out = hook.handle(6, &tx(6, "SELECT 1"));
         assert_eq!(out.answer, Ok(()));
         assert!(out.logs[0].message.starts_with(MATCH));
 
         // Rewind: lightningd committed 5 again, the backup has 6.
-        let mut hook = DbWrite::new(Target::Store(hook.store().unwrap().clone()));
+        let mut hook = hook_on(&dest);
         let out = hook.handle(6, &tx(6, "SELECT 2"));
         assert_eq!(out.answer, Ok(()));
         assert!(out.logs[0].message.starts_with(REWIND));
 
         // Lost state: lightningd at 3.
-        let mut lost = DbWrite::new(Target::Store(hook.store().unwrap().clone()));
-        let out = lost.handle(4, &tx(4, "SELECT 1"));
+        let out = hook_on(&dest).handle(4, &tx(4, "SELECT 1"));
         assert!(out.answer.unwrap_err().contains(LOST_STATE));
 
         // Out of date: lightningd at 9.
-        let mut ahead = DbWrite::new(Target::Store(hook.store().unwrap().clone()));
-        let out = ahead.handle(10, &tx(10, "SELECT 1"));
+        let out = hook_on(&dest).handle(10, &tx(10, "SELECT 1"));
         assert!(out.answer.unwrap_err().contains(OUT_OF_DATE));
-        assert_eq!(hook.store().unwrap().version(), 6);
+        assert_eq!(dest.head().unwrap().version, 6);
     }
 
     #[test]
     fn lone_pragma_first_write_matches() {
         let dir = tempfile::tempdir().unwrap();
-        let mut hook = DbWrite::new(Target::Store(store_at(dir.path(), 5)));
-        let out = hook.handle(5, &["PRAGMA foreign_keys = OFF;".to_string()]);
+        let dest = store_at(dir.path(), 5);
+        let out = hook_on(&dest).handle(5, &["PRAGMA foreign_keys = OFF;".to_string()]);
         assert_eq!(out.answer, Ok(()));
-        assert_eq!(hook.store().unwrap().status().unwrap().changes, 5);
+        assert_eq!(dest.local_store().unwrap().status().unwrap().changes, 5);
     }
 
     #[test]
@@ -218,7 +235,26 @@ mod tests {
         let mut hook = DbWrite::new(Target::Unavailable("no backup.lock: run cln-backup init".into()));
         assert!(hook.handle(1, &tx(1, "x")).answer.unwrap_err().contains("cln-backup init"));
         let dir = tempfile::tempdir().unwrap();
-        let mut hook = DbWrite::new(Target::Store(store_at(dir.path(), 2)));
-        assert!(hook.handle(3, &[]).answer.unwrap_err().contains("only SQLite"));
+        let dest = store_at(dir.path(), 2);
+        let mut hook = hook_on(&dest);
+        let empty: &[String] = &[];
+        assert!(hook.handle(3, empty).answer.unwrap_err().contains("only SQLite"));
+        // After the first write the store's own check refuses, with the same words.
+        assert_eq!(hook.handle(3, &tx(3, "SELECT 1")).answer, Ok(()));
+        assert_eq!(hook.handle(4, empty).answer.unwrap_err(), NO_STATEMENTS);
+        assert_eq!(dest.head().unwrap().version, 3);
+    }
+
+    #[test]
+    fn every_destination_has_the_change_before_continue() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (first, second) = (store_at(a.path(), 3), store_at(b.path(), 3));
+        let mut hook = DbWrite::new(Target::Destinations(vec![Arc::clone(&first), Arc::clone(&second)]));
+        assert_eq!(hook.handle(4, &tx(4, "SELECT 1")).answer, Ok(()));
+        assert_eq!((first.head().unwrap().version, second.head().unwrap().version), (4, 4));
+        // The second refuses (its head moved on): the write is refused, naming it.
+        second.add_change(5, &["SELECT 2", &bump_statement(5)]).unwrap();
+        let refused = hook.handle(5, &tx(5, "SELECT 1")).answer.unwrap_err();
+        assert!(refused.contains(second.location()), "{refused}");
     }
 }

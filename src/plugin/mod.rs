@@ -13,12 +13,14 @@ pub mod hook;
 pub mod wire;
 
 use anyhow::Context;
+use cln_backup::destination::{self, Access, Destination};
+use cln_backup::lockfile::{self, shell_word, LOCK_FILE_NAME};
 use cln_backup::Store;
 use cln_plugin::options::{ConfigOption, StringConfigOption};
 use hook::{DbWrite, Target};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use wire::{Incoming, Out};
 
@@ -28,56 +30,45 @@ const DEPRECATED_DESTINATION: StringConfigOption =
 /// State shared with the RPC handlers.
 #[derive(Clone)]
 struct State {
-    store: Option<Arc<Store>>,
+    destinations: Vec<Arc<dyn Destination>>,
     problem: Option<String>,
 }
 
-/// When `DIR/backup.lock` names a `.dbak` file of the Python plugin, the
-/// command that moves the node over to a store (`cln-backup import
-/// --lightning-dir DIR OLD.dbak OLD.redb`, the store beside the old file).
-pub fn python_lock_fix(dir: &Path) -> Option<String> {
-    let dbak = crate::lockfile::read(dir).ok()?;
-    if !cln_backup::legacy::is_dbak(&dbak) {
-        return None;
-    }
-    let store = if dbak.extension().is_some_and(|e| e == "dbak") {
-        dbak.with_extension("redb")
-    } else {
-        cln_backup::atomic_file::with_suffix(&dbak, ".redb")
-    };
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    Some(format!("cln-backup import --lightning-dir {} {} {}", shell_word(&dir), shell_word(&dbak), shell_word(&store)))
-}
-
-/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
-fn shell_word(path: &Path) -> String {
-    let s = path.display().to_string();
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
-    if plain {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+impl State {
+    /// The local store the RPC methods read, or why there is none.
+    fn store(&self) -> anyhow::Result<&Store> {
+        match self.destinations.iter().find_map(|d| d.local_store()) {
+            Some(store) => Ok(store),
+            None => anyhow::bail!("{}", self.problem.as_deref().unwrap_or("no local store is configured")),
+        }
     }
 }
 
-/// Open the store named by `DIR/backup.lock`, or say what is wrong and what to run.
+/// Open the destination named by `DIR/backup.lock`, or say what is wrong and what to run.
 fn open_target(dir: &Path) -> Target {
     let fix = "run `cln-backup init --lightning-dir <network dir> <store path>` with the node stopped";
-    if let Some(cmd) = python_lock_fix(dir) {
+    if let Some(cmd) = lockfile::python_lock_fix(dir) {
         return Target::Unavailable(format!(
             "cannot use the backup: {} names a .dbak file of the Python backup plugin, not a cln-backup store; \
              stop the node and run `{cmd}`, which imports it, checks it and points backup.lock at the new store",
-            dir.join(crate::lockfile::LOCK_FILE_NAME).display()
+            dir.join(LOCK_FILE_NAME).display()
         ));
     }
-    match crate::lockfile::read(dir) {
-        Err(e) => Target::Unavailable(format!("cannot use the backup: {e:#}; {fix}")),
-        Ok(path) => match Store::open(&path) {
-            Ok(store) => Target::Store(Arc::new(store)),
-            // backup.lock names a store: making a new one (init) is not the
-            // fix, and init would refuse anyway while the lock exists.
-            Err(e) => Target::Unavailable(format!("cannot open the backup: {e}{}", open_hint(&e, &path, dir))),
-        },
+    let url = match lockfile::read_url(dir) {
+        Ok(url) => url,
+        Err(e) => return Target::Unavailable(format!("cannot use the backup: {e}; {fix}")),
+    };
+    match destination::open(&url, Access::Write) {
+        Ok(dest) => Target::Destinations(vec![Arc::from(dest)]),
+        Err(e @ cln_backup::Error::Destination { .. }) => {
+            Target::Unavailable(format!("cannot use the backup: {}: {e}; {fix}", dir.join(LOCK_FILE_NAME).display()))
+        }
+        // backup.lock names a store: making a new one (init) is not the
+        // fix, and init would refuse anyway while the lock exists.
+        Err(e) => {
+            let store = destination::local_path(Path::new(&url)).unwrap_or_else(|_| url.clone().into());
+            Target::Unavailable(format!("cannot open the backup: {e}{}", open_hint(&e, &store, dir)))
+        }
     }
 }
 
@@ -97,22 +88,17 @@ fn open_hint(err: &cln_backup::Error, store: &Path, dir: &Path) -> String {
 /// Run as a plugin on stdin/stdout until lightningd closes the pipe.
 ///
 /// `db_write` calls are answered on a thread of their own with blocking I/O:
-/// read, store durably, answer, with no hand-over between threads on the way.
-/// Everything else goes to cln-plugin on the async runtime.
+/// read, store durably, answer, with no hand-over between threads on the
+/// way. That thread owns the hook's state. Everything else goes to
+/// cln-plugin on the async runtime.
 pub async fn run() -> anyhow::Result<()> {
     let dir = std::env::current_dir().context("reading the working directory")?;
     let target = open_target(&dir);
-    let state = State {
-        store: match &target {
-            Target::Store(s) => Some(Arc::clone(s)),
-            Target::Unavailable(_) => None,
-        },
-        problem: match &target {
-            Target::Unavailable(why) => Some(why.clone()),
-            Target::Store(_) => None,
-        },
+    let state = match &target {
+        Target::Destinations(d) => State { destinations: d.clone(), problem: None },
+        Target::Unavailable(why) => State { destinations: Vec::new(), problem: Some(why.clone()) },
     };
-    let hook = Arc::new(Mutex::new(DbWrite::new(target)));
+    let mut hook = DbWrite::new(target);
     let out = Out::new(std::io::stdout());
 
     let (mut to_plugin, plugin_in) = tokio::io::duplex(1 << 20);
@@ -128,24 +114,16 @@ pub async fn run() -> anyhow::Result<()> {
         }
     });
 
-    let hook_for_plugin = Arc::clone(&hook);
     let builder = cln_plugin::Builder::new(plugin_in, plugin_out)
         .option(DEPRECATED_DESTINATION)
-        // Registered so lightningd sends db_write; the wire layer answers every
-        // call itself (see ARCHITECTURE.md), so this runs only if a call ever
-        // reaches cln-plugin, and then decides the same way.
-        .hook("db_write", move |_p, req: Value| {
-            let hook = Arc::clone(&hook_for_plugin);
-            async move {
-                let call = match wire::classify(req.to_string().as_bytes()) {
-                    Incoming::DbWrite(c) => c,
-                    _ => anyhow::bail!("malformed db_write"),
-                };
-                let outcome =
-                    tokio::task::spawn_blocking(move || lock(&hook).handle(call.data_version, &call.writes)).await?;
-                outcome.answer.map_err(anyhow::Error::msg)?;
-                Ok(json!({"result": "continue"}))
-            }
+        // Registered so that lightningd sends db_write. The wire layer answers
+        // every call before cln-plugin could see it (see ARCHITECTURE.md), so
+        // this handler never runs; were it reached, it refuses, and
+        // lightningd stops without committing.
+        .hook("db_write", |_p, _req: Value| async move {
+            anyhow::bail!(
+                "cln-backup: a db_write call reached the plugin framework instead of the wire layer; refusing it"
+            )
         })
         .rpcmethod("backup-status", "Show the backup's versions, size and last compaction", |p, _req| async move {
             status(p.state())
@@ -176,7 +154,7 @@ pub async fn run() -> anyhow::Result<()> {
 
     let reader = std::thread::Builder::new()
         .name("db_write".into())
-        .spawn(move || serve(std::io::stdin().lock(), &hook, &out, &pass_tx))
+        .spawn(move || serve(std::io::stdin().lock(), &mut hook, &out, &pass_tx))
         .context("starting the db_write thread")?;
     // The thread ends when lightningd closes the pipe: it is stopping, and
     // every stored change is already durable.
@@ -193,7 +171,7 @@ pub async fn run() -> anyhow::Result<()> {
 /// pass everything else on.
 fn serve(
     input: impl std::io::Read,
-    hook: &Mutex<DbWrite>,
+    hook: &mut DbWrite,
     out: &Out,
     pass: &tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
 ) -> anyhow::Result<()> {
@@ -201,20 +179,16 @@ fn serve(
     while let Some(msg) = input.next().context("reading from lightningd")? {
         match wire::classify(&msg) {
             Incoming::DbWrite(call) => {
-                let outcome = lock(hook).handle(call.data_version, &call.writes);
-                let mut msgs: Vec<Vec<u8>> =
-                    outcome.logs.iter().map(|l| wire::log_notification(l.level.as_str(), &l.message)).collect();
-                let answer = match &outcome.answer {
-                    Ok(()) => wire::continue_response(&call.id),
-                    Err(message) => wire::error_response(&call.id, message),
-                };
-                msgs.push(answer.to_string().into_bytes());
-                let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-                out.send_all(&refs).context("answering lightningd")?;
+                let outcome = hook.handle(call.data_version, &call.writes);
+                match (&outcome.answer, outcome.logs.is_empty()) {
+                    (Ok(()), true) => out.send_continue(&call.id),
+                    _ => answer_with_logs(out, &call.id, &outcome),
+                }
+                .context("answering lightningd")?;
             }
             Incoming::BadDbWrite { id, error } => {
                 let log = wire::log_notification("error", &error);
-                let answer = wire::error_response(&id, &error).to_string().into_bytes();
+                let answer = wire::error_response(&id, &error);
                 out.send_all(&[&log, &answer]).context("answering lightningd")?;
             }
             Incoming::Other => {
@@ -227,13 +201,20 @@ fn serve(
     Ok(())
 }
 
-fn lock(hook: &Mutex<DbWrite>) -> std::sync::MutexGuard<'_, DbWrite> {
-    hook.lock().unwrap_or_else(|p| p.into_inner())
+/// The log lines of `outcome`, then its answer, in one write.
+fn answer_with_logs(out: &Out, id: &str, outcome: &hook::Outcome) -> std::io::Result<()> {
+    let mut msgs: Vec<Vec<u8>> =
+        outcome.logs.iter().map(|l| wire::log_notification(l.level.as_str(), &l.message)).collect();
+    msgs.push(match &outcome.answer {
+        Ok(()) => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"result":"continue"}}}}"#).into_bytes(),
+        Err(message) => wire::error_response(id, message),
+    });
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    out.send_all(&refs)
 }
 
 fn status(st: &State) -> anyhow::Result<Value> {
-    let store = st.store.as_ref().ok_or_else(|| anyhow::anyhow!("{}", st.problem.clone().unwrap_or_default()))?;
-    let s = store.status()?;
+    let s = st.store()?.status()?;
     Ok(json!({
         "version": s.version,
         "prev_version": s.prev_version,
@@ -247,7 +228,6 @@ fn status(st: &State) -> anyhow::Result<Value> {
 }
 
 fn compact(st: &State) -> anyhow::Result<Value> {
-    let store = st.store.as_ref().ok_or_else(|| anyhow::anyhow!("{}", st.problem.clone().unwrap_or_default()))?;
-    let stats = cln_backup::compact::compact(store, None)?;
+    let stats = cln_backup::compact::compact(st.store()?, None)?;
     Ok(serde_json::to_value(stats)?)
 }

@@ -10,7 +10,10 @@
 //!
 //! It must not decide anything about a write: that is [`super::hook`].
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -30,9 +33,11 @@ impl Frames {
     /// The next whole message in the buffer, without its separator.
     fn next(&mut self) -> Option<Vec<u8>> {
         loop {
-            let at = self.buf[self.scanned..].windows(2).position(|w| w == b"\n\n")?;
-            let end = self.scanned + at;
-            let msg: Vec<u8> = self.buf.drain(..end + 2).take(end).collect();
+            let end = self.scanned + separator(&self.buf[self.scanned..])?;
+            // Copied out whole, and what follows moved to the front: no
+            // byte-by-byte iteration over a large message.
+            let msg = self.buf[..end].to_vec();
+            self.buf.drain(..end + 2);
             self.scanned = 0;
             if !msg.iter().all(u8::is_ascii_whitespace) {
                 return Some(msg);
@@ -55,6 +60,21 @@ impl Frames {
         self.scanned = 0;
         (!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest)
     }
+}
+
+/// Where the first `\n\n` in `buf` starts: a scan for newlines, each
+/// checked for a second one.
+fn separator(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = buf[from..].iter().position(|&b| b == b'\n') {
+        let i = from + at;
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some(i),
+            Some(_) => from = i + 2,
+            None => return None,
+        }
+    }
+    None
 }
 
 /// Reads messages from a blocking stream (lightningd's pipe on stdin).
@@ -89,28 +109,56 @@ impl<R: Read> Framer<R> {
 }
 
 /// Whole messages to lightningd. Every writer takes the one lock, so nothing
-/// interleaves, and a message is flushed before the lock is released.
+/// interleaves; the messages of one call are gathered in one buffer (kept
+/// between calls) and written with one `write_all`, then flushed once.
 #[derive(Clone)]
-pub struct Out(Arc<Mutex<Box<dyn Write + Send>>>);
+pub struct Out(Arc<Mutex<Sink>>);
+
+struct Sink {
+    output: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+}
+
+impl Sink {
+    fn write_out(&mut self) -> std::io::Result<()> {
+        let result = self.output.write_all(&self.buf).and_then(|()| self.output.flush());
+        self.buf.clear();
+        result
+    }
+}
 
 impl Out {
     pub fn new(output: impl Write + Send + 'static) -> Out {
-        Out(Arc::new(Mutex::new(Box::new(output))))
+        Out(Arc::new(Mutex::new(Sink { output: Box::new(output), buf: Vec::with_capacity(4096) })))
+    }
+
+    fn sink(&self) -> std::sync::MutexGuard<'_, Sink> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Write messages (without separators), in order, under one lock.
     pub fn send_all(&self, msgs: &[&[u8]]) -> std::io::Result<()> {
-        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sink = self.sink();
         for msg in msgs {
-            out.write_all(msg)?;
-            out.write_all(b"\n\n")?;
+            sink.buf.extend_from_slice(msg);
+            sink.buf.extend_from_slice(b"\n\n");
         }
-        out.flush()
+        sink.write_out()
     }
 
     /// Write one message.
     pub fn send_raw(&self, msg: &[u8]) -> std::io::Result<()> {
         self.send_all(&[msg])
+    }
+
+    /// Answer `continue` to the call `id` (its JSON text, as it came): the
+    /// answer to almost every write, built in place.
+    pub fn send_continue(&self, id: &str) -> std::io::Result<()> {
+        let mut sink = self.sink();
+        sink.buf.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        sink.buf.extend_from_slice(id.as_bytes());
+        sink.buf.extend_from_slice(b",\"result\":{\"result\":\"continue\"}}\n\n");
+        sink.write_out()
     }
 }
 
@@ -140,73 +188,106 @@ pub async fn forward_plugin_output<R: AsyncRead + Unpin>(mut from: R, out: Out) 
     }
 }
 
+/// One statement of a `db_write`, borrowed from the message when it holds
+/// no JSON escapes (lightningd's statements rarely do).
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct Statement<'m>(#[serde(borrow)] pub Cow<'m, str>);
+
+impl AsRef<str> for Statement<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A `db_write` call, parsed.
 #[derive(Debug, PartialEq, Eq)]
-pub struct DbWriteCall {
-    pub id: Value,
+pub struct DbWriteCall<'m> {
+    /// The call's id as JSON text, echoed in the answer as it came.
+    pub id: Cow<'m, str>,
     pub data_version: u32,
-    pub writes: Vec<String>,
+    pub writes: Vec<Statement<'m>>,
 }
 
 /// What a message from lightningd is, as far as this layer cares.
 #[derive(Debug)]
-pub enum Incoming {
-    DbWrite(DbWriteCall),
-    /// A `db_write` whose params are malformed: answer this error to `id`.
+pub enum Incoming<'m> {
+    DbWrite(DbWriteCall<'m>),
+    /// A `db_write` whose params are malformed: answer this error to `id`
+    /// (JSON text).
     BadDbWrite {
-        id: Value,
+        id: String,
         error: String,
     },
     /// Anything else: pass it through.
     Other,
 }
 
+/// A well-formed `db_write`, as lightningd sends it.
+#[derive(Deserialize)]
+struct Call<'m> {
+    #[serde(borrow)]
+    method: Cow<'m, str>,
+    #[serde(borrow)]
+    id: Option<&'m RawValue>,
+    #[serde(borrow)]
+    params: Params<'m>,
+}
+
+#[derive(Deserialize)]
+struct Params<'m> {
+    data_version: u32,
+    #[serde(borrow)]
+    writes: Vec<Statement<'m>>,
+}
+
 /// Classify one message.
-pub fn classify(msg: &[u8]) -> Incoming {
-    // Cheap test first: only db_write needs parsing here.
-    if !msg.windows(8).any(|w| w == b"db_write") {
+///
+/// A `db_write` is parsed straight into its fields, its statements borrowed
+/// from the message; only a message that does not parse that way (another
+/// method that mentions `db_write`, or a malformed call) is parsed again as
+/// a generic value, to tell which and to say what is wrong.
+pub fn classify(msg: &[u8]) -> Incoming<'_> {
+    // Cheap test first: only db_write needs parsing here. lightningd writes
+    // `method` before `params`, so this stops near the start of a write.
+    if !msg.windows(10).any(|w| w == b"\"db_write\"") {
         return Incoming::Other;
     }
-    let Ok(mut v) = serde_json::from_slice::<Value>(msg) else {
+    match serde_json::from_slice::<Call<'_>>(msg) {
+        Ok(call) if call.method == "db_write" => Incoming::DbWrite(DbWriteCall {
+            id: Cow::Borrowed(call.id.map_or("null", RawValue::get)),
+            data_version: call.params.data_version,
+            writes: call.params.writes,
+        }),
+        Ok(_) => Incoming::Other,
+        Err(_) => classify_slowly(msg),
+    }
+}
+
+/// The generic parse of a message that is not a well-formed `db_write`.
+fn classify_slowly(msg: &[u8]) -> Incoming<'static> {
+    let Ok(v) = serde_json::from_slice::<Value>(msg) else {
         return Incoming::Other;
     };
     if v.get("method").and_then(Value::as_str) != Some("db_write") {
         return Incoming::Other;
     }
-    let id = v.get("id").cloned().unwrap_or(Value::Null);
-    let params = v.get_mut("params");
-    let data_version = params.as_ref().and_then(|p| p.get("data_version")).and_then(Value::as_u64);
-    // The statements are moved out of the parsed message, not copied.
-    let writes = params.and_then(|p| p.get_mut("writes")).map(Value::take);
-    match (data_version, writes) {
-        (Some(dv), Some(Value::Array(writes))) if dv <= u64::from(u32::MAX) => {
-            let strings: Option<Vec<String>> = writes
-                .into_iter()
-                .map(|w| match w {
-                    Value::String(s) => Some(s),
-                    _ => None,
-                })
-                .collect();
-            match strings {
-                Some(writes) => Incoming::DbWrite(DbWriteCall { id, data_version: dv as u32, writes }),
-                None => Incoming::BadDbWrite { id, error: "db_write: every entry of `writes` must be a string".into() },
-            }
+    let id = v.get("id").unwrap_or(&Value::Null).to_string();
+    let params = v.get("params");
+    let data_version = params.and_then(|p| p.get("data_version")).and_then(Value::as_u64);
+    let writes = params.and_then(|p| p.get("writes")).and_then(Value::as_array);
+    let error = match (data_version, writes) {
+        (Some(dv), Some(writes)) if dv <= u64::from(u32::MAX) && !writes.iter().all(Value::is_string) => {
+            "db_write: every entry of `writes` must be a string"
         }
-        _ => Incoming::BadDbWrite {
-            id,
-            error: "db_write: params must hold `data_version` (a u32) and `writes` (an array of strings)".into(),
-        },
-    }
+        _ => "db_write: params must hold `data_version` (a u32) and `writes` (an array of strings)",
+    };
+    Incoming::BadDbWrite { id, error: error.into() }
 }
 
-/// The answer lightningd expects for a stored write.
-pub fn continue_response(id: &Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": {"result": "continue"}})
-}
-
-/// An error answer: lightningd stops without committing.
-pub fn error_response(id: &Value, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}})
+/// An error answer to the call `id` (JSON text): lightningd stops without committing.
+pub fn error_response(id: &str, message: &str) -> Vec<u8> {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":{}}}}}"#, Value::from(message))
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -251,23 +332,51 @@ mod tests {
         let sink = Shared::default();
         let out = Out::new(sink.clone());
         out.send_all(&[b"{\"log\":1}", b"{\"answer\":2}"]).unwrap();
-        assert_eq!(&*sink.0.lock().unwrap(), b"{\"log\":1}\n\n{\"answer\":2}\n\n");
+        out.send_continue("\"cln:db_write#3\"").unwrap();
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let (first, rest) = written.split_once("\n\n{\"answer\":2}\n\n").unwrap();
+        assert_eq!(first, "{\"log\":1}");
+        let answer: Value = serde_json::from_str(rest.strip_suffix("\n\n").unwrap()).unwrap();
+        assert_eq!(answer, json!({"jsonrpc": "2.0", "id": "cln:db_write#3", "result": {"result": "continue"}}));
     }
 
     #[test]
     fn classifies_db_write() {
-        let m = br#"{"jsonrpc":"2.0","id":"cln:db_write#17","method":"db_write","params":{"data_version":45,"writes":["A","B"]}}"#;
+        let m = br#"{"jsonrpc":"2.0","id":"cln:db_write#17","method":"db_write","params":{"data_version":45,"writes":["A","B\"q"]}}"#;
         match classify(m) {
             Incoming::DbWrite(c) => {
                 assert_eq!(c.data_version, 45);
-                assert_eq!(c.writes, vec!["A", "B"]);
-                assert_eq!(c.id, Value::String("cln:db_write#17".into()));
+                let writes: Vec<&str> = c.writes.iter().map(AsRef::as_ref).collect();
+                assert_eq!(writes, vec!["A", "B\"q"]);
+                assert!(matches!(c.writes[0].0, Cow::Borrowed(_)));
+                assert_eq!(c.id, "\"cln:db_write#17\"");
             }
             other => panic!("unexpected {other:?}"),
         }
         let bad = br#"{"jsonrpc":"2.0","id":"x","method":"db_write","params":{"data_version":-1,"writes":[]}}"#;
-        assert!(matches!(classify(bad), Incoming::BadDbWrite { .. }));
+        match classify(bad) {
+            Incoming::BadDbWrite { id, error } => {
+                assert_eq!(id, "\"x\"");
+                assert!(error.contains("a u32"), "{error}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let mixed = br#"{"jsonrpc":"2.0","id":7,"method":"db_write","params":{"data_version":3,"writes":["A",1]}}"#;
+        assert!(matches!(classify(mixed), Incoming::BadDbWrite { error, .. } if error.contains("must be a string")));
         let other = br#"{"jsonrpc":"2.0","id":"y","method":"getmanifest","params":{}}"#;
         assert!(matches!(classify(other), Incoming::Other));
+        // Another method that mentions db_write is passed on.
+        let mention = br#"{"jsonrpc":"2.0","id":"z","method":"help","params":{"command":"db_write"}}"#;
+        assert!(matches!(classify(mention), Incoming::Other));
+        let answer: Value = serde_json::from_slice(&error_response("7", "no \"disk\"")).unwrap();
+        assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32000, "message": "no \"disk\""}}));
+    }
+
+    #[test]
+    fn separators_are_found_after_lone_newlines() {
+        assert_eq!(separator(b"a\nb\n\nc"), Some(3));
+        assert_eq!(separator(b"a\nb\n"), None);
+        assert_eq!(separator(b"\n\n"), Some(0));
+        assert_eq!(separator(b"ab"), None);
     }
 }

@@ -3,6 +3,8 @@
 //! every helper panics with the file and the reason.
 #![allow(dead_code)]
 
+// Runs the binary, which exists only with both front ends.
+#[cfg(all(feature = "cli", feature = "plugin"))]
 pub mod run;
 pub mod workload;
 

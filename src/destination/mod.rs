@@ -1,0 +1,178 @@
+//! Where backups go: the [`Destination`] trait the plugin writes through,
+//! and the registry ([`open`]) that turns a store argument or the
+//! `backend_url` of `backup.lock` into one.
+//!
+//! Owns the parsing of locations (plain paths and `file:` URLs) and the
+//! refusal, naming the URL, of every scheme this version does not serve. It
+//! must not know lightningd's protocol, nor decide anything about a write:
+//! a destination stores what it is given, or says why it did not.
+//!
+//! One folder per destination: [`file`] (a local redb store) today;
+//! `socket/` and `s3/` go beside it.
+
+pub mod file;
+
+use crate::store::{Added, SnapshotInfo, Store};
+use crate::version::Seq;
+use crate::{Error, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use file::FileDestination;
+
+/// The locations this version serves, as its error messages list them.
+pub const SUPPORTED: &str = "supported: a path or a file:// URL";
+
+/// The head of a destination: what the first write after a start is
+/// checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// lightningd's `data_version` at the head.
+    pub version: u32,
+    /// The version before the last change, when there is a last change.
+    pub prev_version: Option<u32>,
+    /// Whether [`Destination::rewind`] would be accepted now.
+    pub rewind_allowed: bool,
+}
+
+/// What the plugin asks of a backup, whatever holds it.
+///
+/// Plain on purpose: object-safe, `Send + Sync`, blocking. The plugin keeps
+/// its destinations as a list and answers `continue` only once every one of
+/// them has returned `Ok` from [`add_change`](Destination::add_change), so
+/// each must have the change durably when it returns `Ok` (and nothing of
+/// it when it returns `Err`), as [`Store::add_change`] does.
+///
+/// Where each destination plugs in: a new folder beside [`file`] with a type
+/// implementing this trait, and one arm in [`open`] for its scheme (today
+/// refused there, naming the URL):
+///
+/// - `socket:host:port`, a remote backup server: `head`, `add_change`,
+///   `rewind` and `add_snapshot` are requests answered once the server has
+///   them on disk; a restore streams the base snapshot and the changes.
+/// - `s3://bucket/key`, an object store: changes are objects named by
+///   version, written before `add_change` returns.
+///
+/// A destination that is not a local store returns `None` from
+/// [`local_store`](Destination::local_store); restores, `backup-status` and
+/// compaction use that store today.
+pub trait Destination: Send + Sync + std::fmt::Debug {
+    /// The destination as messages name it: the store's path, or the URL.
+    fn location(&self) -> &str;
+
+    /// The head and whether the last change may be rewound.
+    fn head(&self) -> Result<Head>;
+
+    /// Store one transaction lightningd reported with `data_version ==
+    /// version`, under the change-log rules of [`Store::add_change`].
+    /// Durable when it returns `Ok`.
+    fn add_change(&self, version: u32, statements: &[&str]) -> Result<Added>;
+
+    /// Remove the last change: lightningd reported it but did not commit it.
+    fn rewind(&self) -> Result<Seq>;
+
+    /// Store a whole SQLite image as the base snapshot at `version`.
+    fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo>;
+
+    /// The local store, for what reads it whole: a restore (its snapshot and
+    /// changes through [`Store::reader`]), `backup-status`, compaction.
+    fn local_store(&self) -> Option<&Store>;
+}
+
+/// How [`open`] opens a local store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The one writer ([`Store::open`]): the plugin, compaction, imports.
+    Write,
+    /// A reader beside others ([`Store::open_read_only`]).
+    ReadOnly,
+}
+
+/// What a store argument or `backend_url` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local file.
+    File(PathBuf),
+}
+
+/// Open the destination `url_or_path` names: a plain path or a `file://`
+/// URL (see [`parse`]); any other scheme is refused naming the URL.
+pub fn open(url_or_path: impl AsRef<Path>, access: Access) -> Result<Box<dyn Destination>> {
+    match parse(url_or_path.as_ref())? {
+        Location::File(path) => {
+            let store = match access {
+                Access::Write => Store::open(&path)?,
+                Access::ReadOnly => Store::open_read_only(&path)?,
+            };
+            Ok(Box::new(FileDestination::new(store)))
+        }
+    }
+}
+
+/// The local file a store argument names; other locations are refused (see
+/// [`parse`]).
+pub fn local_path(url_or_path: &Path) -> Result<PathBuf> {
+    match parse(url_or_path)? {
+        Location::File(path) => Ok(path),
+    }
+}
+
+/// URL schemes that name remote stores, refused even when written without
+/// `//` (`s3:bucket/key`).
+const REMOTE_SCHEMES: &[&str] = &["socket", "s3", "gs", "az", "http", "https", "sftp", "ssh", "ftp"];
+
+/// Parse a store argument or a `backend_url`.
+///
+/// - A plain path, relative or absolute, is a local file; a colon in a file
+///   name (`node:1.redb`) is not a scheme.
+/// - `file:///abs/path` and `file://localhost/abs/path` name a local file.
+///   The path is taken as written, `%` included: the Python plugin records
+///   and reads its `backend_url` without percent-decoding, and a lock file
+///   written by either tool must name the same file for both.
+/// - `file://host/...` with any other host is refused: stores are local.
+/// - Any other scheme (`socket:`, `s3://`, `https://`, an unknown
+///   `scheme://`) is refused, naming the URL and the scheme, as not
+///   supported by this version.
+///
+/// A path that is not UTF-8 cannot be a URL and is taken as a path.
+pub fn parse(url_or_path: &Path) -> Result<Location> {
+    let Some(s) = url_or_path.to_str() else {
+        return Ok(Location::File(url_or_path.to_path_buf()));
+    };
+    let refuse = |what: String| Error::Destination { url: s.to_string(), what };
+    if let Some(rest) = s.strip_prefix("file://") {
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        if !path.starts_with('/') {
+            let host = path.split('/').next().unwrap_or_default();
+            return Err(refuse(format!(
+                "a file URL must name an absolute path on this machine{}, as in file:///var/backups/node.redb",
+                if host.is_empty() { String::new() } else { format!(", not a file on the host {host}") }
+            )));
+        }
+        return Ok(Location::File(PathBuf::from(path)));
+    }
+    if let Some(scheme) = url_scheme(s) {
+        let not_here = format!("the {scheme}: scheme is not supported by this version of cln-backup ({SUPPORTED})");
+        if scheme == "socket" {
+            return Err(refuse(format!("remote stores are not supported yet: {not_here}")));
+        }
+        return Err(refuse(not_here));
+    }
+    if s.is_empty() {
+        return Err(Error::Destination { url: "\"\"".into(), what: "the store path is empty".into() });
+    }
+    Ok(Location::File(url_or_path.to_path_buf()))
+}
+
+/// The scheme of a URL-like argument other than `file:`: `scheme://...`
+/// for any scheme, or `scheme:...` for the remote schemes we know of.
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, rest) = s.split_once(':')?;
+    let well_formed = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !well_formed || scheme.eq_ignore_ascii_case("file") {
+        return None;
+    }
+    (rest.starts_with("//") || REMOTE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())).then_some(scheme)
+}

@@ -1,0 +1,154 @@
+//! The destination registry: which store arguments and `backend_url`s open
+//! a local store, and how every other location is refused, naming the URL.
+//! Library only: runs with `--no-default-features` too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cln_backup::destination::{self, Access, Destination, Location};
+use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+use cln_backup::version::bump_statement;
+use cln_backup::{Error, Store};
+use std::path::{Path, PathBuf};
+
+/// A store at `path` holding versions 1 and 2.
+fn store_at(path: &Path) {
+    let store = Store::create(path).unwrap();
+    for v in 1..=2 {
+        store.add_change(v, &[format!("INSERT INTO t VALUES ({v})"), bump_statement(v)]).unwrap();
+    }
+}
+
+fn refusal(arg: &str) -> String {
+    match destination::open(arg, Access::ReadOnly) {
+        Err(e @ Error::Destination { .. }) => e.to_string(),
+        Err(other) => panic!("{arg}: expected a refusal of the location, got {other}"),
+        Ok(d) => panic!("{arg}: opened {d:?}"),
+    }
+}
+
+#[test]
+fn paths_and_file_urls_open_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    store_at(&path);
+    let text = path.to_str().unwrap();
+    for arg in [text.to_string(), format!("file://{text}"), format!("file://localhost{text}")] {
+        let dest = destination::open(&arg, Access::ReadOnly).unwrap();
+        assert_eq!(dest.location(), text, "{arg}");
+        assert_eq!(dest.head().unwrap().version, 2, "{arg}");
+        assert_eq!(dest.local_store().unwrap().path(), path, "{arg}");
+    }
+    // The writer's open: the plugin holds it through the trait, shared across threads.
+    let dest: std::sync::Arc<dyn Destination> =
+        std::sync::Arc::from(destination::open(format!("file://{text}"), Access::Write).unwrap());
+    let other = std::sync::Arc::clone(&dest);
+    let head =
+        std::thread::spawn(move || other.add_change(3, &["SELECT 3", &bump_statement(3)]).map(|_| ())).join().unwrap();
+    head.unwrap();
+    assert_eq!(dest.head().unwrap().version, 3);
+}
+
+#[test]
+fn relative_paths_are_taken_as_written() {
+    for arg in ["rel/node.redb", "node.redb", "./node:1.redb", "C:x"] {
+        assert_eq!(destination::parse(Path::new(arg)).unwrap(), Location::File(PathBuf::from(arg)), "{arg}");
+    }
+    // Opened relative to the working directory: a missing one names itself.
+    let err = destination::open("no-such-dir/node.redb", Access::ReadOnly).unwrap_err().to_string();
+    assert!(err.starts_with("no-such-dir/node.redb"), "{err}");
+}
+
+#[test]
+fn percent_signs_in_file_urls_are_part_of_the_name() {
+    // As the Python plugin reads backend_url: no percent-decoding, so a
+    // lock file written by either tool names the same file for both.
+    let dir = tempfile::tempdir().unwrap();
+    let literal = dir.path().join("node%20a.redb");
+    store_at(&literal);
+    let url = format!("file://{}", literal.to_str().unwrap());
+    assert_eq!(destination::local_path(Path::new(&url)).unwrap(), literal);
+    let dest = destination::open(&url, Access::ReadOnly).unwrap();
+    assert_eq!(dest.local_store().unwrap().path(), literal);
+    // The decoded name is another file, which does not exist.
+    let decoded = format!("file://{}", dir.path().join("node a.redb").to_str().unwrap());
+    let err = destination::open(&decoded, Access::ReadOnly).unwrap_err().to_string();
+    assert!(err.contains("node a.redb") && err.contains("No such file"), "{err}");
+}
+
+#[test]
+fn file_urls_with_a_host_are_refused() {
+    for (url, host) in [("file://backup.example.com/var/node.redb", "backup.example.com"), ("file://nas/x", "nas")] {
+        let err = refusal(url);
+        assert!(err.starts_with(&format!("{url}: ")), "{err}");
+        assert!(err.contains("absolute path") && err.contains(&format!("the host {host}")), "{err}");
+    }
+    let err = refusal("file://relative/but/no/host");
+    assert!(err.contains("absolute path"), "{err}");
+}
+
+#[test]
+fn other_schemes_are_refused_naming_the_url_and_what_is_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, scheme) in [
+        ("socket:127.0.0.1:9000", "socket:"),
+        ("socket://[::1]:9000", "socket:"),
+        ("s3://bucket/node.redb", "s3:"),
+        ("s3:bucket/node.redb", "s3:"),
+        ("https://example.com/node.redb", "https:"),
+        ("webdav://host/node.redb", "webdav:"),
+        ("x-unknown://anything", "x-unknown:"),
+    ] {
+        let err = refusal(url);
+        assert!(err.starts_with(&format!("{url}: ")), "{err}");
+        assert!(err.contains(&format!("the {scheme} scheme is not supported by this version")), "{err}");
+        assert!(err.contains("supported: a path or a file:// URL"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    assert!(refusal("socket:127.0.0.1:9000").contains("remote stores are not supported yet"));
+    let err = refusal("");
+    assert!(err.contains("the store path is empty"), "{err}");
+    // Nothing was created under a name made of a URL.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn backup_lock_urls_go_through_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("node.redb");
+    store_at(&store);
+    let url = lockfile::write(&dir.path().join(LOCK_FILE_NAME), &store).unwrap();
+    assert_eq!(lockfile::read_url(dir.path()).unwrap(), url);
+    let dest = destination::open(lockfile::read_url(dir.path()).unwrap(), Access::ReadOnly).unwrap();
+    assert_eq!(dest.head().unwrap().version, 2);
+    // A lock naming a remote store: the error names the lock file and the URL.
+    std::fs::write(dir.path().join(LOCK_FILE_NAME), r#"{"backend_url": "s3://bucket/node.redb"}"#).unwrap();
+    let err = lockfile::read(dir.path()).unwrap_err().to_string();
+    let lock = dir.path().join(LOCK_FILE_NAME);
+    assert!(err.starts_with(&format!("{}: s3://bucket/node.redb: ", lock.display())), "{err}");
+    assert!(err.contains("not supported by this version"), "{err}");
+}
+
+/// The command line refuses the same locations the same way, on one line
+/// naming the URL, and creates nothing.
+#[cfg(all(feature = "cli", feature = "plugin"))]
+#[test]
+fn the_command_line_refuses_unsupported_locations_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, url, says) in [
+        (vec!["info", "s3://bucket/node.redb"], "s3://bucket/node.redb", "not supported by this version"),
+        (vec!["init", "socket:127.0.0.1:9000"], "socket:127.0.0.1:9000", "remote stores are not supported yet"),
+        (vec!["verify", "file://nas/backups/node.redb"], "file://nas/backups/node.redb", "not a file on the host nas"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cln-backup"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("LIGHTNINGD_PLUGIN")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("error: {url}: ")) && err.contains(says), "{err}");
+        assert!(err.contains("supported: a path or a file:// URL") || url.starts_with("file:"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

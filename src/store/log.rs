@@ -1,23 +1,30 @@
-//! The change log's layout in redb: a small tail table that every write
-//! touches, and sealed segments that hold older records packed together.
+//! The change log's layout in redb: a tail table that every write touches,
+//! and sealed segments that hold older records packed together.
 //!
-//! Owns where a record lives and moving records from the tail into segments.
-//! Writes touch only the tail, which stays a few dozen records long, so a
-//! commit rewrites few pages however long the log grows; sealed records are
-//! packed up to just under 64 KiB a value, which redb stores in one 64 KiB
-//! page, so they fill their pages instead of leaving the room that small
-//! values split across leaves leave. It must not interpret records:
+//! Owns where a record lives: finding one ([`record_at`], [`first_seq`]),
+//! walking them in order across segments and the tail ([`Records`]), moving
+//! the oldest records from the tail into segments ([`seal_if_due`]) and
+//! dropping records below a snapshot ([`prune_through`]). Writes touch only
+//! the tail, which holds between [`TAIL_KEEP`] and [`SEAL_AT`] records (up to
+//! four times that while its records are too small to fill a segment), so a
+//! commit rewrites the same few pages however long the log grows. Sealed
+//! records are packed up to just under 64 KiB a value, which redb stores in
+//! one run of pages, so they fill their pages instead of leaving the room that
+//! small values split across leaves leave. It must not interpret records:
 //! they move as the bytes they were written as, hash chain included.
 //!
 //! Invariants: every sealed record is older than every tail record; the tail
-//! keeps at least the last two records, so a write, an append to the head's
-//! record and a rewind never reach a segment; a segment holds consecutive
-//! records and is keyed by the version of its last one.
+//! keeps at least the last [`TAIL_KEEP`] records, so a write, an append to the
+//! head's record and a rewind never reach a segment; a segment holds
+//! consecutive records and is keyed by the version of its last one.
 
-use super::{CHANGES, SEALED};
+use super::tables::SEALED;
+use crate::error::Error;
 use crate::version::Seq;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::path::Path;
 
 /// Bytes of records packed into one sealed segment at most (a record larger
 /// than this is sealed alone): with the segment's own framing it stays within
@@ -28,7 +35,9 @@ const SEGMENT_BYTES: usize = 63 * 1024;
 /// in about 280 also writes segments) keeps it out of the 99th percentile of
 /// write latency.
 const SEAL_AT: u64 = 300;
-/// Records the tail keeps after sealing; at least the last two.
+/// Records the tail keeps after sealing: at least the last two (the head's
+/// record, which a repeated-version report rewrites, and the one a rewind
+/// falls back to), with room to spare.
 const TAIL_KEEP: u64 = 16;
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +84,17 @@ pub(super) enum LookupError {
     Encode(String),
 }
 
+impl LookupError {
+    /// The store's error for this failure in the store at `path`.
+    pub fn at(self, path: &Path) -> Error {
+        match self {
+            LookupError::Storage(e) => Error::redb(path, e),
+            LookupError::Corrupt(what) => Error::corrupt(path, what),
+            LookupError::Encode(what) => Error::Encode { path: path.to_path_buf(), what },
+        }
+    }
+}
+
 impl From<redb::StorageError> for LookupError {
     fn from(e: redb::StorageError) -> Self {
         LookupError::Storage(e.into())
@@ -115,10 +135,13 @@ pub(super) fn first_seq(
     Ok(tail.first()?.map(|(k, _)| k.value()))
 }
 
-/// Within `txn`, after a record was added to the tail: seal the oldest
-/// records into a segment once the tail is long enough.
-pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), LookupError> {
-    let mut tail = txn.open_table(CHANGES)?;
+/// Within `txn`, after a record was added to `tail` (the tail table, open
+/// in `txn`): seal the oldest records into segments once the tail is long
+/// enough. The sealed table is opened only then.
+pub(super) fn seal_if_due(
+    txn: &WriteTransaction,
+    tail: &mut redb::Table<'_, u64, &'static [u8]>,
+) -> Result<(), LookupError> {
     let len = tail.len()?;
     if len < SEAL_AT {
         return Ok(());
@@ -155,10 +178,78 @@ pub(super) fn seal_if_due(txn: &WriteTransaction) -> Result<(), LookupError> {
     Ok(())
 }
 
+/// The stored records from `start` through `upto`, in order, as
+/// (version, bytes): the sealed segments reaching `start` first, then the
+/// tail. Checks nothing about the records themselves.
+pub(super) struct Records {
+    sealed: redb::Range<'static, u64, &'static [u8]>,
+    /// Records of the current segment not yet yielded.
+    segment: VecDeque<(Seq, Vec<u8>)>,
+    tail: redb::Range<'static, u64, &'static [u8]>,
+    start: Seq,
+    upto: Seq,
+    /// Set once a record past `upto` was met: nothing after it is wanted.
+    done: bool,
+}
+
+impl Records {
+    pub fn new(
+        tail: &redb::ReadOnlyTable<u64, &'static [u8]>,
+        sealed: &redb::ReadOnlyTable<u64, &'static [u8]>,
+        start: Seq,
+        upto: Seq,
+    ) -> Result<Records, LookupError> {
+        Ok(Records {
+            sealed: sealed.range(start..)?,
+            segment: VecDeque::new(),
+            tail: tail.range(start..=upto)?,
+            start,
+            upto,
+            done: false,
+        })
+    }
+
+    /// The next record, or `None` after the last one wanted.
+    pub fn next_record(&mut self) -> Result<Option<(Seq, Vec<u8>)>, LookupError> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            if let Some((seq, bytes)) = self.segment.pop_front() {
+                if seq < self.start {
+                    continue;
+                }
+                if seq > self.upto {
+                    self.segment.clear();
+                    self.done = true;
+                    return Ok(None);
+                }
+                return Ok(Some((seq, bytes)));
+            }
+            match self.sealed.next() {
+                Some(entry) => {
+                    let (_, v) = entry?;
+                    let segment = Segment::from_bytes(v.value()).map_err(LookupError::Corrupt)?;
+                    let first = segment.first;
+                    self.segment = segment.records.into_iter().zip(first..).map(|(r, seq)| (seq, r)).collect();
+                }
+                None => break,
+            }
+        }
+        match self.tail.next() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                Ok(Some((k.value(), v.value().to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 /// Within `txn`: drop every record at or below `seq`, from the tail and from
 /// segments (a segment reaching past `seq` keeps its later records).
 pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), LookupError> {
-    let mut tail = txn.open_table(CHANGES)?;
+    let mut tail = txn.open_table(super::tables::CHANGES)?;
     tail.retain_in(..=seq, |_, _| false)?;
     let mut sealed = txn.open_table(SEALED)?;
     sealed.retain_in(..=seq, |_, _| false)?;

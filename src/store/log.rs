@@ -46,6 +46,7 @@ enum SegmentEnvelope {
 }
 
 /// A sealed segment, decoded.
+#[derive(Debug)]
 pub(super) struct Segment {
     pub first: Seq,
     pub records: Vec<Vec<u8>>,
@@ -77,6 +78,7 @@ impl Segment {
 }
 
 /// Where a lookup failed.
+#[derive(Debug)]
 pub(super) enum LookupError {
     Storage(redb::Error),
     Corrupt(String),
@@ -269,4 +271,204 @@ pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), Look
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::store::tables::CHANGES;
+    use redb::{Database, ReadableDatabase};
+
+    /// An in-memory database with the log's two tables, as a new store has them.
+    fn db() -> Database {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(CHANGES).unwrap();
+        txn.open_table(SEALED).unwrap();
+        txn.commit().unwrap();
+        db
+    }
+
+    /// A record of `len` bytes that names its version.
+    fn record(seq: Seq, len: usize) -> Vec<u8> {
+        seq.to_le_bytes().iter().copied().cycle().take(len).collect()
+    }
+
+    /// Append records `from..=to` of `len(seq)` bytes, one transaction each,
+    /// as the store does.
+    fn append(db: &Database, from: Seq, to: Seq, len: impl Fn(Seq) -> usize) {
+        for seq in from..=to {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut tail = txn.open_table(CHANGES).unwrap();
+                tail.insert(seq, record(seq, len(seq)).as_slice()).unwrap();
+                seal_if_due(&txn, &mut tail).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+    }
+
+    /// A segment as (key, first, last, record count).
+    type Span = (Seq, Seq, Seq, usize);
+
+    /// The tail's keys and each segment's span.
+    fn layout(db: &Database) -> (Vec<Seq>, Vec<Span>) {
+        let txn = db.begin_read().unwrap();
+        let tail = txn.open_table(CHANGES).unwrap();
+        let keys = tail.range::<u64>(..).unwrap().map(|e| e.unwrap().0.value()).collect();
+        let sealed = txn.open_table(SEALED).unwrap();
+        let segments = sealed
+            .range::<u64>(..)
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                let s = Segment::from_bytes(v.value()).unwrap();
+                (k.value(), s.first, s.last(), s.records.len())
+            })
+            .collect();
+        (keys, segments)
+    }
+
+    /// Every record from `start` to `upto`, read in order across segments and the tail.
+    fn read_all(db: &Database, start: Seq, upto: Seq) -> Vec<(Seq, Vec<u8>)> {
+        let txn = db.begin_read().unwrap();
+        let tail = txn.open_table(CHANGES).unwrap();
+        let sealed = txn.open_table(SEALED).unwrap();
+        let mut records = Records::new(&tail, &sealed, start, upto).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = records.next_record().unwrap() {
+            out.push(r);
+        }
+        out
+    }
+
+    fn check_segments_consecutive(segments: &[Span], first: Seq) {
+        let mut next = first;
+        for &(key, f, l, n) in segments {
+            assert_eq!(key, l, "a segment is keyed by its last version");
+            assert_eq!(f, next, "segments hold consecutive records");
+            assert_eq!(l - f + 1, n as u64);
+            next = l + 1;
+        }
+    }
+
+    #[test]
+    fn the_tail_seals_full_segments_when_it_reaches_seal_at() {
+        let db = db();
+        let len = |_| 1000;
+        append(&db, 1, SEAL_AT - 1, len);
+        let (tail, segments) = layout(&db);
+        assert!(segments.is_empty(), "sealed before the tail reached {SEAL_AT}");
+        assert_eq!(tail.len() as u64, SEAL_AT - 1);
+
+        append(&db, SEAL_AT, SEAL_AT, len);
+        let (tail, segments) = layout(&db);
+        let per = (SEGMENT_BYTES / 1000) as u64;
+        let full = (SEAL_AT - TAIL_KEEP) / per;
+        assert_eq!(segments.len() as u64, full, "{segments:?}");
+        check_segments_consecutive(&segments, 1);
+        assert!(segments.iter().all(|s| s.3 as u64 == per), "only full segments: {segments:?}");
+        // What did not fill a segment stays in the tail, after every sealed record.
+        assert_eq!(tail.first().copied(), Some(full * per + 1));
+        assert_eq!(tail.last().copied(), Some(SEAL_AT));
+        assert!(tail.len() as u64 >= TAIL_KEEP);
+        // Each segment stays within one 64 KiB value.
+        let txn = db.begin_read().unwrap();
+        let sealed = txn.open_table(SEALED).unwrap();
+        for e in sealed.range::<u64>(..).unwrap() {
+            assert!(e.unwrap().1.value().len() <= 64 * 1024);
+        }
+    }
+
+    #[test]
+    fn reads_cross_the_seam_between_segments_and_tail() {
+        let db = db();
+        let len = |seq: Seq| 200 + (seq as usize * 37) % 1500;
+        append(&db, 1, SEAL_AT + 50, len);
+        let (tail, segments) = layout(&db);
+        assert!(!segments.is_empty() && !tail.is_empty());
+        let all = read_all(&db, 0, SEAL_AT + 50);
+        assert_eq!(all.len() as u64, SEAL_AT + 50);
+        for (i, (seq, bytes)) in all.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1);
+            assert_eq!(*bytes, record(*seq, len(*seq)), "version {seq}");
+        }
+        // A window starting inside a segment and ending inside the tail.
+        let first_segment_last = segments[0].2;
+        let start = first_segment_last - 2;
+        let upto = tail[1];
+        let window = read_all(&db, start, upto);
+        assert_eq!(window.first().map(|r| r.0), Some(start));
+        assert_eq!(window.last().map(|r| r.0), Some(upto));
+        assert_eq!(window.len() as u64, upto - start + 1);
+        // A window that ends inside a segment stops there.
+        let inside = read_all(&db, 3, 5);
+        assert_eq!(inside.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 4, 5]);
+        // Lookups of single records on both sides of the seam.
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(CHANGES).unwrap();
+        let s = txn.open_table(SEALED).unwrap();
+        for seq in [1, first_segment_last, first_segment_last + 1, tail[0] - 1, tail[0], SEAL_AT + 50] {
+            assert_eq!(record_at(&t, &s, seq).unwrap(), Some(record(seq, len(seq))), "version {seq}");
+        }
+        assert_eq!(record_at(&t, &s, SEAL_AT + 51).unwrap(), None);
+        assert_eq!(first_seq(&t, &s).unwrap(), Some(1));
+    }
+
+    #[test]
+    fn a_record_larger_than_a_segment_is_sealed_alone() {
+        let db = db();
+        let big = 10;
+        let len = move |seq: Seq| if seq == big { SEGMENT_BYTES + 100 } else { 3000 };
+        append(&db, 1, SEAL_AT, len);
+        let (_, segments) = layout(&db);
+        check_segments_consecutive(&segments, 1);
+        let alone = segments.iter().find(|s| s.1 == big).expect("the big record is sealed");
+        assert_eq!((alone.2, alone.3), (big, 1), "{segments:?}");
+        assert_eq!(segments[0].2, big - 1, "the records before it close their own segment");
+        let all = read_all(&db, 0, SEAL_AT);
+        assert_eq!(all[big as usize - 1].1.len(), SEGMENT_BYTES + 100);
+    }
+
+    #[test]
+    fn the_last_records_never_reach_a_segment() {
+        // Tiny records never fill a segment: at four times SEAL_AT the tail
+        // is sealed anyway, down to TAIL_KEEP.
+        let db = db();
+        for head in [SEAL_AT, 2 * SEAL_AT, 4 * SEAL_AT - 1, 4 * SEAL_AT, 5 * SEAL_AT + 3] {
+            let (tail, _) = layout(&db);
+            let from = tail.last().map(|l| l + 1).unwrap_or(1);
+            append(&db, from, head, |_| 10);
+            let (tail, segments) = layout(&db);
+            check_segments_consecutive(&segments, 1);
+            assert!(tail.len() as u64 >= TAIL_KEEP, "head {head}: tail of {}", tail.len());
+            assert_eq!(tail.last().copied(), Some(head));
+            // The head's record and the one a rewind falls back to are in the tail.
+            assert!(tail.contains(&head) && tail.contains(&(head - 1)));
+            if head >= 4 * SEAL_AT {
+                assert!(!segments.is_empty(), "head {head}: the forced seal did not run");
+            }
+        }
+        let (tail, segments) = layout(&db);
+        assert!(segments.iter().all(|s| s.2 < tail[0]), "a sealed record is newer than a tail record");
+    }
+
+    #[test]
+    fn pruning_keeps_the_later_records_of_a_straddling_segment() {
+        let db = db();
+        let len = |_| 1000;
+        append(&db, 1, SEAL_AT, len);
+        let (_, segments) = layout(&db);
+        let cut = segments[1].1 + 5;
+        let txn = db.begin_write().unwrap();
+        prune_through(&txn, cut).unwrap();
+        txn.commit().unwrap();
+        let (_, after) = layout(&db);
+        assert_eq!(after[0].1, cut + 1);
+        assert_eq!(after[0].0, segments[1].0);
+        let all = read_all(&db, cut, SEAL_AT);
+        assert_eq!(all.first().map(|r| r.0), Some(cut + 1));
+        assert_eq!(all.len() as u64, SEAL_AT - cut);
+    }
 }

@@ -179,3 +179,140 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
     }
     Ok(st)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::store::Store;
+    use crate::version::bump_statement;
+
+    /// The state as the tables say, beside the state the writes kept.
+    fn derived_and_kept(store: &Store) -> (State, State) {
+        let txn = store.begin_read().unwrap();
+        let derived = load_state(&store.path, &txn, true).unwrap();
+        (derived, store.lock().clone())
+    }
+
+    /// Every field the tables determine (all but `generation`), as one value.
+    fn fields(st: &State) -> impl PartialEq + std::fmt::Debug {
+        (st.meta.clone(), st.head, st.snapshot.clone(), st.last.clone(), st.tip, st.changes)
+    }
+
+    /// The state derived from the tables, now and after a reopen, equals the
+    /// one the writes kept in memory.
+    fn check(store: Store) -> (Store, State) {
+        let (derived, kept) = derived_and_kept(&store);
+        assert_eq!(fields(&derived), fields(&kept));
+        let path = store.path.clone();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let (reopened, _) = derived_and_kept(&store);
+        assert_eq!(fields(&reopened), fields(&kept));
+        (store, kept)
+    }
+
+    fn change(v: u32) -> Vec<String> {
+        vec![format!("INSERT INTO t VALUES ({v}, x'{}')", "ab".repeat(40)), bump_statement(v)]
+    }
+
+    fn new_store(dir: &tempfile::TempDir) -> Store {
+        Store::create(dir.path().join("s.redb")).unwrap()
+    }
+
+    #[test]
+    fn an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, st) = check(new_store(&dir));
+        assert_eq!((st.head, st.changes, st.last.clone()), (0, 0, None));
+        assert_eq!(st.tip, genesis_hash(&st.meta.store_id));
+    }
+
+    #[test]
+    fn after_changes_and_a_repeated_version_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(&dir);
+        for v in 1..=5 {
+            store.add_change(v, &change(v)).unwrap();
+        }
+        let (store, st) = check(store);
+        assert_eq!((st.head, st.changes), (5, 5));
+        let last = st.last.clone().unwrap();
+        assert_eq!((last.seq, last.parts), (5, 1));
+        let before_tip = st.tip;
+        store.add_change(5, &["PRAGMA foreign_keys = OFF;"]).unwrap();
+        let (_, st) = check(store);
+        let last = st.last.clone().unwrap();
+        assert_eq!((last.seq, last.parts, st.changes), (5, 2, 5));
+        assert_ne!(st.tip, before_tip, "the head's record changed, so its hash did");
+    }
+
+    #[test]
+    fn after_sealing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(&dir);
+        let n = 700;
+        let mut bulk = store.bulk_load().unwrap();
+        for v in 1..n {
+            bulk.add_change(v, &change(v)).unwrap();
+        }
+        bulk.finish().unwrap();
+        store.add_change(n, &change(n)).unwrap();
+        {
+            let txn = store.begin_read().unwrap();
+            let sealed = txn.open_table(SEALED).unwrap();
+            assert!(sealed.first().unwrap().is_some(), "nothing was sealed");
+        }
+        let (_, st) = check(store);
+        assert_eq!((st.head, st.changes), (u64::from(n), u64::from(n)));
+        assert_eq!(st.last.as_ref().map(|l| l.seq), Some(u64::from(n)));
+    }
+
+    #[test]
+    fn after_a_rewind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(&dir);
+        for v in 1..=3 {
+            store.add_change(v, &change(v)).unwrap();
+        }
+        let (store, at_two_tip) = {
+            let txn = store.begin_read().unwrap();
+            let tail = txn.open_table(CHANGES).unwrap();
+            let rec = StoredChange::from_bytes(tail.get(2).unwrap().unwrap().value()).unwrap();
+            drop(tail);
+            drop(txn);
+            (store, rec.hash)
+        };
+        assert_eq!(store.rewind().unwrap(), 2);
+        let (store, st) = check(store);
+        assert_eq!((st.head, st.changes, st.meta.rewound_at), (2, 2, Some(2)));
+        assert_eq!(st.tip, at_two_tip);
+        assert!(st.rewind_refusal().is_some(), "a second rewind in a row is allowed");
+        // A new change after the rewind.
+        store.add_change(3, &change(3)).unwrap();
+        let (_, st) = check(store);
+        assert_eq!((st.head, st.changes, st.meta.rewound_at), (3, 3, Some(2)));
+        assert!(st.rewind_refusal().is_none());
+    }
+
+    #[test]
+    fn after_a_snapshot_and_changes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(&dir);
+        for v in 1..=4 {
+            store.add_change(v, &change(v)).unwrap();
+        }
+        let image = vec![7u8; 10_000];
+        store.add_snapshot(4, &mut image.as_slice()).unwrap();
+        let (store, st) = check(store);
+        let (seq, header) = st.snapshot.clone().unwrap();
+        assert_eq!((seq, st.head, st.changes, st.last.clone()), (4, 4, 0, None));
+        assert_eq!(st.tip, header.anchor);
+        assert!(st.rewind_refusal().is_some());
+        store.add_change(5, &change(5)).unwrap();
+        store.add_change(6, &change(6)).unwrap();
+        let (_, st) = check(store);
+        assert_eq!((st.head, st.changes), (6, 2));
+        assert_eq!(st.last.as_ref().map(|l| (l.seq, l.parts)), Some((6, 1)));
+    }
+}

@@ -145,6 +145,11 @@ impl Store {
             let encoded = encoded.take().unwrap_or_else(|| encode(&self.path, statements));
             let planned =
                 plan_change(&self.path, &before, version, statements, time_ms, encoded, |seq| self.read_change(seq))?;
+            #[cfg(test)]
+            if tests::INTERFERE.with(|i| i.replace(false)) {
+                // The tests' stand-in for another thread's write landing here.
+                self.add_change_inner(version, statements)?;
+            }
             let mut st = self.lock();
             if st.generation != before.generation {
                 continue;
@@ -447,5 +452,72 @@ impl BulkLoad<'_> {
     /// suite checks that a bulk load does not commit once per change.
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::version::bump_statement;
+
+    thread_local! {
+        /// Set: the next `add_change` on this thread stores the same change
+        /// again between planning and taking the lock.
+        pub(super) static INTERFERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_write_planned_before_another_one_landed_is_planned_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s.redb")).unwrap();
+        store.add_change(1, &["SELECT 1".to_string(), bump_statement(1)]).unwrap();
+        INTERFERE.with(|i| i.set(true));
+        let err = store.add_change(2, &["SELECT 2".to_string(), bump_statement(2)]).unwrap_err();
+        // Planned again on the new head, version 2 is a repeat, with a bump.
+        assert!(matches!(err, Error::RepeatWithBump { version: 2 }), "{err}");
+        let st = store.lock().clone();
+        assert_eq!((st.head, st.changes), (2, 2));
+        let reader = store.reader().unwrap();
+        assert_eq!(reader.changes(2).unwrap().map(|c| c.unwrap().seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn writers_racing_on_one_store_each_plan_against_the_state_they_commit_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s.redb")).unwrap();
+        let target = 60u32;
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let store = &store;
+                scope.spawn(move || loop {
+                    let v = store.version() + 1;
+                    if v > target {
+                        return;
+                    }
+                    let stmts = [format!("INSERT INTO t VALUES ({thread}, {v})"), bump_statement(v)];
+                    match store.add_change(v, &stmts) {
+                        Ok(added) => assert_eq!(added, Added::New(Seq::from(v))),
+                        // Another thread stored `v` first.
+                        Err(Error::RepeatWithBump { .. } | Error::Gap { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                });
+            }
+        });
+        let st = store.lock().clone();
+        assert_eq!((st.head, st.changes), (u64::from(target), u64::from(target)));
+        let reader = store.reader().unwrap();
+        assert_eq!(reader.change_count(), u64::from(target));
+        let mut n = 0;
+        for change in reader.changes(reader.head()).unwrap() {
+            change.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, target);
+        // The kept tip is the last record's hash: the next change chains on.
+        drop(reader);
+        store.add_change(target + 1, &["SELECT 1".to_string(), bump_statement(target + 1)]).unwrap();
+        assert_eq!(store.reader().unwrap().changes(Seq::from(target + 1)).unwrap().count(), target as usize + 1);
     }
 }

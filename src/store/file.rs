@@ -21,7 +21,9 @@ const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0
 /// Commits are redb's default: one phase with page checksums (no
 /// `set_two_phase_commit`, no quick repair, the exclusive-writer concurrency
 /// mode, which does not force two phases). The page size is redb's fixed
-/// 4 KiB; what a commit writes is described in [`super::write`].
+/// 4 KiB and the region size its default (redb's setters for both exist only
+/// in its own tests); the cache size does not change what a commit writes. What a commit writes is described in
+/// [`super::write`].
 pub(super) fn builder() -> redb::Builder {
     let mut builder = redb::Database::builder();
     builder.set_cache_size(CACHE_BYTES);

@@ -1,24 +1,36 @@
-//! The change log's layout in redb: a tail table that every write touches,
-//! and sealed segments that hold older records packed together.
+//! The change log's layout in redb: the tail, one B-tree leaf that every
+//! write touches; the recent records moved out of it; and sealed segments
+//! that hold older records packed together.
 //!
 //! Owns where a record lives: finding one ([`record_at`], [`first_seq`]),
-//! walking them in order across segments and the tail ([`Records`]), moving
-//! the oldest records from the tail into segments ([`seal_if_due`]) and
-//! dropping records below a snapshot ([`prune_through`]). Writes touch only
-//! the tail, which holds between [`TAIL_KEEP`] and [`SEAL_AT`] records (up to
-//! four times that while its records are too small to fill a segment), so a
-//! commit rewrites the same few pages however long the log grows. Sealed
-//! records are packed up to just under 64 KiB a value, which redb stores in
-//! one run of pages, so they fill their pages instead of leaving the room that
-//! small values split across leaves leave. It must not interpret records:
-//! they move as the bytes they were written as, hash chain included.
+//! walking them in order across the three ([`Records`]), moving records out
+//! of the tail before it outgrows its leaf ([`make_room`]), sealing recent
+//! records into segments, and dropping records below a snapshot
+//! ([`prune_through`]). It must not interpret records: they move as the
+//! bytes they were written as, hash chain included.
 //!
-//! Invariants: every sealed record is older than every tail record; the tail
-//! keeps at least the last [`TAIL_KEEP`] records, so a write, an append to the
-//! head's record and a rewind never reach a segment; a segment holds
+//! Decision: a plain write rewrites the tail's one leaf and nothing else of
+//! ours. The tail (`changes`) holds the newest records within
+//! [`TAIL_LEAF_BYTES`], one redb leaf, so the table has no branch page to
+//! rewrite; before a record would overflow the leaf, every tail record but
+//! the newest moves, in the same transaction, to `recent_changes` (one commit
+//! in a few also rewrites a leaf and a branch there). Once `recent_changes`
+//! holds [`SEAL_AT`] records, they are sealed into segments of consecutive
+//! records packed to just under 64 KiB (one redb value, its pages filled
+//! instead of the room small values split across leaves leave), keyed by
+//! their last version: one commit in about 280 also writes segments, which
+//! keeps sealing out of the 99th percentile of write latency. Stores of
+//! format 1 have no `recent_changes` and a tail of up to 1200 records: they
+//! read the same, and their first write moves the tail's older records out.
+//!
+//! Invariants: every sealed record is older than every recent record, which
+//! is older than every tail record; the head's record is always in the tail
+//! (so an append to it never reaches another table), and so is the record
+//! before it unless the head holds repeated-version reports (so after a
+//! rewind the new head's record is in the tail too); a segment holds
 //! consecutive records and is keyed by the version of its last one.
 
-use super::tables::SEALED;
+use super::tables::{CHANGES, RECENT, SEALED};
 use crate::error::Error;
 use crate::version::Seq;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -30,15 +42,19 @@ use std::path::Path;
 /// than this is sealed alone): with the segment's own framing it stays within
 /// one 64 KiB page.
 const SEGMENT_BYTES: usize = 63 * 1024;
-/// Tail length at which its oldest records are sealed, as many segments as
-/// they fill, down to [`TAIL_KEEP`]. Sealing in bulk this rarely (one commit
-/// in about 280 also writes segments) keeps it out of the 99th percentile of
-/// write latency.
+/// Number of recent records at which they are sealed, as many segments as
+/// they fill.
 const SEAL_AT: u64 = 300;
-/// Records the tail keeps after sealing: at least the last two (the head's
-/// record, which a repeated-version report rewrites, and the one a rewind
-/// falls back to), with room to spare.
-const TAIL_KEEP: u64 = 16;
+/// Bytes of the tail's records, each counted with [`ENTRY_BYTES`], that fit
+/// in one 4 KiB redb leaf with its header.
+const TAIL_LEAF_BYTES: usize = 4096 - 64;
+/// What a redb leaf spends on an entry besides its value (the u64 key and
+/// the value's end offset), rounded up.
+const ENTRY_BYTES: usize = 16;
+/// Records older than the head are moved out of the tail when a new one would
+/// not fit; the newest this many stay, so after the new one is in, the head
+/// and the record before it are in the tail.
+const TAIL_KEEP: u64 = 1;
 
 #[derive(Serialize, Deserialize)]
 enum SegmentEnvelope {
@@ -109,14 +125,32 @@ impl From<redb::TableError> for LookupError {
     }
 }
 
-/// The bytes of the record at `seq`, from the tail or a segment.
-pub(super) fn record_at(
-    tail: &impl ReadableTable<u64, &'static [u8]>,
-    sealed: &impl ReadableTable<u64, &'static [u8]>,
+/// Open `recent_changes` in a read view: a store of format 1 has none,
+/// which reads as empty.
+pub(super) fn open_recent(
+    txn: &redb::ReadTransaction,
+) -> Result<Option<redb::ReadOnlyTable<u64, &'static [u8]>>, LookupError> {
+    match txn.open_table(RECENT) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The bytes of the record at `seq`, from the tail, the recent records or a segment.
+pub(super) fn record_at<T: ReadableTable<u64, &'static [u8]>>(
+    tail: &T,
+    recent: Option<&T>,
+    sealed: &T,
     seq: Seq,
 ) -> Result<Option<Vec<u8>>, LookupError> {
     if let Some(v) = tail.get(seq)? {
         return Ok(Some(v.value().to_vec()));
+    }
+    if let Some(recent) = recent {
+        if let Some(v) = recent.get(seq)? {
+            return Ok(Some(v.value().to_vec()));
+        }
     }
     let Some(entry) = sealed.range(seq..)?.next() else {
         return Ok(None);
@@ -127,30 +161,64 @@ pub(super) fn record_at(
 }
 
 /// The first record's version, if the log holds any.
-pub(super) fn first_seq(
-    tail: &impl ReadableTable<u64, &'static [u8]>,
-    sealed: &impl ReadableTable<u64, &'static [u8]>,
+pub(super) fn first_seq<T: ReadableTable<u64, &'static [u8]>>(
+    tail: &T,
+    recent: Option<&T>,
+    sealed: &T,
 ) -> Result<Option<Seq>, LookupError> {
     if let Some((_, v)) = sealed.first()? {
         return Ok(Some(Segment::from_bytes(v.value()).map_err(LookupError::Corrupt)?.first));
     }
+    if let Some(recent) = recent {
+        if let Some((k, _)) = recent.first()? {
+            return Ok(Some(k.value()));
+        }
+    }
     Ok(tail.first()?.map(|(k, _)| k.value()))
 }
 
-/// Within `txn`, after a record was added to `tail` (the tail table, open
-/// in `txn`): seal the oldest records into segments once the tail is long
-/// enough. The sealed table is opened only then.
-pub(super) fn seal_if_due(
+/// Within `txn`, before a record of `incoming` bytes is put in `tail` (the
+/// tail table, open in `txn`): if it would not fit in the tail's leaf, move
+/// every tail record but the newest [`TAIL_KEEP`] to the recent records, and
+/// seal those once there are [`SEAL_AT`]. Tables other than the tail are
+/// opened only then.
+pub(super) fn make_room(
     txn: &WriteTransaction,
     tail: &mut redb::Table<'_, u64, &'static [u8]>,
+    incoming: usize,
 ) -> Result<(), LookupError> {
-    let len = tail.len()?;
+    let mut bytes = incoming + ENTRY_BYTES;
+    let mut count = 0u64;
+    for entry in tail.iter()? {
+        let (_, v) = entry?;
+        bytes += v.value().len() + ENTRY_BYTES;
+        count += 1;
+    }
+    if bytes <= TAIL_LEAF_BYTES || count <= TAIL_KEEP {
+        return Ok(());
+    }
+    let mut recent = txn.open_table(RECENT)?;
+    let mut span = None;
+    for entry in tail.range::<u64>(..)?.take((count - TAIL_KEEP) as usize) {
+        let (k, v) = entry?;
+        recent.insert(k.value(), v.value())?;
+        span = Some((span.map_or(k.value(), |(first, _)| first), k.value()));
+    }
+    if let Some((first, last)) = span {
+        tail.retain_in(first..=last, |_, _| false)?;
+    }
+    seal_if_due(txn, &mut recent)
+}
+
+/// Within `txn`: seal the recent records into segments once there are
+/// [`SEAL_AT`] of them; only full segments, unless there are four times as
+/// many (tiny records may not fill a segment for a long time).
+fn seal_if_due(txn: &WriteTransaction, recent: &mut redb::Table<'_, u64, &'static [u8]>) -> Result<(), LookupError> {
+    let len = recent.len()?;
     if len < SEAL_AT {
         return Ok(());
     }
-    let mut sealable = len - TAIL_KEEP;
-    // Tiny records may not fill a segment for a long time: past this length
-    // the tail is sealed anyway, partial segment included.
+    let mut sealable = len;
     let force = len >= 4 * SEAL_AT;
     let mut sealed = txn.open_table(SEALED)?;
     while sealable > 0 {
@@ -158,7 +226,7 @@ pub(super) fn seal_if_due(
         let mut bytes = 0usize;
         let mut first = None;
         let mut full = false;
-        for entry in tail.range::<u64>(..)?.take(sealable as usize) {
+        for entry in recent.range::<u64>(..)?.take(sealable as usize) {
             let (k, v) = entry?;
             let value = v.value();
             if !records.is_empty() && bytes + value.len() > SEGMENT_BYTES {
@@ -169,11 +237,11 @@ pub(super) fn seal_if_due(
             bytes += value.len();
             records.push(value.to_vec());
         }
-        // Only full segments: the rest waits in the tail for the next round.
+        // Only full segments: the rest waits for the next round.
         let (Some(first), true) = (first, full || force) else { break };
         let segment = Segment { first, records };
         let last = segment.last();
-        tail.retain_in(first..=last, |_, _| false)?;
+        recent.retain_in(first..=last, |_, _| false)?;
         sealed.insert(last, segment.to_bytes().map_err(LookupError::Encode)?.as_slice())?;
         sealable -= segment.records.len() as u64;
     }
@@ -182,11 +250,12 @@ pub(super) fn seal_if_due(
 
 /// The stored records from `start` through `upto`, in order, as
 /// (version, bytes): the sealed segments reaching `start` first, then the
-/// tail. Checks nothing about the records themselves.
+/// recent records, then the tail. Checks nothing about the records themselves.
 pub(super) struct Records {
     sealed: redb::Range<'static, u64, &'static [u8]>,
     /// Records of the current segment not yet yielded.
     segment: VecDeque<(Seq, Vec<u8>)>,
+    recent: Option<redb::Range<'static, u64, &'static [u8]>>,
     tail: redb::Range<'static, u64, &'static [u8]>,
     start: Seq,
     upto: Seq,
@@ -197,6 +266,7 @@ pub(super) struct Records {
 impl Records {
     pub fn new(
         tail: &redb::ReadOnlyTable<u64, &'static [u8]>,
+        recent: Option<&redb::ReadOnlyTable<u64, &'static [u8]>>,
         sealed: &redb::ReadOnlyTable<u64, &'static [u8]>,
         start: Seq,
         upto: Seq,
@@ -204,6 +274,7 @@ impl Records {
         Ok(Records {
             sealed: sealed.range(start..)?,
             segment: VecDeque::new(),
+            recent: recent.map(|r| r.range(start..=upto)).transpose()?,
             tail: tail.range(start..=upto)?,
             start,
             upto,
@@ -238,6 +309,15 @@ impl Records {
                 None => break,
             }
         }
+        if let Some(recent) = &mut self.recent {
+            match recent.next() {
+                Some(entry) => {
+                    let (k, v) = entry?;
+                    return Ok(Some((k.value(), v.value().to_vec())));
+                }
+                None => self.recent = None,
+            }
+        }
         match self.tail.next() {
             Some(entry) => {
                 let (k, v) = entry?;
@@ -248,11 +328,14 @@ impl Records {
     }
 }
 
-/// Within `txn`: drop every record at or below `seq`, from the tail and from
-/// segments (a segment reaching past `seq` keeps its later records).
+/// Within `txn`: drop every record at or below `seq`, from the tail, the
+/// recent records and segments (a segment reaching past `seq` keeps its
+/// later records).
 pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), LookupError> {
-    let mut tail = txn.open_table(super::tables::CHANGES)?;
+    let mut tail = txn.open_table(CHANGES)?;
     tail.retain_in(..=seq, |_, _| false)?;
+    let mut recent = txn.open_table(RECENT)?;
+    recent.retain_in(..=seq, |_, _| false)?;
     let mut sealed = txn.open_table(SEALED)?;
     sealed.retain_in(..=seq, |_, _| false)?;
     let straddling = match sealed.range(seq..)?.next() {
@@ -277,17 +360,24 @@ pub(super) fn prune_through(txn: &WriteTransaction, seq: Seq) -> Result<(), Look
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::store::tables::CHANGES;
     use redb::{Database, ReadableDatabase};
 
-    /// An in-memory database with the log's two tables, as a new store has them.
-    fn db() -> Database {
+    /// An in-memory database with the log's tables, as a new store has them
+    /// (`with_recent`) or as format 1 had them.
+    fn db_with(with_recent: bool) -> Database {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).unwrap();
         let txn = db.begin_write().unwrap();
         txn.open_table(CHANGES).unwrap();
+        if with_recent {
+            txn.open_table(RECENT).unwrap();
+        }
         txn.open_table(SEALED).unwrap();
         txn.commit().unwrap();
         db
+    }
+
+    fn db() -> Database {
+        db_with(true)
     }
 
     /// A record of `len` bytes that names its version.
@@ -302,8 +392,9 @@ mod tests {
             let txn = db.begin_write().unwrap();
             {
                 let mut tail = txn.open_table(CHANGES).unwrap();
-                tail.insert(seq, record(seq, len(seq)).as_slice()).unwrap();
-                seal_if_due(&txn, &mut tail).unwrap();
+                let bytes = record(seq, len(seq));
+                make_room(&txn, &mut tail, bytes.len()).unwrap();
+                tail.insert(seq, bytes.as_slice()).unwrap();
             }
             txn.commit().unwrap();
         }
@@ -312,11 +403,24 @@ mod tests {
     /// A segment as (key, first, last, record count).
     type Span = (Seq, Seq, Seq, usize);
 
-    /// The tail's keys and each segment's span.
-    fn layout(db: &Database) -> (Vec<Seq>, Vec<Span>) {
+    /// Where the records are: the tail's keys, the recent keys, each segment's span.
+    struct Layout {
+        tail: Vec<Seq>,
+        recent: Vec<Seq>,
+        segments: Vec<Span>,
+        /// The tail table's leaf and branch pages.
+        tail_pages: (u64, u64),
+    }
+
+    fn layout(db: &Database) -> Layout {
         let txn = db.begin_read().unwrap();
-        let tail = txn.open_table(CHANGES).unwrap();
-        let keys = tail.range::<u64>(..).unwrap().map(|e| e.unwrap().0.value()).collect();
+        let t = txn.open_table(CHANGES).unwrap();
+        let keys = |t: &redb::ReadOnlyTable<u64, &[u8]>| -> Vec<Seq> {
+            t.range::<u64>(..).unwrap().map(|e| e.unwrap().0.value()).collect()
+        };
+        let tail = keys(&t);
+        let stats = t.stats().unwrap();
+        let recent = open_recent(&txn).unwrap().map(|r| keys(&r)).unwrap_or_default();
         let sealed = txn.open_table(SEALED).unwrap();
         let segments = sealed
             .range::<u64>(..)
@@ -327,15 +431,16 @@ mod tests {
                 (k.value(), s.first, s.last(), s.records.len())
             })
             .collect();
-        (keys, segments)
+        Layout { tail, recent, segments, tail_pages: (stats.leaf_pages(), stats.branch_pages()) }
     }
 
-    /// Every record from `start` to `upto`, read in order across segments and the tail.
+    /// Every record from `start` to `upto`, read in order across the tables.
     fn read_all(db: &Database, start: Seq, upto: Seq) -> Vec<(Seq, Vec<u8>)> {
         let txn = db.begin_read().unwrap();
         let tail = txn.open_table(CHANGES).unwrap();
+        let recent = open_recent(&txn).unwrap();
         let sealed = txn.open_table(SEALED).unwrap();
-        let mut records = Records::new(&tail, &sealed, start, upto).unwrap();
+        let mut records = Records::new(&tail, recent.as_ref(), &sealed, start, upto).unwrap();
         let mut out = Vec::new();
         while let Some(r) = records.next_record().unwrap() {
             out.push(r);
@@ -343,77 +448,104 @@ mod tests {
         out
     }
 
-    fn check_segments_consecutive(segments: &[Span], first: Seq) {
-        let mut next = first;
-        for &(key, f, l, n) in segments {
-            assert_eq!(key, l, "a segment is keyed by its last version");
+    /// Segments, then recent records, then the tail hold `1..=head` in order.
+    fn check_order(l: &Layout, head: Seq) {
+        let mut next = 1;
+        for &(key, f, last, n) in &l.segments {
+            assert_eq!(key, last, "a segment is keyed by its last version");
             assert_eq!(f, next, "segments hold consecutive records");
-            assert_eq!(l - f + 1, n as u64);
-            next = l + 1;
+            assert_eq!(last - f + 1, n as u64);
+            next = last + 1;
         }
+        for &k in l.recent.iter().chain(&l.tail) {
+            assert_eq!(k, next, "records are consecutive across the tables");
+            next += 1;
+        }
+        assert_eq!(next, head + 1);
     }
 
     #[test]
-    fn the_tail_seals_full_segments_when_it_reaches_seal_at() {
+    fn the_tail_stays_within_one_leaf_and_keeps_the_head_and_the_record_before() {
+        let db = db();
+        let len = |seq: Seq| 100 + (seq as usize * 131) % 1700;
+        for head in 1..=120 {
+            append(&db, head, head, len);
+            let l = layout(&db);
+            check_order(&l, head);
+            assert_eq!(l.tail_pages, (1, 0), "head {head}: the tail is not one leaf");
+            assert_eq!(l.tail.last().copied(), Some(head));
+            if head > 1 {
+                assert!(l.tail.contains(&(head - 1)), "head {head}: the record before the head left the tail");
+            }
+            let bytes: usize = l.tail.iter().map(|&s| len(s) + ENTRY_BYTES).sum();
+            assert!(bytes <= TAIL_LEAF_BYTES || l.tail.len() as u64 <= TAIL_KEEP + 1, "head {head}");
+        }
+        assert!(!layout(&db).recent.is_empty(), "nothing moved out of the tail");
+    }
+
+    #[test]
+    fn recent_records_seal_into_full_segments_at_seal_at() {
         let db = db();
         let len = |_| 1000;
-        append(&db, 1, SEAL_AT - 1, len);
-        let (tail, segments) = layout(&db);
-        assert!(segments.is_empty(), "sealed before the tail reached {SEAL_AT}");
-        assert_eq!(tail.len() as u64, SEAL_AT - 1);
-
-        append(&db, SEAL_AT, SEAL_AT, len);
-        let (tail, segments) = layout(&db);
+        // Three records of 1000 bytes fill the tail: each move takes two.
+        let mut head = 0;
+        while layout(&db).recent.len() as u64 + 2 < SEAL_AT {
+            head += 1;
+            append(&db, head, head, len);
+            assert!(layout(&db).segments.is_empty(), "sealed before {SEAL_AT} recent records");
+        }
+        while layout(&db).segments.is_empty() {
+            head += 1;
+            append(&db, head, head, len);
+        }
+        let l = layout(&db);
+        check_order(&l, head);
         let per = (SEGMENT_BYTES / 1000) as u64;
-        let full = (SEAL_AT - TAIL_KEEP) / per;
-        assert_eq!(segments.len() as u64, full, "{segments:?}");
-        check_segments_consecutive(&segments, 1);
-        assert!(segments.iter().all(|s| s.3 as u64 == per), "only full segments: {segments:?}");
-        // What did not fill a segment stays in the tail, after every sealed record.
-        assert_eq!(tail.first().copied(), Some(full * per + 1));
-        assert_eq!(tail.last().copied(), Some(SEAL_AT));
-        assert!(tail.len() as u64 >= TAIL_KEEP);
-        // Each segment stays within one 64 KiB value.
+        assert!(l.segments.iter().all(|s| s.3 as u64 == per), "only full segments: {:?}", l.segments);
+        // What did not fill a segment stays in the recent records.
+        assert!((l.recent.len() as u64) < per, "{} recent records left", l.recent.len());
         let txn = db.begin_read().unwrap();
         let sealed = txn.open_table(SEALED).unwrap();
         for e in sealed.range::<u64>(..).unwrap() {
-            assert!(e.unwrap().1.value().len() <= 64 * 1024);
+            assert!(e.unwrap().1.value().len() <= 64 * 1024, "a segment is larger than one 64 KiB value");
         }
     }
 
     #[test]
-    fn reads_cross_the_seam_between_segments_and_tail() {
+    fn reads_cross_the_seams_between_segments_recent_records_and_tail() {
         let db = db();
         let len = |seq: Seq| 200 + (seq as usize * 37) % 1500;
-        append(&db, 1, SEAL_AT + 50, len);
-        let (tail, segments) = layout(&db);
-        assert!(!segments.is_empty() && !tail.is_empty());
-        let all = read_all(&db, 0, SEAL_AT + 50);
-        assert_eq!(all.len() as u64, SEAL_AT + 50);
+        let head = 2 * SEAL_AT;
+        append(&db, 1, head, len);
+        let l = layout(&db);
+        check_order(&l, head);
+        assert!(!l.segments.is_empty() && !l.recent.is_empty() && !l.tail.is_empty());
+        let all = read_all(&db, 0, head);
+        assert_eq!(all.len() as u64, head);
         for (i, (seq, bytes)) in all.iter().enumerate() {
             assert_eq!(*seq, i as u64 + 1);
             assert_eq!(*bytes, record(*seq, len(*seq)), "version {seq}");
         }
-        // A window starting inside a segment and ending inside the tail.
-        let first_segment_last = segments[0].2;
-        let start = first_segment_last - 2;
-        let upto = tail[1];
+        // A window from inside a segment to inside the tail.
+        let start = l.segments[0].2 - 2;
+        let upto = l.tail[0];
         let window = read_all(&db, start, upto);
-        assert_eq!(window.first().map(|r| r.0), Some(start));
-        assert_eq!(window.last().map(|r| r.0), Some(upto));
-        assert_eq!(window.len() as u64, upto - start + 1);
-        // A window that ends inside a segment stops there.
-        let inside = read_all(&db, 3, 5);
-        assert_eq!(inside.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 4, 5]);
-        // Lookups of single records on both sides of the seam.
+        assert_eq!(window.iter().map(|r| r.0).collect::<Vec<_>>(), (start..=upto).collect::<Vec<_>>());
+        // A window that ends inside a segment stops there; one inside the recent records too.
+        assert_eq!(read_all(&db, 3, 5).iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let r0 = l.recent[0];
+        assert_eq!(read_all(&db, r0, r0 + 1).iter().map(|r| r.0).collect::<Vec<_>>(), vec![r0, r0 + 1]);
+        // Single records on both sides of each seam.
         let txn = db.begin_read().unwrap();
         let t = txn.open_table(CHANGES).unwrap();
+        let r = open_recent(&txn).unwrap();
         let s = txn.open_table(SEALED).unwrap();
-        for seq in [1, first_segment_last, first_segment_last + 1, tail[0] - 1, tail[0], SEAL_AT + 50] {
-            assert_eq!(record_at(&t, &s, seq).unwrap(), Some(record(seq, len(seq))), "version {seq}");
+        let last_sealed = l.segments.last().unwrap().2;
+        for seq in [1, l.segments[0].2, l.segments[0].2 + 1, last_sealed, r0, l.tail[0] - 1, l.tail[0], head] {
+            assert_eq!(record_at(&t, r.as_ref(), &s, seq).unwrap(), Some(record(seq, len(seq))), "version {seq}");
         }
-        assert_eq!(record_at(&t, &s, SEAL_AT + 51).unwrap(), None);
-        assert_eq!(first_seq(&t, &s).unwrap(), Some(1));
+        assert_eq!(record_at(&t, r.as_ref(), &s, head + 1).unwrap(), None);
+        assert_eq!(first_seq(&t, r.as_ref(), &s).unwrap(), Some(1));
     }
 
     #[test]
@@ -421,54 +553,76 @@ mod tests {
         let db = db();
         let big = 10;
         let len = move |seq: Seq| if seq == big { SEGMENT_BYTES + 100 } else { 3000 };
-        append(&db, 1, SEAL_AT, len);
-        let (_, segments) = layout(&db);
-        check_segments_consecutive(&segments, 1);
-        let alone = segments.iter().find(|s| s.1 == big).expect("the big record is sealed");
-        assert_eq!((alone.2, alone.3), (big, 1), "{segments:?}");
-        assert_eq!(segments[0].2, big - 1, "the records before it close their own segment");
-        let all = read_all(&db, 0, SEAL_AT);
+        append(&db, 1, SEAL_AT + 10, len);
+        let l = layout(&db);
+        check_order(&l, SEAL_AT + 10);
+        let alone = l.segments.iter().find(|s| s.1 == big).expect("the big record is sealed");
+        assert_eq!((alone.2, alone.3), (big, 1), "{:?}", l.segments);
+        assert_eq!(l.segments[0].2, big - 1, "the records before it close their own segment");
+        let all = read_all(&db, 0, SEAL_AT + 10);
         assert_eq!(all[big as usize - 1].1.len(), SEGMENT_BYTES + 100);
     }
 
     #[test]
-    fn the_last_records_never_reach_a_segment() {
-        // Tiny records never fill a segment: at four times SEAL_AT the tail
-        // is sealed anyway, down to TAIL_KEEP.
+    fn tiny_records_are_sealed_anyway_at_four_times_seal_at() {
         let db = db();
-        for head in [SEAL_AT, 2 * SEAL_AT, 4 * SEAL_AT - 1, 4 * SEAL_AT, 5 * SEAL_AT + 3] {
-            let (tail, _) = layout(&db);
-            let from = tail.last().map(|l| l + 1).unwrap_or(1);
-            append(&db, from, head, |_| 10);
-            let (tail, segments) = layout(&db);
-            check_segments_consecutive(&segments, 1);
-            assert!(tail.len() as u64 >= TAIL_KEEP, "head {head}: tail of {}", tail.len());
-            assert_eq!(tail.last().copied(), Some(head));
-            // The head's record and the one a rewind falls back to are in the tail.
-            assert!(tail.contains(&head) && tail.contains(&(head - 1)));
-            if head >= 4 * SEAL_AT {
-                assert!(!segments.is_empty(), "head {head}: the forced seal did not run");
+        let mut head = 0;
+        while layout(&db).segments.is_empty() {
+            head += 100;
+            append(&db, head - 99, head, |_| 10);
+            assert!(head < 6 * SEAL_AT, "tiny records were never sealed");
+        }
+        let l = layout(&db);
+        check_order(&l, head);
+        assert!(l.recent.len() as u64 + l.tail.len() as u64 >= 2);
+        assert!(head >= 4 * SEAL_AT, "sealed at {head}: segments of tiny records are not full");
+        assert_eq!(l.tail_pages, (1, 0));
+    }
+
+    #[test]
+    fn a_format_1_tail_reads_and_moves_out_on_the_first_write() {
+        let db = db_with(false);
+        let len = |_| 500;
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tail = txn.open_table(CHANGES).unwrap();
+            for seq in 1..=250 {
+                tail.insert(seq, record(seq, 500).as_slice()).unwrap();
             }
         }
-        let (tail, segments) = layout(&db);
-        assert!(segments.iter().all(|s| s.2 < tail[0]), "a sealed record is newer than a tail record");
+        txn.commit().unwrap();
+        assert_eq!(read_all(&db, 0, 250).len(), 250);
+        append(&db, 251, 251, len);
+        let l = layout(&db);
+        check_order(&l, 251);
+        assert_eq!(l.tail, vec![250, 251]);
+        assert_eq!(l.tail_pages, (1, 0));
+        let all = read_all(&db, 0, 251);
+        assert!(all.iter().all(|(seq, bytes)| *bytes == record(*seq, 500)));
     }
 
     #[test]
     fn pruning_keeps_the_later_records_of_a_straddling_segment() {
         let db = db();
-        let len = |_| 1000;
-        append(&db, 1, SEAL_AT, len);
-        let (_, segments) = layout(&db);
-        let cut = segments[1].1 + 5;
+        let head = SEAL_AT + 100;
+        append(&db, 1, head, |_| 1000);
+        let l = layout(&db);
+        let cut = l.segments[1].1 + 5;
         let txn = db.begin_write().unwrap();
         prune_through(&txn, cut).unwrap();
         txn.commit().unwrap();
-        let (_, after) = layout(&db);
-        assert_eq!(after[0].1, cut + 1);
-        assert_eq!(after[0].0, segments[1].0);
-        let all = read_all(&db, cut, SEAL_AT);
+        let after = layout(&db);
+        assert_eq!((after.segments[0].0, after.segments[0].1), (l.segments[1].0, cut + 1));
+        let all = read_all(&db, cut, head);
         assert_eq!(all.first().map(|r| r.0), Some(cut + 1));
-        assert_eq!(all.len() as u64, SEAL_AT - cut);
+        assert_eq!(all.len() as u64, head - cut);
+        // Pruning into the recent records and the tail.
+        let cut = after.recent[3];
+        let txn = db.begin_write().unwrap();
+        prune_through(&txn, cut).unwrap();
+        txn.commit().unwrap();
+        let all = read_all(&db, cut, head);
+        assert_eq!(all.first().map(|r| r.0), Some(cut + 1));
+        assert!(layout(&db).segments.is_empty());
     }
 }

@@ -46,12 +46,12 @@ mod write;
 pub(crate) use guard::guarded;
 pub use read::{Changes, Reader};
 pub use report::{SnapshotInfo, Status};
-pub(crate) use tables::{CHANGES, CHUNKS, META, SEALED, SNAPSHOTS};
+pub(crate) use tables::{CHANGES, CHUNKS, META, RECENT, SEALED, SNAPSHOTS};
 pub use write::{Added, BulkLoad};
 
 use crate::error::{Error, Result};
 use crate::record::{now_ms, Meta, FORMAT_VERSION};
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use state::State;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -136,6 +136,7 @@ impl Store {
                 t.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
                 t.insert(KEY_META, meta_bytes.as_slice()).map_err(|e| Error::redb(&path, e))?;
                 txn.open_table(CHANGES).map_err(|e| Error::redb(&path, e))?;
+                txn.open_table(RECENT).map_err(|e| Error::redb(&path, e))?;
                 txn.open_table(SEALED).map_err(|e| Error::redb(&path, e))?;
                 txn.open_table(SNAPSHOTS).map_err(|e| Error::redb(&path, e))?;
                 txn.open_table(CHUNKS).map_err(|e| Error::redb(&path, e))?;
@@ -168,8 +169,35 @@ impl Store {
                 .set_check_integrity_on_open(check)
                 .open(&path)
                 .map_err(|e| file::open_error(&path, e))?;
-            Store::from_db(path, Db::Write(db))
+            let store = Store::from_db(path, Db::Write(db))?;
+            store.upgrade_format()?;
+            Ok(store)
         })
+    }
+
+    /// Mark a store of an older format (already accepted by the open) as
+    /// [`FORMAT_VERSION`] before this build writes to it: what it writes
+    /// (codec 2 records, `recent_changes`) is not readable by the builds that
+    /// wrote the older format, which then refuse the file as too new instead
+    /// of calling it damaged. A store already at this format is left as it is.
+    fn upgrade_format(&self) -> Result<()> {
+        let db = self.writer()?;
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let stored = meta
+                .get(KEY_FORMAT)
+                .map_err(|e| self.err(e))?
+                .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+                .map(u32::from_le_bytes);
+            if stored.is_some_and(|f| f >= FORMAT_VERSION) {
+                // Nothing to write: the transaction is dropped, not committed.
+                return Ok(());
+            }
+            meta.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
+            txn.open_table(RECENT).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// Open an existing store for reading only. The file is opened read-only
@@ -260,6 +288,46 @@ impl Store {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// The format stored in the file at `path`, read with redb directly.
+    fn stored_format(path: &Path) -> u32 {
+        let db = redb::Database::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let v = meta.get(KEY_FORMAT).unwrap().unwrap();
+        u32::from_le_bytes(<[u8; 4]>::try_from(v.value()).unwrap())
+    }
+
+    #[test]
+    fn a_format_1_store_reads_as_it_is_and_is_marked_2_when_opened_for_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::create(&path).unwrap();
+        for v in 1..=3 {
+            let stmts = [format!("INSERT INTO t VALUES ({v})"), crate::version::bump_statement(v)];
+            store.add_change(v, &stmts).unwrap();
+        }
+        drop(store);
+        assert_eq!(stored_format(&path), FORMAT_VERSION);
+        // What format 1 looked like: no recent_changes, format 1.
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(KEY_FORMAT, 1u32.to_le_bytes().as_slice()).unwrap();
+            assert!(txn.delete_table(RECENT).unwrap());
+            txn.commit().unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let reader = Store::open_read_only(&path).unwrap();
+        assert_eq!(reader.reader().unwrap().changes(3).unwrap().count(), 3);
+        drop(reader);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "a read-only open wrote the file");
+        let store = Store::open(&path).unwrap();
+        store.add_change(4, &["SELECT 4".to_string(), crate::version::bump_statement(4)]).unwrap();
+        assert_eq!(store.reader().unwrap().changes(4).unwrap().count(), 4);
+        drop(store);
+        assert_eq!(stored_format(&path), 2);
+    }
 
     #[test]
     fn the_in_memory_repair_takes_shared_locks_that_a_writer_refuses_and_respects() {

@@ -9,7 +9,7 @@
 
 use super::log::{self, Records};
 use super::state::{load_state, State};
-use super::tables::{CHANGES, SEALED};
+use super::tables::{CHANGES, RECENT, SEALED};
 use super::{guarded, snapshot, SnapshotInfo, Store};
 use crate::error::{Error, Result};
 use crate::record::{Change, Hash, StoredChange};
@@ -94,11 +94,12 @@ impl Reader<'_> {
 
     fn changes_inner(&self, upto: Seq) -> Result<Changes> {
         let tail = self.txn()?.open_table(CHANGES).map_err(|e| self.store.err(e))?;
+        let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.store.path))?;
         let sealed = self.txn()?.open_table(SEALED).map_err(|e| self.store.err(e))?;
         let start = self.state.base();
         Ok(Changes {
             path: self.store.path.clone(),
-            records: Records::new(&tail, &sealed, start, upto).map_err(|e| e.at(&self.store.path))?,
+            records: Records::new(&tail, recent.as_ref(), &sealed, start, upto).map_err(|e| e.at(&self.store.path))?,
             upto,
             prev_hash: self.state.origin(),
             prev_seq: None,
@@ -114,8 +115,13 @@ impl Reader<'_> {
 
     fn stored_change_bytes_inner(&self) -> Result<u64> {
         let mut total = 0u64;
-        for table in [CHANGES, SEALED] {
-            let t = self.txn()?.open_table(table).map_err(|e| self.store.err(e))?;
+        for table in [CHANGES, RECENT, SEALED] {
+            let t = match self.txn()?.open_table(table) {
+                Ok(t) => t,
+                // A store of format 1 has no recent records.
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(self.store.err(e)),
+            };
             for entry in t.range::<u64>(..).map_err(|e| self.store.err(e))? {
                 let (_, v) = entry.map_err(|e| self.store.err(e))?;
                 total += v.value().len() as u64;
@@ -211,6 +217,7 @@ impl Iterator for Changes {
 /// The bytes of the record at `seq` in a read view.
 pub(super) fn record_in(path: &Path, txn: &redb::ReadTransaction, seq: Seq) -> Result<Option<Vec<u8>>> {
     let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+    let recent = log::open_recent(txn).map_err(|e| e.at(path))?;
     let sealed = txn.open_table(SEALED).map_err(|e| Error::redb(path, e))?;
-    log::record_at(&tail, &sealed, seq).map_err(|e| e.at(path))
+    log::record_at(&tail, recent.as_ref(), &sealed, seq).map_err(|e| e.at(path))
 }

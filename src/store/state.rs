@@ -144,6 +144,7 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
         None => None,
     };
     let tail = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
+    let recent = log::open_recent(txn).map_err(|e| e.at(path))?;
     let sealed = txn.open_table(SEALED).map_err(|e| err(e.into()))?;
     let decode = |seq: Seq, bytes: &[u8]| {
         let rec = StoredChange::from_bytes(bytes).map_err(|e| Error::corrupt(path, e))?;
@@ -155,14 +156,16 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
         None => None,
     };
     let before = match &last {
-        Some((seq, _)) if *seq > 0 => match log::record_at(&tail, &sealed, seq - 1).map_err(|e| e.at(path))? {
-            Some(bytes) => Some(decode(seq - 1, &bytes)?),
-            None => None,
-        },
+        Some((seq, _)) if *seq > 0 => {
+            match log::record_at(&tail, recent.as_ref(), &sealed, seq - 1).map_err(|e| e.at(path))? {
+                Some(bytes) => Some(decode(seq - 1, &bytes)?),
+                None => None,
+            }
+        }
         _ => None,
     };
     // Records are consecutive, so their count follows from the first and last.
-    let first = log::first_seq(&tail, &sealed).map_err(|e| e.at(path))?;
+    let first = log::first_seq(&tail, recent.as_ref(), &sealed).map_err(|e| e.at(path))?;
     let changes = match (first, &last) {
         (Some(first), Some((last, _))) if *last >= first => last - first + 1,
         _ => 0,

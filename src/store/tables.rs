@@ -12,6 +12,8 @@ use redb::TableDefinition;
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The tail of the change log: the newest records, one per store version (see [`super::log`]).
 pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// Change records moved out of the tail, until they are sealed (see [`super::log`]).
+pub(crate) const RECENT: TableDefinition<u64, &[u8]> = TableDefinition::new("recent_changes");
 /// Older change records, packed into segments keyed by their last version (see [`super::log`]).
 pub(crate) const SEALED: TableDefinition<u64, &[u8]> = TableDefinition::new("sealed_changes");
 /// The base snapshot's header, keyed by its store version.
@@ -24,5 +26,6 @@ pub(super) const KEY_FORMAT: &str = "format";
 /// `meta` key of the metadata envelope.
 pub(super) const KEY_META: &str = "meta";
 
-/// The names of a store's tables.
-pub(super) const TABLE_NAMES: [&str; 5] = ["meta", "changes", "sealed_changes", "snapshots", "snapshot_chunks"];
+/// The names of a store's tables (`recent_changes` since format 2).
+pub(super) const TABLE_NAMES: [&str; 6] =
+    ["meta", "changes", "recent_changes", "sealed_changes", "snapshots", "snapshot_chunks"];

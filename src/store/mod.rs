@@ -11,16 +11,16 @@
 //! for writing, with redb's exclusive lock, or read-only
 //! ([`Store::open_read_only`]), which never changes a byte of the file. The
 //! rest is one module per idea, so that each has one obvious home:
-//! - [`tables`]: the table definitions;
-//! - [`state`]: the head, derived from the tables at open;
-//! - [`write`]: every write (changes, bulk loads, rewinds, snapshots, compactions);
-//! - [`read`]: the read view and its chain check;
-//! - [`log`]: where a change record lives (the tail and sealed segments);
-//! - [`snapshot`]: snapshot chunks;
-//! - [`report`]: the status a store reports;
-//! - [`file`]: the file's magic, open errors, redb's settings, shrinking;
-//! - [`guard`]: the one panic boundary around redb ([`guarded`]);
-//! - [`overlay`]: the in-memory repair of a crashed writer's file.
+//! - `tables`: the table definitions;
+//! - `state`: the head, derived from the tables at open;
+//! - `write`: every write (changes, bulk loads, rewinds, snapshots, compactions);
+//! - `read`: the read view and its chain check;
+//! - `log`: where a change record lives (the tail, recent records, sealed segments);
+//! - `snapshot`: snapshot chunks;
+//! - `report`: the status a store reports;
+//! - `file`: the file's magic, open errors, redb's settings, shrinking;
+//! - `guard`: the one panic boundary around redb (`guarded`);
+//! - `overlay`: the in-memory repair of a crashed writer's file.
 //!
 //! Invariants (see ARCHITECTURE.md):
 //! - change records are keyed by store version; versions are consecutive

@@ -36,6 +36,7 @@
 //! a plain write. One commit in a few also writes a leaf and a branch of
 //! `recent_changes` (see [`super::log`]), one in about 280 the segments it
 //! seals.
+
 use super::log;
 use super::read::record_in;
 use super::state::{Last, State};

@@ -51,6 +51,9 @@ const TAIL_LEAF_BYTES: usize = 4096 - 64;
 /// What a redb leaf spends on an entry besides its value (the u64 key and
 /// the value's end offset), rounded up.
 const ENTRY_BYTES: usize = 16;
+/// Records the tail holds during a bulk load before they move out (see
+/// [`make_room_bulk`]).
+const BULK_TAIL: u64 = 256;
 /// Records older than the head are moved out of the tail when a new one would
 /// not fit; the newest this many stay, so after the new one is in, the head
 /// and the record before it are in the tail.
@@ -197,9 +200,55 @@ pub(super) fn make_room(
     if bytes <= TAIL_LEAF_BYTES || count <= TAIL_KEEP {
         return Ok(());
     }
+    move_out(txn, tail, count, TAIL_KEEP)
+}
+
+/// Within `txn`, after a bulk load: bring the tail back within its leaf,
+/// keeping the head's record and the one before it.
+pub(super) fn fit_tail(
+    txn: &WriteTransaction,
+    tail: &mut redb::Table<'_, u64, &'static [u8]>,
+) -> Result<(), LookupError> {
+    let mut bytes = 0;
+    let mut count = 0u64;
+    for entry in tail.iter()? {
+        let (_, v) = entry?;
+        bytes += v.value().len() + ENTRY_BYTES;
+        count += 1;
+    }
+    if bytes <= TAIL_LEAF_BYTES || count <= TAIL_KEEP + 1 {
+        return Ok(());
+    }
+    move_out(txn, tail, count, TAIL_KEEP + 1)
+}
+
+/// [`make_room`] for a bulk load, whose batches are not synced one by one:
+/// the tail grows to [`BULK_TAIL`] records before they move out (all but
+/// the newest) in one go, which spares each change the count of the tail's
+/// bytes and most moves. [`fit_tail`] brings the tail back within its leaf
+/// when the load finishes.
+pub(super) fn make_room_bulk(
+    txn: &WriteTransaction,
+    tail: &mut redb::Table<'_, u64, &'static [u8]>,
+) -> Result<(), LookupError> {
+    let count = tail.len()?;
+    if count < BULK_TAIL {
+        return Ok(());
+    }
+    move_out(txn, tail, count, TAIL_KEEP)
+}
+
+/// Move all but the newest `keep` of the tail's `count` records to the
+/// recent records, and seal those if due.
+fn move_out(
+    txn: &WriteTransaction,
+    tail: &mut redb::Table<'_, u64, &'static [u8]>,
+    count: u64,
+    keep: u64,
+) -> Result<(), LookupError> {
     let mut recent = txn.open_table(RECENT)?;
     let mut span = None;
-    for entry in tail.range::<u64>(..)?.take((count - TAIL_KEEP) as usize) {
+    for entry in tail.range::<u64>(..)?.take(count.saturating_sub(keep) as usize) {
         let (k, v) = entry?;
         recent.insert(k.value(), v.value())?;
         span = Some((span.map_or(k.value(), |(first, _)| first), k.value()));
@@ -599,6 +648,37 @@ mod tests {
         assert_eq!(l.tail_pages, (1, 0));
         let all = read_all(&db, 0, 251);
         assert!(all.iter().all(|(seq, bytes)| *bytes == record(*seq, 500)));
+    }
+
+    #[test]
+    fn a_bulk_load_moves_records_in_runs_and_ends_with_a_one_leaf_tail() {
+        let db = db();
+        let head = 3 * BULK_TAIL + 7;
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tail = txn.open_table(CHANGES).unwrap();
+            for seq in 1..=head {
+                make_room_bulk(&txn, &mut tail).unwrap();
+                tail.insert(seq, record(seq, 700).as_slice()).unwrap();
+                assert!(tail.len().unwrap() <= BULK_TAIL, "version {seq}");
+            }
+        }
+        txn.commit().unwrap();
+        let l = layout(&db);
+        check_order(&l, head);
+        assert!(l.tail.len() > 5, "the bulk tail moved out record by record");
+        // What the end of a bulk load does.
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tail = txn.open_table(CHANGES).unwrap();
+            fit_tail(&txn, &mut tail).unwrap();
+        }
+        txn.commit().unwrap();
+        let l = layout(&db);
+        check_order(&l, head);
+        assert_eq!(l.tail_pages, (1, 0));
+        assert!(l.tail.contains(&head) && l.tail.contains(&(head - 1)), "{:?}", l.tail);
+        assert_eq!(read_all(&db, 0, head).len() as u64, head);
     }
 
     #[test]

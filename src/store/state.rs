@@ -272,6 +272,31 @@ mod tests {
     }
 
     #[test]
+    fn after_a_bulk_load_a_rewind_and_a_report_at_the_new_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(&dir);
+        let n = 600;
+        let mut bulk = store.bulk_load().unwrap();
+        for v in 1..=n {
+            bulk.add_change(v, &change(v)).unwrap();
+        }
+        bulk.finish().unwrap();
+        let (store, st) = check(store);
+        assert_eq!((st.head, st.changes), (u64::from(n), u64::from(n)));
+        assert_eq!(store.rewind().unwrap(), u64::from(n - 1));
+        let (store, st) = check(store);
+        assert_eq!((st.head, st.changes), (u64::from(n - 1), u64::from(n - 1)));
+        // The new head's record takes a repeated-version report where it is.
+        store.add_change(n - 1, &["PRAGMA foreign_keys = OFF;"]).unwrap();
+        let (store, st) = check(store);
+        assert_eq!(st.last.as_ref().map(|l| (l.seq, l.parts)), Some((u64::from(n - 1), 2)));
+        let reader = store.reader().unwrap();
+        let changes: Vec<_> = reader.changes(reader.head()).unwrap().map(|c| c.unwrap()).collect();
+        assert_eq!(changes.len() as u32, n - 1);
+        assert_eq!(changes.last().map(|c| c.transactions.len()), Some(2));
+    }
+
+    #[test]
     fn after_a_rewind() {
         let dir = tempfile::tempdir().unwrap();
         let store = new_store(&dir);

@@ -440,7 +440,11 @@ impl BulkLoad<'_> {
                 })?;
             StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(path, e))
         })?;
-        write_change(path, txn, planned.seq, &planned.bytes)?;
+        {
+            let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+            log::make_room_bulk(txn, &mut tail).map_err(|e| e.at(path))?;
+            tail.insert(planned.seq, planned.bytes.as_slice()).map_err(|e| Error::redb(path, e))?;
+        }
         self.state = planned.next;
         self.in_batch += 1;
         if self.in_batch >= BULK_BATCH {
@@ -464,9 +468,14 @@ impl BulkLoad<'_> {
         let path = self.store.path.clone();
         guarded(&path, || {
             self.commit_batch()?;
-            // An empty commit with immediate durability persists the
-            // non-durable ones before it.
+            // A commit with immediate durability persists the non-durable
+            // ones before it; in it, the tail goes back within its leaf for
+            // the writes that follow.
             let txn = self.store.writer()?.begin_write().map_err(|e| Error::redb(&path, e))?;
+            {
+                let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(&path, e))?;
+                log::fit_tail(&txn, &mut tail).map_err(|e| e.at(&path))?;
+            }
             txn.commit().map_err(|e| Error::redb(&path, e))?;
             self.commits += 1;
             Ok(())

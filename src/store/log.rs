@@ -19,7 +19,9 @@
 //! records packed to just under 64 KiB (one redb value, its pages filled
 //! instead of the room small values split across leaves leave), keyed by
 //! their last version: one commit in about 280 also writes segments, which
-//! keeps sealing out of the 99th percentile of write latency. Stores of
+//! keeps sealing out of the 99th percentile of write latency. A bulk load,
+//! synced only at its end, lets the tail grow to [`BULK_TAIL`] records
+//! between moves and fits it back into its leaf when it finishes. Stores of
 //! format 1 have no `recent_changes` and a tail of up to 1200 records: they
 //! read the same, and their first write moves the tail's older records out.
 //!

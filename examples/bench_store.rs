@@ -7,6 +7,12 @@
 //!   directly with rusqlite in one transaction into a fresh file;
 //! - bytes on disk per change against the raw statement bytes.
 //!
+//! It also counts the write system calls (`pwrite64`) one `add_change`
+//! makes, from `syscw` in `/proc/self/io`: redb writes each dirty page of a
+//! commit with one call, plus one for the file header. The same count, with
+//! the file offsets, comes from
+//! `strace -f -e trace=pwrite64,fdatasync ./target/release/examples/bench_store --quick`.
+//!
 //! Run: `cargo run --release --example bench_store [-- --quick] [--dir DIR]`.
 //! The default directory is a temporary one under the current directory, so
 //! that it is on the same (real) disk as the project, not a tmpfs.
@@ -76,13 +82,32 @@ fn small_change(rng: &mut Rng, version: u32, row: u64) -> Vec<String> {
     ]
 }
 
-fn bench_add_change(dir: &Path, samples: usize) -> (Vec<Duration>, Vec<Duration>, usize) {
+/// Write system calls this process has made so far (`None` where
+/// `/proc/self/io` is not readable).
+fn write_calls() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines().find_map(|l| l.strip_prefix("syscw:")).and_then(|v| v.trim().parse().ok())
+}
+
+struct AddChange {
+    store: Vec<Duration>,
+    bare: Vec<Duration>,
+    change_bytes: usize,
+    /// Median of the write calls one `add_change` made.
+    writes: Option<u64>,
+    /// Median time of encoding the statements alone.
+    encode: Duration,
+}
+
+fn bench_add_change(dir: &Path, samples: usize) -> AddChange {
     let store = Store::create(dir.join("add.redb")).expect("create store");
     let mut bare =
         std::fs::OpenOptions::new().create_new(true).append(true).open(dir.join("bare.log")).expect("create bare log");
     let mut rng = Rng::new(1);
     let (mut a, mut b) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
     let mut size = 0;
+    let mut writes = Vec::with_capacity(samples);
+    let mut encode = Vec::with_capacity(samples);
     let warmup = samples / 10;
     for i in 0..samples + warmup {
         let v = (i + 1) as u32;
@@ -90,10 +115,15 @@ fn bench_add_change(dir: &Path, samples: usize) -> (Vec<Duration>, Vec<Duration>
         let bytes: Vec<u8> = change.join("\0").into_bytes();
         size = bytes.len();
         // Alternate which goes first, so neither always follows the other's sync.
-        let one = || {
+        let mut one = || {
+            let before = write_calls();
             let t = Instant::now();
             store.add_change(v, &change).expect("add_change");
-            t.elapsed()
+            let elapsed = t.elapsed();
+            if let (Some(a), Some(b)) = (before, write_calls()) {
+                writes.push(b - a);
+            }
+            elapsed
         };
         let mut two = || {
             let t = Instant::now();
@@ -111,11 +141,16 @@ fn bench_add_change(dir: &Path, samples: usize) -> (Vec<Duration>, Vec<Duration>
         if i >= warmup {
             a.push(x);
             b.push(y);
+            let t = Instant::now();
+            std::hint::black_box(cln_backup::record::codec::encode(&change).expect("encode"));
+            encode.push(t.elapsed());
         }
     }
     a.sort();
     b.sort();
-    (a, b, size)
+    writes.sort();
+    let writes = writes.get(writes.len() / 2).copied();
+    AddChange { store: a, bare: b, change_bytes: size, writes, encode: median(encode) }
 }
 
 fn direct_apply(path: &Path, txns: &[Txn]) -> Duration {
@@ -144,9 +179,10 @@ fn main() {
     println!("bench_store: directory {} ({})", dir.display(), if a.quick { "quick" } else { "full" });
 
     // 1. add_change against append + fdatasync.
-    let (store_t, bare_t, change_bytes) = bench_add_change(dir, samples);
-    let (s50, s99) = (percentile(&store_t, 0.5), percentile(&store_t, 0.99));
-    let (b50, b99) = (percentile(&bare_t, 0.5), percentile(&bare_t, 0.99));
+    let added = bench_add_change(dir, samples);
+    let change_bytes = added.change_bytes;
+    let (s50, s99) = (percentile(&added.store, 0.5), percentile(&added.store, 0.99));
+    let (b50, b99) = (percentile(&added.bare, 0.5), percentile(&added.bare, 0.99));
 
     // 2. restore against direct execution; 3. size.
     let txns = Workload::generate(7, n_changes);
@@ -214,7 +250,7 @@ fn main() {
         us(s50),
         us(b50),
         us(s50) / us(b50),
-        "<= 1.5"
+        "<= 1.2"
     );
     println!("{:<44} {:>10.0}us {:>10.0}us {:>8.2} {:>8}", "add_change p99", us(s99), us(b99), us(s99) / us(b99), "");
     println!(
@@ -257,6 +293,16 @@ fn main() {
         shrunk_bytes as f64 / raw as f64,
         ""
     );
+    match added.writes {
+        Some(w) => println!(
+            "add_change: {w} write calls per commit (median; redb pages and its header), encoding alone {:.0}us",
+            us(added.encode)
+        ),
+        None => println!(
+            "add_change: write calls not measured (no /proc/self/io), encoding alone {:.0}us",
+            us(added.encode)
+        ),
+    }
     println!();
     println!(
         "restore breakdown: read+verify+decode {:.0}ms ({decoded} transactions), integrity_check {:.0}ms",

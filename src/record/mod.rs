@@ -15,7 +15,11 @@ use crate::version::Seq;
 use serde::{Deserialize, Serialize};
 
 /// The store format this build writes, and the newest it can read.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: change records may use statement codec 2, and the log has a
+/// `recent_changes` table between its tail and its sealed segments. A
+/// format 1 store reads as before and is marked 2 when opened for writing.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A chain hash (BLAKE3).
 pub type Hash = [u8; 32];

@@ -149,7 +149,7 @@ pub(super) fn install(
     let bytes = header.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
     snaps.insert(seq, bytes.as_slice()).map_err(|e| err(e.into()))?;
     drop(snaps);
-    super::log::prune_through(txn, seq).map_err(|e| super::lookup_error(path, e))?;
+    super::log::prune_through(txn, seq).map_err(|e| e.at(path))?;
     Ok(header)
 }
 

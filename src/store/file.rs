@@ -1,0 +1,80 @@
+//! The store's file as redb sees it: how it is opened, what a failed open
+//! means, and giving space back.
+//!
+//! Owns the check that a path starts like a redb database (before redb is
+//! asked to open it), the mapping of redb's open errors to the store's
+//! (locked, damaged, not a store), the redb settings every open uses, and
+//! [`Store::shrink_file`]. It must not read or write the store's tables.
+
+use super::{guarded, Db, Store};
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// redb's page cache, bounded so the plugin stays small.
+const CACHE_BYTES: usize = 4 << 20;
+
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// The redb settings of every open and create.
+///
+/// Commits are redb's default: one phase with page checksums (no
+/// `set_two_phase_commit`, no quick repair, the exclusive-writer concurrency
+/// mode, which does not force two phases). The page size is redb's fixed
+/// 4 KiB and the region size its default (redb's setters for both exist only
+/// in its own tests); the cache size does not change what a commit writes. What a commit writes is described in
+/// [`super::write`].
+pub(super) fn builder() -> redb::Builder {
+    let mut builder = redb::Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
+
+/// Check that `path` is a file that starts like a redb database.
+pub(super) fn check_magic(path: &Path) -> Result<()> {
+    let mut magic = [0u8; 9];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if f.metadata().map_err(|e| Error::io(path, e))?.is_dir() {
+        return Err(Error::NotAStore { path: path.to_path_buf(), reason: "it is a directory".into() });
+    }
+    if f.read_exact(&mut magic).is_err() {
+        return Err(Error::NotAStore { path: path.to_path_buf(), reason: "it is not a redb database".into() });
+    }
+    if magic != REDB_MAGIC {
+        // One or two flipped bits in the header still leave most of the magic:
+        // that is a damaged store, not some other file (an unrelated file
+        // matches 7 of these 9 bytes by chance about once in 10^15).
+        let same = magic.iter().zip(REDB_MAGIC.iter()).filter(|(a, b)| a == b).count();
+        if same >= 7 {
+            return Err(Error::corrupt(path, "its redb file header is damaged"));
+        }
+        return Err(Error::NotAStore { path: path.to_path_buf(), reason: "it is not a redb database".into() });
+    }
+    Ok(())
+}
+
+/// An error opening a file that has redb's magic: a lock held elsewhere or an
+/// I/O failure stay what they are; anything else means the file is damaged.
+pub(super) fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match redb::Error::from(e) {
+        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
+            Error::StoreLocked { path: path.to_path_buf() }
+        }
+        redb::Error::Io(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => Error::io(path, e),
+        redb::Error::UpgradeRequired(v) => {
+            Error::corrupt(path, format!("its header names storage format {v}, which no cln-backup writes"))
+        }
+        other => Error::damaged(path, other),
+    }
+}
+
+impl Store {
+    /// Give space freed by pruning back to the file system. Needs exclusive use.
+    pub fn shrink_file(&mut self) -> Result<bool> {
+        let path = self.path.clone();
+        guarded(&path, || match &mut self.db {
+            Db::Write(db) => db.compact().map_err(|e| Error::redb(&path, redb::Error::from(e))),
+            _ => Err(Error::ReadOnly { path: path.clone() }),
+        })
+    }
+}

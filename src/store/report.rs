@@ -1,0 +1,91 @@
+//! What a store reports about itself: [`Status`] and [`SnapshotInfo`], for
+//! `info`, `backup-status` and embedding callers.
+//!
+//! Owns turning the writer's [`State`](super::state::State) into those
+//! reports. It must not read the tables: a status is the state the last
+//! write left, plus the file's length.
+
+use super::guarded;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::record::{CompactionRecord, FORMAT_VERSION};
+use crate::version::{data_version, Seq};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A store's base snapshot, as status reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    pub seq: Seq,
+    pub version: u32,
+    /// Bytes of the SQLite image.
+    pub size: u64,
+    /// Bytes stored, compressed.
+    pub stored_bytes: u64,
+    pub created_ms: u64,
+    pub foreign_keys: bool,
+}
+
+/// What a store holds, for `info`, `backup-status` and embedding callers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub path: PathBuf,
+    pub format: u32,
+    /// lightningd's `data_version` at the head.
+    pub version: u32,
+    /// The head as a store version (differs from `version` after a u32 wrap).
+    pub seq: Seq,
+    /// The version before the last change, when there is a last change.
+    pub prev_version: Option<u32>,
+    /// Whether [`Store::rewind`] would be accepted now.
+    pub rewind_allowed: bool,
+    /// Change records held.
+    pub changes: u64,
+    pub snapshot: Option<SnapshotInfo>,
+    /// Lowest and highest store version a restore can produce.
+    pub restorable: (Seq, Seq),
+    pub file_bytes: u64,
+    pub created_ms: u64,
+    pub last_compaction: Option<CompactionRecord>,
+}
+
+impl Store {
+    /// Status of the store.
+    pub fn status(&self) -> Result<Status> {
+        guarded(&self.path, || self.status_inner())
+    }
+
+    fn status_inner(&self) -> Result<Status> {
+        let st = self.lock().clone();
+        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| Error::io(&self.path, e))?;
+        let rewind_allowed = st.rewind_refusal().is_none();
+        Ok(Status {
+            path: self.path.clone(),
+            format: FORMAT_VERSION,
+            version: data_version(st.head),
+            seq: st.head,
+            prev_version: st
+                .last
+                .as_ref()
+                .filter(|l| l.seq == st.head && l.seq > st.base())
+                .map(|l| data_version(l.seq - 1)),
+            rewind_allowed,
+            changes: st.changes,
+            snapshot: st.snapshot_info(),
+            restorable: st.restorable(),
+            file_bytes,
+            created_ms: st.meta.created_ms,
+            last_compaction: st.meta.last_compaction.clone(),
+        })
+    }
+
+    /// The head's `data_version`.
+    pub fn version(&self) -> u32 {
+        data_version(self.lock().head)
+    }
+
+    /// The head as a store version.
+    pub fn head(&self) -> Seq {
+        self.lock().head
+    }
+}

@@ -1,0 +1,557 @@
+//! Every write to a store: changes (one at a time or in bulk), rewinds,
+//! snapshots and the publication of a compaction.
+//!
+//! Owns the change-log rules ([`plan_change`], shared by [`Store::add_change`]
+//! and [`BulkLoad`]), and the rule that each public write is one redb write
+//! transaction, durable when it returns, whose new [`State`] is computed from
+//! the values written before the commit and installed once it returns. It
+//! must not read records for anything but the write it makes (reading is
+//! [`super::read`]'s), nor decide where records live ([`super::log`]).
+//!
+//! Decision: a change's statements are encoded, and its record built and
+//! hashed, outside the state lock, from a copy of the state; the lock is held
+//! for the redb transaction only, and the planned write is installed only if
+//! no other write was installed meanwhile (otherwise it is planned again).
+//! One writer, the plugin, never plans twice; the lock then guards only what
+//! must be serial: the commit and the state it leaves.
+//!
+//! What one plain `add_change` commit writes (redb 4, 4 KiB pages, one-phase
+//! commit with checksums), seen with
+//! `strace -f -e trace=pwrite64,fdatasync ./target/release/examples/bench_store --quick`
+//! and counted by that example (`write calls per commit`):
+//! - redb's file header (320 bytes at offset 0: the commit slot naming the
+//!   new roots and their checksums);
+//! - the `changes` leaf holding the new record (the tail);
+//! - the user table tree's leaf (the tail's new root page and checksum);
+//! - redb's system table tree leaf (the roots of redb's own tables);
+//! - a `data_pages_unreachable` leaf: the pages this commit freed (the old
+//!   copies of the pages above);
+//! - a `data_pages_allocated` leaf: the pages it allocated (kept for
+//!   savepoints, purged at once when there are none);
+//!
+//! then one `fdatasync`. Before the tail was kept within one leaf (format 1),
+//! a plain commit also rewrote the tail's branch page (its 16 to 300 records
+//! spanned many leaves): 7 writes, now 6. The last three are redb's and come
+//! with every durable commit; `meta` and the other tables are not touched by
+//! a plain write. One commit in a few also writes a leaf and a branch of
+//! `recent_changes` (see [`super::log`]), one in about 280 the segments it
+//! seals.
+
+use super::log;
+use super::read::record_in;
+use super::state::{Last, State};
+use super::tables::{CHANGES, KEY_META, META, RECENT, SEALED};
+use super::{guarded, snapshot, SnapshotInfo, Store};
+use crate::error::{Error, Result};
+use crate::record::{codec, now_ms, snapshot_anchor, CompactionRecord, Hash, Meta, StoredChange, StoredPart};
+use crate::version::{self, data_version, Seq};
+use redb::Durability;
+use std::io::Read;
+use std::path::Path;
+
+/// What `add_change` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// A new version was appended.
+    New(Seq),
+    /// A repeated-version report was appended to the head's record.
+    Repeated(Seq),
+}
+
+/// Install `next` as the state after a committed write.
+fn install(st: &mut State, mut next: State) {
+    next.generation = st.generation.wrapping_add(1);
+    *st = next;
+}
+
+/// A change planned against a state: its record and the state it leaves.
+pub(super) struct Planned {
+    seq: Seq,
+    bytes: Vec<u8>,
+    added: Added,
+    next: State,
+}
+
+/// The statements of one change, encoded (see [`codec::encode`]); an
+/// encoding failure is reported only once the change-log rules accepted it.
+pub(super) fn encode<S: AsRef<str>>(path: &Path, statements: &[S]) -> Result<Vec<u8>> {
+    codec::encode(statements).map_err(|what| Error::Encode { path: path.to_path_buf(), what })
+}
+
+/// The checks and the record of one `add_change`, shared by [`Store::add_change`]
+/// and [`BulkLoad::add_change`]. `encoded` is [`encode`] of `statements`;
+/// `existing` reads the record at a version (for a repeated-version report
+/// appended to the head's record).
+pub(super) fn plan_change<S: AsRef<str>>(
+    path: &Path,
+    st: &State,
+    version: u32,
+    statements: &[S],
+    time_ms: u64,
+    encoded: Result<Vec<u8>>,
+    existing: impl FnOnce(Seq) -> Result<StoredChange>,
+) -> Result<Planned> {
+    if statements.is_empty() {
+        return Err(Error::EmptyChange { version });
+    }
+    let head = st.head;
+    let next = version::next(head);
+    let mut after = st.clone();
+    if version == data_version(next) {
+        let expected_from = version.wrapping_sub(1);
+        if version::transaction_bump(statements) != Some(expected_from) {
+            let last = statements.last().map(|s| s.as_ref()).unwrap_or_default();
+            return Err(Error::MissingBump { version, expected_from, last: last.chars().take(160).collect() });
+        }
+        let part = StoredPart { time_ms, statements: encoded? };
+        let rec = StoredChange::new(&st.tip, next, vec![part]);
+        let bytes = rec.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
+        after.last = Some(Last { seq: next, from: st.tip, parts: 1 });
+        after.tip = rec.hash;
+        after.head = next;
+        after.changes += 1;
+        Ok(Planned { seq: next, bytes, added: Added::New(next), next: after })
+    } else if version == data_version(head) {
+        if version::transaction_bump(statements).is_some() {
+            return Err(Error::RepeatWithBump { version });
+        }
+        let part = StoredPart { time_ms, statements: encoded? };
+        let (rec, from, new_record) = match &st.last {
+            Some(last) if last.seq == head => {
+                let mut stored = existing(head)?;
+                stored.parts.push(part);
+                (StoredChange::new(&last.from, head, stored.parts), last.from, false)
+            }
+            _ => (StoredChange::new(&st.tip, head, vec![part]), st.tip, true),
+        };
+        let bytes = rec.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
+        after.last = Some(Last { seq: head, from, parts: rec.parts.len() });
+        after.tip = rec.hash;
+        if new_record {
+            after.changes += 1;
+        }
+        Ok(Planned { seq: head, bytes, added: Added::Repeated(head), next: after })
+    } else {
+        Err(Error::Gap { head: data_version(head), expected: data_version(next), got: version })
+    }
+}
+
+/// Within `txn`: store a change record in the tail, after making room for
+/// it there (see [`log::make_room`]), with the tail table opened once.
+fn write_change(path: &Path, txn: &redb::WriteTransaction, seq: Seq, bytes: &[u8]) -> Result<()> {
+    let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+    log::make_room(txn, &mut tail, bytes.len()).map_err(|e| e.at(path))?;
+    tail.insert(seq, bytes).map_err(|e| Error::redb(path, e))?;
+    Ok(())
+}
+
+impl Store {
+    /// Store one transaction lightningd reported with `data_version == version`.
+    ///
+    /// Follows the change-log rules: `version` must be the head's next version
+    /// (mod 2^32) and end with the bump to it, or equal the head's version for
+    /// a repeated-version report (appended to that version's record, in order).
+    /// Anything else is refused. Durable when it returns `Ok`.
+    pub fn add_change<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
+        guarded(&self.path, || self.add_change_inner(version, statements))
+    }
+
+    fn add_change_inner<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
+        let db = self.writer()?;
+        let time_ms = now_ms();
+        // Encoded once, outside the lock; again only if another write came first.
+        let mut encoded = Some(encode(&self.path, statements));
+        loop {
+            let before = self.lock().clone();
+            let encoded = encoded.take().unwrap_or_else(|| encode(&self.path, statements));
+            let planned =
+                plan_change(&self.path, &before, version, statements, time_ms, encoded, |seq| self.read_change(seq))?;
+            #[cfg(test)]
+            if tests::INTERFERE.with(|i| i.replace(false)) {
+                // The tests' stand-in for another thread's write landing here.
+                self.add_change_inner(version, statements)?;
+            }
+            let mut st = self.lock();
+            if st.generation != before.generation {
+                continue;
+            }
+            let txn = db.begin_write().map_err(|e| self.err(e))?;
+            write_change(&self.path, &txn, planned.seq, &planned.bytes)?;
+            txn.commit().map_err(|e| self.err(e))?;
+            install(&mut st, planned.next);
+            return Ok(planned.added);
+        }
+    }
+
+    /// A loader for many changes at once, for building a store that is not
+    /// yet in use (an import): the same checks as [`Store::add_change`], but
+    /// committed in large batches without syncing, and synced once by
+    /// [`BulkLoad::finish`]. Until `finish` returns `Ok`, what it added is not
+    /// durable: a crash can lose any of it (never a part of a change, and
+    /// never a change without the ones before it).
+    ///
+    /// While a `BulkLoad` is alive it holds the store's write transaction:
+    /// other writes to the store wait for it, so it must not be interleaved
+    /// with them on one thread.
+    pub fn bulk_load(&self) -> Result<BulkLoad<'_>> {
+        self.writer()?;
+        let state = self.lock().clone();
+        Ok(BulkLoad { store: self, txn: None, state, in_batch: 0, commits: 0 })
+    }
+
+    fn read_change(&self, seq: Seq) -> Result<StoredChange> {
+        let txn = self.begin_read()?;
+        let bytes = record_in(&self.path, &txn, seq)?.ok_or_else(|| {
+            Error::corrupt(&self.path, format!("change record for version {} is missing", data_version(seq)))
+        })?;
+        StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(&self.path, e))
+    }
+
+    /// Remove the last change: lightningd reported it but did not commit it.
+    ///
+    /// Refused when it is not safe: twice in a row, when the last version holds
+    /// repeated-version reports, or when nothing follows the snapshot.
+    pub fn rewind(&self) -> Result<Seq> {
+        guarded(&self.path, || self.rewind_inner())
+    }
+
+    fn rewind_inner(&self) -> Result<Seq> {
+        let db = self.writer()?;
+        let mut st = self.lock();
+        if let Some(reason) = st.rewind_refusal() {
+            return Err(Error::Rewind { reason });
+        }
+        let head = st.head;
+        let base = st.base();
+        let mut next = st.clone();
+        next.meta.rewound_at = Some(head - 1);
+        next.head = head - 1;
+        next.changes -= 1;
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
+            t.remove(head).map_err(|e| self.err(e))?;
+            let recent = txn.open_table(RECENT).map_err(|e| self.err(e))?;
+            let sealed = txn.open_table(SEALED).map_err(|e| self.err(e))?;
+            let record = |seq: Seq| -> Result<Option<StoredChange>> {
+                match log::record_at(&t, Some(&recent), &sealed, seq).map_err(|e| e.at(&self.path))? {
+                    Some(bytes) => {
+                        Ok(Some(StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(&self.path, e))?))
+                    }
+                    None => Ok(None),
+                }
+            };
+            // The new last record, and the hash it chains from (the record
+            // before it, or the origin), exactly as a reopen derives them.
+            let prev = if head > base { record(head - 1)? } else { None };
+            match prev {
+                Some(rec) => {
+                    let seq = head - 1;
+                    let from = match if seq > base { record(seq - 1)? } else { None } {
+                        Some(before) => before.hash,
+                        None => st.origin(),
+                    };
+                    next.tip = rec.hash;
+                    next.last = Some(Last { seq, from, parts: rec.parts.len() });
+                }
+                None => {
+                    next.tip = st.origin();
+                    next.last = None;
+                }
+            }
+        }
+        self.put_meta(&txn, &next.meta)?;
+        txn.commit().map_err(|e| self.err(e))?;
+        install(&mut st, next);
+        Ok(st.head)
+    }
+
+    /// Store a whole SQLite image as the base snapshot at `version`, streaming
+    /// it from `image` in compressed chunks.
+    ///
+    /// Accepted on an empty store (it then starts at `version`) or at the
+    /// head's version (it then replaces the log: the last change can no longer
+    /// be rewound). Replay after it starts with foreign keys on, as lightningd
+    /// opens its database.
+    pub fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
+        guarded(&self.path, || self.add_snapshot_inner(version, image))
+    }
+
+    fn add_snapshot_inner(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
+        let db = self.writer()?;
+        let mut st = self.lock();
+        let empty = st.head == 0 && st.snapshot.is_none() && st.changes == 0;
+        let seq = if empty {
+            Seq::from(version)
+        } else if version == data_version(st.head) {
+            st.head
+        } else {
+            return Err(Error::SnapshotVersion {
+                version,
+                reason: format!(
+                    "the store is at version {}; a snapshot must be taken at the head or into an empty store",
+                    data_version(st.head)
+                ),
+            });
+        };
+        let tip = st.tip;
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let header =
+            snapshot::publish(&self.path, &txn, seq, image, true, |content| snapshot_anchor(&tip, seq, content))?;
+        // The snapshot replaces every record at or below the head: none is left.
+        let mut next = st.clone();
+        next.tip = header.anchor;
+        next.snapshot = Some((seq, header));
+        next.head = seq;
+        next.last = None;
+        next.changes = 0;
+        txn.commit().map_err(|e| self.err(e))?;
+        install(&mut st, next);
+        st.snapshot_info().ok_or_else(|| Error::corrupt(&self.path, "snapshot vanished after commit"))
+    }
+
+    /// Publish a compaction: the image of the database at `seq` (replayed by the
+    /// caller from this store) replaces the snapshot and every change up to
+    /// `seq`. Refused if the record at `seq` no longer has hash `expect`.
+    pub(crate) fn publish_compaction(
+        &self,
+        seq: Seq,
+        expect: Hash,
+        foreign_keys: bool,
+        image: &mut dyn Read,
+        started: std::time::Instant,
+    ) -> Result<CompactionRecord> {
+        guarded(&self.path, || self.publish_compaction_inner(seq, expect, foreign_keys, image, started))
+    }
+
+    fn publish_compaction_inner(
+        &self,
+        seq: Seq,
+        expect: Hash,
+        foreign_keys: bool,
+        image: &mut dyn Read,
+        started: std::time::Instant,
+    ) -> Result<CompactionRecord> {
+        let db = self.writer()?;
+        // The image goes in first, in short transactions that do not hold the
+        // state lock, so db_write answers go on meanwhile; only the switch-over
+        // below is exclusive.
+        let staged = snapshot::stage(&self.path, db, seq, image)?;
+        let mut st = self.lock();
+        let changes_before = st.changes;
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
+            let recent = txn.open_table(RECENT).map_err(|e| self.err(e))?;
+            let sealed = txn.open_table(SEALED).map_err(|e| self.err(e))?;
+            let current = match log::record_at(&t, Some(&recent), &sealed, seq).map_err(|e| e.at(&self.path))? {
+                Some(v) => Some(StoredChange::from_bytes(&v).map_err(|e| Error::corrupt(&self.path, e))?.hash),
+                None => None,
+            };
+            if current != Some(expect) || st.head <= seq {
+                return Err(Error::CompactionRaced { version: data_version(seq) });
+            }
+        }
+        let header = snapshot::install(&self.path, &txn, seq, &staged, foreign_keys, |_| expect)?;
+        // Records are consecutive from the snapshot to the head.
+        let changes_after = st.head - seq;
+        let record = CompactionRecord {
+            time_ms: now_ms(),
+            snapshot_seq: seq,
+            changes_before,
+            changes_after,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        // The head, the last record and what it chains from stay: the record
+        // after `seq` chained from `expect`, which is the new snapshot's anchor.
+        let mut next = st.clone();
+        next.meta.last_compaction = Some(record.clone());
+        next.snapshot = Some((seq, header));
+        next.changes = changes_after;
+        self.put_meta(&txn, &next.meta)?;
+        txn.commit().map_err(|e| self.err(e))?;
+        install(&mut st, next);
+        Ok(record)
+    }
+
+    fn put_meta(&self, txn: &redb::WriteTransaction, meta: &Meta) -> Result<()> {
+        let bytes = meta.to_bytes().map_err(|what| Error::Encode { path: self.path.clone(), what })?;
+        let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
+        t.insert(KEY_META, bytes.as_slice()).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// Changes added in bulk: see [`Store::bulk_load`].
+pub struct BulkLoad<'s> {
+    store: &'s Store,
+    /// The open batch, committed every [`BULK_BATCH`] changes.
+    txn: Option<redb::WriteTransaction>,
+    /// The state with every change added so far, committed or not.
+    state: State,
+    in_batch: usize,
+    commits: u64,
+}
+
+/// Changes per bulk-load commit.
+const BULK_BATCH: usize = 4096;
+
+impl std::fmt::Debug for BulkLoad<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkLoad").field("path", &self.store.path).field("commits", &self.commits).finish()
+    }
+}
+
+impl BulkLoad<'_> {
+    /// Add one change, with exactly the checks of [`Store::add_change`]. Not
+    /// durable until [`BulkLoad::finish`].
+    pub fn add_change<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
+        let path = self.store.path.clone();
+        guarded(&path, || self.add_change_inner(version, statements, now_ms()))
+    }
+
+    /// [`BulkLoad::add_change`] for a change whose source recorded no time
+    /// (a `.dbak` import): it is stored with
+    /// [`TIME_NOT_RECORDED`](crate::record::TIME_NOT_RECORDED), not the
+    /// time of the load, which would pass for when lightningd made it.
+    pub fn add_change_without_time<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
+        let path = self.store.path.clone();
+        guarded(&path, || self.add_change_inner(version, statements, crate::record::TIME_NOT_RECORDED))
+    }
+
+    fn add_change_inner<S: AsRef<str>>(&mut self, version: u32, statements: &[S], time_ms: u64) -> Result<Added> {
+        let path = &self.store.path;
+        let txn = match self.txn {
+            Some(ref txn) => txn,
+            None => {
+                let mut txn = self.store.writer()?.begin_write().map_err(|e| Error::redb(path, e))?;
+                txn.set_durability(Durability::None).map_err(|e| Error::redb(path, redb::Error::from(e)))?;
+                &*self.txn.insert(txn)
+            }
+        };
+        let encoded = encode(path, statements);
+        let planned = plan_change(path, &self.state, version, statements, time_ms, encoded, |seq| {
+            let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+            let recent = txn.open_table(RECENT).map_err(|e| Error::redb(path, e))?;
+            let sealed = txn.open_table(SEALED).map_err(|e| Error::redb(path, e))?;
+            let bytes =
+                log::record_at(&tail, Some(&recent), &sealed, seq).map_err(|e| e.at(path))?.ok_or_else(|| {
+                    Error::corrupt(path, format!("change record for version {} is missing", data_version(seq)))
+                })?;
+            StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(path, e))
+        })?;
+        {
+            let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+            log::make_room_bulk(txn, &mut tail).map_err(|e| e.at(path))?;
+            tail.insert(planned.seq, planned.bytes.as_slice()).map_err(|e| Error::redb(path, e))?;
+        }
+        self.state = planned.next;
+        self.in_batch += 1;
+        if self.in_batch >= BULK_BATCH {
+            self.commit_batch()?;
+        }
+        Ok(planned.added)
+    }
+
+    fn commit_batch(&mut self) -> Result<()> {
+        if let Some(txn) = self.txn.take() {
+            txn.commit().map_err(|e| Error::redb(&self.store.path, e))?;
+            self.commits += 1;
+            install(&mut self.store.lock(), self.state.clone());
+        }
+        self.in_batch = 0;
+        Ok(())
+    }
+
+    /// Commit what is left and make everything added durable (one sync).
+    pub fn finish(mut self) -> Result<()> {
+        let path = self.store.path.clone();
+        guarded(&path, || {
+            self.commit_batch()?;
+            // A commit with immediate durability persists the non-durable
+            // ones before it; in it, the tail goes back within its leaf for
+            // the writes that follow.
+            let txn = self.store.writer()?.begin_write().map_err(|e| Error::redb(&path, e))?;
+            {
+                let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(&path, e))?;
+                log::fit_tail(&txn, &mut tail).map_err(|e| e.at(&path))?;
+            }
+            txn.commit().map_err(|e| Error::redb(&path, e))?;
+            self.commits += 1;
+            Ok(())
+        })
+    }
+
+    /// Commits made so far (each batch, and the final durable one): the test
+    /// suite checks that a bulk load does not commit once per change.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::version::bump_statement;
+
+    thread_local! {
+        /// Set: the next `add_change` on this thread stores the same change
+        /// again between planning and taking the lock.
+        pub(super) static INTERFERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_write_planned_before_another_one_landed_is_planned_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s.redb")).unwrap();
+        store.add_change(1, &["SELECT 1".to_string(), bump_statement(1)]).unwrap();
+        INTERFERE.with(|i| i.set(true));
+        let err = store.add_change(2, &["SELECT 2".to_string(), bump_statement(2)]).unwrap_err();
+        // Planned again on the new head, version 2 is a repeat, with a bump.
+        assert!(matches!(err, Error::RepeatWithBump { version: 2 }), "{err}");
+        let st = store.lock().clone();
+        assert_eq!((st.head, st.changes), (2, 2));
+        let reader = store.reader().unwrap();
+        assert_eq!(reader.changes(2).unwrap().map(|c| c.unwrap().seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn writers_racing_on_one_store_each_plan_against_the_state_they_commit_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s.redb")).unwrap();
+        let target = 60u32;
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let store = &store;
+                scope.spawn(move || loop {
+                    let v = store.version() + 1;
+                    if v > target {
+                        return;
+                    }
+                    let stmts = [format!("INSERT INTO t VALUES ({thread}, {v})"), bump_statement(v)];
+                    match store.add_change(v, &stmts) {
+                        Ok(added) => assert_eq!(added, Added::New(Seq::from(v))),
+                        // Another thread stored `v` first.
+                        Err(Error::RepeatWithBump { .. } | Error::Gap { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                });
+            }
+        });
+        let st = store.lock().clone();
+        assert_eq!((st.head, st.changes), (u64::from(target), u64::from(target)));
+        let reader = store.reader().unwrap();
+        assert_eq!(reader.change_count(), u64::from(target));
+        let mut n = 0;
+        for change in reader.changes(reader.head()).unwrap() {
+            change.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, target);
+        // The kept tip is the last record's hash: the next change chains on.
+        drop(reader);
+        store.add_change(target + 1, &["SELECT 1".to_string(), bump_statement(target + 1)]).unwrap();
+        assert_eq!(store.reader().unwrap().changes(Seq::from(target + 1)).unwrap().count(), target as usize + 1);
+    }
+}

@@ -99,8 +99,10 @@ pub enum Access {
     ReadOnly,
 }
 
-/// What a store argument or `backend_url` names.
+/// What a store argument or `backend_url` names. Remote locations will be
+/// further variants, so a match outside the crate needs a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Location {
     /// A local file.
     File(PathBuf),

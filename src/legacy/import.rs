@@ -23,6 +23,7 @@ use std::path::Path;
 
 /// What an import did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Whole records in the legacy file.
     pub records: u64,

@@ -14,6 +14,11 @@
 //!
 //! It must not know what the files hold (databases, stores, dumps): callers
 //! decide what goes in, and what to move aside before a replacement.
+//!
+//! Public: [`TempFile`] as scratch space beside a target, [`ScratchDir`],
+//! [`Ownership`] (in every report of a placed file), [`parent_dir`] and
+//! [`give_to_owner_of`], which the front ends use; placing a file, the
+//! clean-up and the name helpers are the library's own.
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
@@ -23,15 +28,15 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 /// Every temporary's name starts with this.
-pub const TEMP_PREFIX: &str = ".cln-backup-";
+pub(crate) const TEMP_PREFIX: &str = ".cln-backup-";
 
 /// The files SQLite keeps beside a database `X`: `X-journal` (rollback
 /// journal), `X-wal` and `X-shm` (write-ahead log and its index).
-pub const SQLITE_SIDE_SUFFIXES: [&str; 3] = ["-journal", "-wal", "-shm"];
+pub(crate) const SQLITE_SIDE_SUFFIXES: [&str; 3] = ["-journal", "-wal", "-shm"];
 
 /// What to do when the target exists at the moment of placing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Replace {
+pub(crate) enum Replace {
     /// Replace it (rename over it).
     Existing,
     /// Never replace it: the placement fails with
@@ -43,7 +48,7 @@ pub enum Replace {
 /// Who owns a file that replaces nothing. A file that replaces one always
 /// takes that file's owner, group and mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NewOwner {
+pub(crate) enum NewOwner {
     /// The running process, mode 0600.
     Process,
     /// The owner and group of the target's directory, mode 0600: a
@@ -54,13 +59,17 @@ pub enum NewOwner {
 
 /// The owner, group and mode a placed file got.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Ownership {
+    /// The owner's user id.
     pub uid: u32,
+    /// The group id.
     pub gid: u32,
     /// Permission bits (`0o640`).
     pub mode: u32,
-    /// Names from `/etc/passwd` and `/etc/group`, when found there.
+    /// The owner's name from `/etc/passwd`, when found there.
     pub user: Option<String>,
+    /// The group's name from `/etc/group`, when found there.
     pub group: Option<String>,
     /// Set when the file could not be given the owner it should have had
     /// (not root): says which owner was wanted and that ours was kept.
@@ -92,7 +101,7 @@ impl Ownership {
 }
 
 /// `1000:1000 (lightning:lightning)`, the names when the system knows them.
-pub fn describe_owner(uid: u32, gid: u32) -> String {
+pub(crate) fn describe_owner(uid: u32, gid: u32) -> String {
     let user = user_name(uid);
     let group = group_name(gid);
     if user.is_none() && group.is_none() {
@@ -103,8 +112,11 @@ pub fn describe_owner(uid: u32, gid: u32) -> String {
     format!("{uid}:{gid} ({user}:{group})")
 }
 
-/// A temporary file beside its target. Dropped before [`place`](Self::place)
-/// succeeded, it is removed, with its SQLite side files.
+/// A temporary file beside its target. Dropped before it was placed, it is
+/// removed, with its SQLite side files. Outside the library it is scratch
+/// space beside a target (`init`'s copy of a live database); putting it in
+/// place is the library's (`place` and `commit` are crate-private), so that
+/// every file the project places goes through the checks above.
 pub struct TempFile {
     path: PathBuf,
     target: PathBuf,
@@ -135,7 +147,7 @@ impl TempFile {
     /// A temporary name beside `target` for a file the caller creates itself,
     /// exclusively (as [`Store::create`](crate::Store::create) does). Leftovers
     /// are removed first as by [`create`](Self::create).
-    pub fn reserve(target: &Path, purpose: &str) -> Result<TempFile> {
+    pub(crate) fn reserve(target: &Path, purpose: &str) -> Result<TempFile> {
         let dir = parent_dir(target);
         remove_leftovers(&dir);
         let path = dir.join(temp_name(purpose));
@@ -145,11 +157,6 @@ impl TempFile {
     /// The temporary file's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Where [`place`](Self::place) puts it.
-    pub fn target(&self) -> &Path {
-        &self.target
     }
 
     /// The open temporary file (opened now if it was reserved).
@@ -163,14 +170,14 @@ impl TempFile {
     }
 
     /// A second handle on the temporary file, for a writer that takes one by value.
-    pub fn reopen(&self) -> Result<File> {
+    pub(crate) fn reopen(&self) -> Result<File> {
         OpenOptions::new().read(true).write(true).open(&self.path).map_err(|e| Error::io(&self.path, e))
     }
 
     /// fsync the temporary file and give it the owner, group and mode the
     /// target should have (see [`NewOwner`]). Returns what was set and the
     /// file's size.
-    pub fn settle(&mut self, owner: NewOwner) -> Result<(Ownership, u64)> {
+    pub(crate) fn settle(&mut self, owner: NewOwner) -> Result<(Ownership, u64)> {
         let target = self.target.clone();
         let path = self.path.clone();
         let file = self.file()?;
@@ -183,7 +190,7 @@ impl TempFile {
     /// Put the temporary file at its target and fsync the directory. With
     /// [`Replace::Never`] an existing target is left alone and the result is
     /// [`Error::DestinationExists`]. Call [`settle`](Self::settle) first.
-    pub fn place(mut self, replace: Replace) -> Result<PathBuf> {
+    pub(crate) fn place(mut self, replace: Replace) -> Result<PathBuf> {
         self.file = None;
         match replace {
             Replace::Existing => std::fs::rename(&self.path, &self.target).map_err(|e| Error::io(&self.target, e))?,
@@ -195,7 +202,7 @@ impl TempFile {
     }
 
     /// [`settle`](Self::settle), then [`place`](Self::place).
-    pub fn commit(mut self, replace: Replace, owner: NewOwner) -> Result<Committed> {
+    pub(crate) fn commit(mut self, replace: Replace, owner: NewOwner) -> Result<Committed> {
         let (ownership, bytes) = self.settle(owner)?;
         let path = self.place(replace)?;
         Ok(Committed { path, bytes, ownership })
@@ -236,6 +243,7 @@ impl ScratchDir {
         Err(Error::io(&dir, std::io::Error::new(ErrorKind::AlreadyExists, "no free temporary directory name")))
     }
 
+    /// The directory's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -256,21 +264,24 @@ fn remove_with_side_files(path: &Path) {
 
 /// What [`TempFile::commit`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub ownership: Ownership,
+pub(crate) struct Committed {
+    /// The file in place.
+    pub(crate) path: PathBuf,
+    /// Its size in bytes.
+    pub(crate) bytes: u64,
+    /// The owner, group and mode it got.
+    pub(crate) ownership: Ownership,
 }
 
 /// `path` with `suffix` appended to its last component (`X` → `X-journal`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
 }
 
 /// `X-journal`, `X-wal` and `X-shm` for a database `X`, whether or not they exist.
-pub fn side_paths(db: &Path) -> Vec<PathBuf> {
+pub(crate) fn side_paths(db: &Path) -> Vec<PathBuf> {
     SQLITE_SIDE_SUFFIXES.iter().map(|suffix| with_suffix(db, suffix)).collect()
 }
 
@@ -284,7 +295,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 
 /// fsync the directory holding `path`, so that a rename or a new name in it
 /// survives a crash.
-pub fn sync_parent(path: &Path) -> Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     let dir = parent_dir(path);
     File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(&dir, e))
 }
@@ -292,7 +303,7 @@ pub fn sync_parent(path: &Path) -> Result<()> {
 /// Whether `a` and `b` are the same file: the same device and inode (which
 /// also catches hard links and symbolic links). A path that does not exist
 /// is no file.
-pub fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(ma), Ok(mb)) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
         _ => false,
@@ -338,7 +349,7 @@ fn random_suffix() -> String {
 }
 
 /// The pid in a temporary's file name, if the name is one of ours.
-pub fn writer_pid(name: &str) -> Option<u32> {
+pub(crate) fn writer_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(TEMP_PREFIX)?;
     let mut parts = rest.split('-');
     let _purpose = parts.next()?;
@@ -351,7 +362,7 @@ pub fn writer_pid(name: &str) -> Option<u32> {
 /// scratch directories whose writing process is no longer running, and return what was removed. Each
 /// removal is logged. Without `/proc` nothing is removed: whether a process
 /// runs cannot be told.
-pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
     let mut removed = vec![];
     if !Path::new("/proc/self").exists() {
         return removed;

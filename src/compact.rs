@@ -18,15 +18,21 @@ use std::time::Instant;
 
 /// What a compaction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// False when there was nothing to fold (fewer than two changes after the snapshot).
     pub compacted: bool,
-    /// `data_version` of the new snapshot.
+    /// `data_version` of the new snapshot (`None` when nothing was folded).
     pub snapshot_version: Option<u32>,
+    /// Change records in the store before the compaction.
     pub changes_before: u64,
+    /// Change records left after it (those after the new snapshot).
     pub changes_after: u64,
+    /// Bytes of the store file before the compaction.
     pub bytes_before: u64,
+    /// Bytes of the store file after it.
     pub bytes_after: u64,
+    /// Wall-clock time the compaction took, in milliseconds.
     pub duration_ms: u64,
 }
 

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// The first difference between two databases.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Difference {
     /// The first database compared.
     pub a: PathBuf,

@@ -18,132 +18,251 @@ pub enum Error {
     /// An operating-system I/O error on a named file.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory the operation was on.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// Another process (or another handle in this one) holds the store.
     #[error("{}: the store is already open in another process (a running node's plugin?); stop the node first, or ask the running plugin with `lightning-cli backup-status`", path.display())]
-    StoreLocked { path: PathBuf },
+    StoreLocked {
+        /// The store file.
+        path: PathBuf,
+    },
 
     /// The file is not a cln-backup store: not a redb database at all, or a
     /// readable redb database with none of a store's tables. A store that
     /// cannot be read is [`Error::Corrupt`].
     #[error("{}: not a cln-backup store ({reason})", path.display())]
-    NotAStore { path: PathBuf, reason: String },
+    NotAStore {
+        /// The file given as a store.
+        path: PathBuf,
+        /// What the file is instead, or what it lacks.
+        reason: String,
+    },
 
     /// A write was asked of a store opened with `Store::open_read_only`.
     #[error("{}: the store is open read-only; this operation would write it", path.display())]
-    ReadOnly { path: PathBuf },
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
 
     /// A record could not be serialised; nothing was written.
     #[error("{}: cannot encode a record: {what}", path.display())]
-    Encode { path: PathBuf, what: String },
+    Encode {
+        /// The store the record was for.
+        path: PathBuf,
+        /// The serialiser's complaint.
+        what: String,
+    },
 
     /// The store was written by a newer cln-backup.
     #[error("{}: store format {found} is newer than this cln-backup supports (format {supported}); upgrade cln-backup", path.display())]
-    FormatTooNew { path: PathBuf, found: u32, supported: u32 },
+    FormatTooNew {
+        /// The store file.
+        path: PathBuf,
+        /// The format number the file records.
+        found: u32,
+        /// The newest format number this build reads.
+        supported: u32,
+    },
 
     /// `create` was asked for a path that already exists.
     #[error("{}: already exists; refusing to overwrite an existing store", path.display())]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The path that exists.
+        path: PathBuf,
+    },
 
     /// The store's own checks failed: redb checksums, a page that cannot be
     /// read, the hash chain, or a record that does not decode.
     #[error("{}: the store is damaged: {what}", path.display())]
-    Corrupt { path: PathBuf, what: String },
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Which check failed, and where.
+        what: String,
+    },
 
     /// redb reported an error other than corruption (for example the disk is full).
     #[error("{}: storage error: {source}", path.display())]
     Storage {
+        /// The store file.
         path: PathBuf,
+        /// redb's error.
         #[source]
         source: redb::Error,
     },
 
     /// A change arrived whose version does not follow the head.
     #[error("version {got} does not follow the backup's version {head}: expected {expected} (or {head} for a lone PRAGMA report)")]
-    Gap { head: u32, expected: u32, got: u32 },
+    Gap {
+        /// The `data_version` of the backup's last change.
+        head: u32,
+        /// The `data_version` a new change must carry: `head + 1`, wrapping.
+        expected: u32,
+        /// The `data_version` the change carried.
+        got: u32,
+    },
 
     /// A change with no statements (PostgreSQL nodes send these).
     #[error("change for version {version} has no statements; only SQLite nodes are supported")]
-    EmptyChange { version: u32 },
+    EmptyChange {
+        /// The change's `data_version`.
+        version: u32,
+    },
 
     /// A new version whose last statement is not the `data_version` bump to it.
     #[error("change for version {version} does not end with the data_version bump from {expected_from} (last statement: {last:?})")]
-    MissingBump { version: u32, expected_from: u32, last: String },
+    MissingBump {
+        /// The change's `data_version`.
+        version: u32,
+        /// The `data_version` the bump should have raised from (`version - 1`, wrapping).
+        expected_from: u32,
+        /// The change's last statement, as reported.
+        last: String,
+    },
 
     /// A repeated version that carries a bump: that is an uncommitted transaction being replaced, not a repeat.
     #[error("change for version {version} repeats the head version but ends with a data_version bump; rewind the uncommitted change first")]
-    RepeatWithBump { version: u32 },
+    RepeatWithBump {
+        /// The repeated `data_version`.
+        version: u32,
+    },
 
     /// Rewind asked for when it cannot be done safely.
     #[error("cannot rewind: {reason}")]
-    Rewind { reason: &'static str },
+    Rewind {
+        /// Why the last change must stay.
+        reason: &'static str,
+    },
 
     /// A snapshot was offered at a version the store cannot take it at.
     #[error("cannot store a snapshot at version {version}: {reason}")]
-    SnapshotVersion { version: u32, reason: String },
+    SnapshotVersion {
+        /// The `data_version` the snapshot was offered at.
+        version: u32,
+        /// Why the store cannot take it there.
+        reason: String,
+    },
 
     /// A version was asked for that the store no longer (or never) held.
     #[error("version {asked} is not restorable from this backup (restorable: {range})")]
-    NotRestorable { asked: u64, range: String },
+    NotRestorable {
+        /// The version asked for: a `data_version`, or a store version
+        /// (`epoch << 32 | data_version`) when above `u32::MAX`.
+        asked: u64,
+        /// The versions the backup can restore, as text (for example `5 to 9`).
+        range: String,
+    },
 
     /// Another writer changed the log while a compaction was being prepared.
     #[error("the change log moved under the compaction (version {version} changed); nothing was pruned, try again")]
-    CompactionRaced { version: u32 },
+    CompactionRaced {
+        /// The `data_version` whose change differed from the one replayed.
+        version: u32,
+    },
 
     /// SQLite failed while replaying or reading a database.
     #[error("{}: SQLite: {source}{}", path.display(), context.as_deref().map(|c| format!(" (while running: {c})")).unwrap_or_default())]
     Sqlite {
+        /// The database file.
         path: PathBuf,
+        /// The statement being run, when there was one.
         context: Option<String>,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
 
     /// The restored database does not check out.
     #[error("{}: restored database failed its check: {what}", path.display())]
-    RestoreCheck { path: PathBuf, what: String },
+    RestoreCheck {
+        /// The restored database: the temporary beside the destination, or
+        /// the destination once the temporary was renamed to it.
+        path: PathBuf,
+        /// Which check failed: integrity, or the `data_version` found.
+        what: String,
+    },
 
     /// A restore destination exists and replacing it was not asked for.
     #[error("{}: destination exists, and replacing it was not asked for", path.display())]
-    DestinationExists { path: PathBuf },
+    DestinationExists {
+        /// The existing destination.
+        path: PathBuf,
+    },
 
     /// A restore or export whose output is the very file it reads (the same
     /// path, a hard link or a symbolic link to it).
     #[error("{}: is the same file as the source {}; refusing to write over the backup being read", output.display(), input.display())]
-    SameFile { input: PathBuf, output: PathBuf },
+    SameFile {
+        /// The file being read.
+        input: PathBuf,
+        /// The output asked for, which is that file.
+        output: PathBuf,
+    },
 
     /// A SQLite rollback journal or write-ahead log of the database a restore
     /// would replace: opening the restored file would apply it.
     #[error("{}: a crashed SQLite left it; it belongs to the old database and would be applied to the restored one (a restore that replaces the database moves it aside with the old database)", path.display())]
-    StaleSideFile { path: PathBuf },
+    StaleSideFile {
+        /// The journal or write-ahead log found.
+        path: PathBuf,
+    },
 
     /// A directory given for the node's database that is lightningd's base
     /// directory: the database is in the network directory below it.
     #[error("{}: is lightningd's base directory, not a network directory: the node's lightningd.sqlite3 is in {below}; give {} instead", path.display(), network.display())]
-    BaseDirectory { path: PathBuf, below: String, network: PathBuf },
+    BaseDirectory {
+        /// The directory given.
+        path: PathBuf,
+        /// The network directories below it that hold a database, joined by `and`.
+        below: String,
+        /// The first of those directories, to give instead.
+        network: PathBuf,
+    },
 
     /// A file given as a legacy `.dbak` backup whose header is not one:
     /// `what` says what it is instead, when that can be told.
     #[error("{}: not a legacy .dbak backup ({what})", path.display())]
-    NotADbak { path: PathBuf, what: String },
+    NotADbak {
+        /// The file given.
+        path: PathBuf,
+        /// What the file is instead, or what its header lacks.
+        what: String,
+    },
 
     /// A legacy `.dbak` file that cannot be read.
     #[error("{}: legacy backup: {what}", path.display())]
-    Legacy { path: PathBuf, what: String },
+    Legacy {
+        /// The `.dbak` file.
+        path: PathBuf,
+        /// What is wrong with it, and where.
+        what: String,
+    },
 
     /// `backup.lock` (or a store it is to record, or the copy it keeps of an
     /// older lock) cannot be read, written or replaced; `path` is that file.
     #[error("{}: {what}", path.display())]
-    LockFile { path: PathBuf, what: String },
+    LockFile {
+        /// The file that failed.
+        path: PathBuf,
+        /// What failed.
+        what: String,
+    },
 
     /// A store argument or a `backend_url` this version cannot use: a scheme
     /// it does not support, or a `file:` URL that names no local path.
     #[error("{url}: {what}")]
-    Destination { url: String, what: String },
+    Destination {
+        /// The argument or URL, as given.
+        url: String,
+        /// Why it cannot be used.
+        what: String,
+    },
 }
 
 impl Error {

@@ -9,23 +9,66 @@
 //! nothing of lightningd's protocol: the plugin, the command line and any
 //! wallet manager that embeds it are front ends over the same calls.
 //!
+//! The types an embedder reaches for first are re-exported here, so that
+//! `use cln_backup::{...}` covers the common case; the modules group the
+//! functions (`restore::restore_store`, `compact::compact`, ...). Report
+//! types whose own name says little outside their module are re-exported
+//! under a longer one: [`RestoreReport`] is `restore::Report`,
+//! [`CompactStats`] is `compact::Stats`.
+//!
 //! ```
-//! use cln_backup::{restore, Store};
+//! use cln_backup::{compact, restore, Added, Store};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::create(dir.path().join("node.redb"))?;
-//! // Transaction 1, as lightningd reports it: statements, then the version bump.
-//! store.add_change(1, &[
+//! // Each transaction as lightningd reports it: statements, then the bump
+//! // of `data_version` to the version it carries.
+//! let added = store.add_change(1, &[
 //!     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
 //!     "INSERT INTO vars VALUES ('data_version', 0)",
 //!     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
 //! ])?;
+//! assert_eq!(added, Added::New(1));
+//! for v in 2..=3 {
+//!     store.add_change(v, &[
+//!         format!("INSERT INTO vars VALUES ('v{v}', {v})"),
+//!         cln_backup::version::bump_statement(v),
+//!     ])?;
+//! }
+//! assert_eq!(store.version(), 3);
+//!
+//! // Fold the old changes into a base snapshot; the last one stays a change.
+//! let stats = compact::compact(&store, None)?;
+//! assert_eq!(stats.snapshot_version, Some(2));
+//!
+//! // Rebuild the database, checked and renamed into place whole.
 //! let dest = dir.path().join("lightningd.sqlite3");
 //! let report = restore::restore_store(&store, &dest, &restore::Options::default())?;
-//! assert_eq!(report.version, 1);
+//! assert_eq!(report.version, 3);
+//! assert_eq!(report.path, dest);
 //! # Ok(()) }
 //! ```
+//!
+//! ## Modules
+//!
+//! - [`store`]: the redb file: change log, base snapshot, metadata; [`Store`] and its [`Reader`].
+//! - [`restore`]: a replayed database put safely where lightningd opens it.
+//! - [`replay`]: changes into SQLite exactly as lightningd executed them.
+//! - [`compact`]: fold old changes into a new base snapshot.
+//! - [`compare`]: two databases, schema and rows, and their first difference.
+//! - [`export`]: the change log as flat SQL, or the database as `sqlite3 .dump` text.
+//! - [`legacy`]: the Python plugin's `.dbak` files: read, write, import, export, restore.
+//! - [`destination`]: the [`Destination`] trait the plugin writes through, and store URLs.
+//! - [`lockfile`]: `backup.lock`, which tells the plugin where its store is.
+//! - [`version`]: `data_version` arithmetic and lightningd's version bump.
+//! - [`atomic_file`]: files placed whole or not at all, and scratch directories.
+//! - [`error`]: the one [`Error`] type; every variant names its file or version.
+//!
+//! The record format (envelopes, hash chain, statement codec) is private:
+//! what a record holds reaches callers as [`Change`]s.
+
+#![warn(missing_docs)]
 
 pub mod atomic_file;
 pub mod compact;
@@ -35,12 +78,21 @@ pub mod error;
 pub mod export;
 pub mod legacy;
 pub mod lockfile;
-pub mod record;
+mod record;
 pub mod replay;
 pub mod restore;
 pub mod store;
 pub mod version;
 
+pub use compact::Stats as CompactStats;
+pub use compare::Difference;
+pub use destination::{Destination, FileDestination, Head};
 pub use error::{Error, Result};
-pub use record::{Change, Transaction};
+pub use export::ExportReport;
+pub use legacy::ImportReport;
+pub use lockfile::Repointed;
+pub use record::{now_ms, utc_iso8601, Change, Transaction, TIME_NOT_RECORDED};
+pub use replay::{Progress, Replayed};
+pub use restore::{MovedAside, Report as RestoreReport};
 pub use store::{Added, Reader, SnapshotInfo, Status, Store};
+pub use version::Seq;

@@ -101,6 +101,7 @@ fn keep(lock: &Path, kept: &Path, old: &[u8]) -> Result<()> {
 
 /// What [`repoint`] did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Repointed {
     /// The lock file written.
     pub lock: PathBuf,

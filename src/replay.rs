@@ -51,10 +51,12 @@ pub(crate) fn report_done(progress: Option<&Progress>, done: u64) {
 
 /// What a replay did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Replayed {
     /// Changes replayed (one per version; a lone report repeating a version
     /// belongs to that version's change).
     pub changes: u64,
+    /// SQL statements executed.
     pub statements: u64,
     /// Whether foreign keys are enforced at the last change replayed.
     pub foreign_keys: bool,
@@ -63,7 +65,7 @@ pub struct Replayed {
 /// Foreign keys at the start of a store's log: as the snapshot recorded
 /// them, and on from an empty database (lightningd opens its database with
 /// foreign keys on).
-pub fn foreign_keys_at_start(snapshot: Option<&SnapshotInfo>) -> bool {
+pub(crate) fn foreign_keys_at_start(snapshot: Option<&SnapshotInfo>) -> bool {
     snapshot.map(|s| s.foreign_keys).unwrap_or(true)
 }
 

@@ -39,13 +39,18 @@ pub struct Options {
 
 /// What a restore produced.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Report {
+    /// The restored database, in place (a directory destination resolved to
+    /// its `lightningd.sqlite3`, a symbolic link to the file it names).
     pub path: PathBuf,
     /// `data_version` of the restored database.
     pub version: u32,
+    /// The store version restored (`epoch << 32 | data_version`).
     pub seq: Seq,
     /// Change records replayed on top of the snapshot.
     pub changes: u64,
+    /// SQL statements executed by the replay.
     pub statements: u64,
     /// Bytes of the restored file.
     pub bytes: u64,
@@ -56,7 +61,8 @@ pub struct Report {
 }
 
 /// Network directories lightningd creates under its base directory.
-pub const NETWORKS: &[&str] = &["bitcoin", "testnet", "testnet4", "signet", "regtest", "liquid", "liquid-regtest"];
+pub(crate) const NETWORKS: &[&str] =
+    &["bitcoin", "testnet", "testnet4", "signet", "regtest", "liquid", "liquid-regtest"];
 
 /// The network directories below `dir` that hold a `lightningd.sqlite3`,
 /// when `dir` holds none itself: `dir` is then lightningd's base directory
@@ -119,24 +125,32 @@ fn follow_link(link: &Path) -> Result<PathBuf> {
 }
 
 /// The SQLite side files (`-journal`, `-wal`, `-shm`) that exist beside `db`.
-pub fn existing_side_files(db: &Path) -> Vec<PathBuf> {
+pub(crate) fn existing_side_files(db: &Path) -> Vec<PathBuf> {
     atomic_file::side_paths(db).into_iter().filter(|p| p.symlink_metadata().is_ok()).collect()
 }
 
 /// A file a restore moved out of the way, and where to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct MovedAside {
+    /// Where the file was: the old database or one of its side files.
     pub from: PathBuf,
+    /// Where it is now: `X.replaced-<UTC time>` for the database `X`, and
+    /// that name followed by `-journal`, `-wal` or `-shm` for its side files.
     pub to: PathBuf,
 }
 
 /// What [`Staged::persist`] put in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Placed {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub ownership: Ownership,
-    pub moved_aside: Vec<MovedAside>,
+pub(crate) struct Placed {
+    /// The database in place.
+    pub(crate) path: PathBuf,
+    /// Its size in bytes.
+    pub(crate) bytes: u64,
+    /// The owner, group and mode it got.
+    pub(crate) ownership: Ownership,
+    /// The old database and its side files, when they were moved aside.
+    pub(crate) moved_aside: Vec<MovedAside>,
 }
 
 /// A temporary file beside the destination, renamed over it by
@@ -145,7 +159,7 @@ pub struct Placed {
 /// Refused before anything is written: a destination that is the source
 /// itself, and (without `force`) an existing destination or a SQLite side
 /// file of the database it would replace.
-pub struct Staged {
+pub(crate) struct Staged {
     tmp: TempFile,
     dest: PathBuf,
     force: bool,

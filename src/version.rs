@@ -21,7 +21,7 @@ pub fn next(seq: Seq) -> Seq {
 
 /// The store version with `data_version == dv` nearest at or below `head`,
 /// used to interpret a user's `--to-version` given as a plain data_version.
-pub fn seq_at_or_below(head: Seq, dv: u64) -> Option<Seq> {
+pub(crate) fn seq_at_or_below(head: Seq, dv: u64) -> Option<Seq> {
     if dv > u64::from(u32::MAX) {
         // Already an extended version.
         return (dv <= head).then_some(dv);
@@ -45,7 +45,7 @@ const BUMP_PREFIX: &str = "UPDATE vars SET intval = intval + 1 WHERE name = 'dat
 /// `UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = N`.
 /// A u32 written through SQLite's integer formatting is never negative here, but
 /// accept a trailing `;` or whitespace.
-pub fn bump_from(stmt: &str) -> Option<u32> {
+pub(crate) fn bump_from(stmt: &str) -> Option<u32> {
     let rest = stmt.trim_end().trim_end_matches(';').trim_end().strip_prefix(BUMP_PREFIX)?;
     rest.parse::<u32>().ok()
 }
@@ -65,7 +65,7 @@ pub fn lone_foreign_keys_pragma<S: AsRef<str>>(statements: &[S]) -> Option<bool>
 }
 
 /// Parse `PRAGMA foreign_keys = ON|OFF|1|0|TRUE|FALSE|YES|NO` (any case, optional `;`).
-pub fn foreign_keys_pragma(stmt: &str) -> Option<bool> {
+pub(crate) fn foreign_keys_pragma(stmt: &str) -> Option<bool> {
     let s = stmt.trim().trim_end_matches(';').trim();
     let lower = s.to_ascii_lowercase();
     let rest = lower.strip_prefix("pragma")?.trim_start();

@@ -5,7 +5,7 @@
 
 use cln_backup::export;
 use cln_backup::legacy;
-use cln_backup::legacy::dbak::{DbakReader, DbakWriter, Kind, HEADER_LEN};
+use cln_backup::legacy::{DbakReader, DbakWriter, Header, Kind};
 use cln_backup::replay::fix_pre_4090;
 use cln_backup::restore;
 use cln_backup::version::bump_statement;
@@ -14,6 +14,26 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+// The `.dbak` layout the Python plugin writes (see the `legacy` docs): a 512-byte
+// big-endian header (`file_version` 1, `version` u32, `offset0` u64,
+// `prev_version` u32, `offset1` u64, `version_count` u64), then records of a
+// 9-byte header (`length` u32 of the payload, `version` u32, `type` u8)
+// and the payload. Tests that poke bytes compute it here.
+const HEADER_LEN: u64 = 512;
+const RECORD_HEADER_LEN: u64 = 9;
+
+/// The 512 bytes of `h` as the layout above.
+fn header_bytes(h: &Header) -> [u8; HEADER_LEN as usize] {
+    let mut b = [0u8; HEADER_LEN as usize];
+    b[0..4].copy_from_slice(&1u32.to_be_bytes());
+    b[4..8].copy_from_slice(&h.version.to_be_bytes());
+    b[8..16].copy_from_slice(&h.offset0.to_be_bytes());
+    b[16..20].copy_from_slice(&h.prev_version.to_be_bytes());
+    b[20..28].copy_from_slice(&h.offset1.to_be_bytes());
+    b[28..36].copy_from_slice(&h.version_count.to_be_bytes());
+    b
+}
 
 const FIXTURE_DBAK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-backup.dbak");
 const FIXTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-4090-restored.sql");
@@ -224,7 +244,7 @@ fn dump_formats_values_like_sqlite3() {
     )
     .unwrap();
     let mut out = Vec::new();
-    export::dump::dump(&conn, &db, &mut out, Path::new("out.sql")).unwrap();
+    export::dump(&conn, &db, &mut out, Path::new("out.sql")).unwrap();
     let text = String::from_utf8(out).unwrap();
     // What sqlite3's .dump prints for the same database, apart from the
     // digits of inexact reals (0.1 here, and the `reals` table): SQLite
@@ -450,7 +470,7 @@ fn rewind_in_the_middle_and_unacknowledged_tail() {
         w.add_transaction(8, &["DELETE FROM t".to_string(), bump_statement(8)]).unwrap();
     });
     let mut bytes = std::fs::read(&tail).unwrap();
-    bytes[..HEADER_LEN as usize].copy_from_slice(&header.to_bytes());
+    bytes[..HEADER_LEN as usize].copy_from_slice(&header_bytes(&header));
     std::fs::write(&tail, &bytes).unwrap();
     let report = legacy::import_new(&tail, &dir.path().join("tail.redb")).unwrap();
     assert_eq!((report.version, report.unacknowledged), (7, 1));
@@ -460,7 +480,7 @@ fn rewind_in_the_middle_and_unacknowledged_tail() {
 
     // A header two versions behind the records is not explained by that: refused.
     header.version = 6;
-    bytes[..HEADER_LEN as usize].copy_from_slice(&header.to_bytes());
+    bytes[..HEADER_LEN as usize].copy_from_slice(&header_bytes(&header));
     std::fs::write(&tail, &bytes).unwrap();
     let err = legacy::restore_dbak(&tail, &dir.path().join("x.sqlite3"), &Default::default()).unwrap_err();
     legacy_error(&err, &tail, "header says version 6");
@@ -508,7 +528,8 @@ fn bad_legacy_files_are_refused_clearly() {
     // The record layout: length is the payload's, records follow each other.
     assert_eq!(records[0].offset, HEADER_LEN);
     assert_eq!(records[1].offset, HEADER_LEN + 9 + u64::from(records[0].length));
-    assert_eq!(records.last().unwrap().end(), fixture.len() as u64);
+    let last = records.last().unwrap();
+    assert_eq!(last.offset + RECORD_HEADER_LEN + u64::from(last.length), fixture.len() as u64);
     let middle = records[records.len() / 2];
 
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
@@ -554,7 +575,7 @@ fn bad_legacy_files_are_refused_clearly() {
             "statements not UTF-8",
             {
                 let mut b = fixture.clone();
-                b[middle.payload_offset() as usize + 3] = 0xff;
+                b[(middle.offset + RECORD_HEADER_LEN) as usize + 3] = 0xff;
                 b
             },
             format!("record at offset {} (version {}) is not UTF-8", middle.offset, middle.version),

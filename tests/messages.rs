@@ -6,7 +6,7 @@
 
 mod support;
 
-use cln_backup::legacy::dbak::DbakWriter;
+use cln_backup::legacy::DbakWriter;
 use cln_backup::version::bump_statement;
 use cln_backup::Store;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,7 @@ fn sql_export_of_an_imported_store_does_not_present_import_times() {
     for h in &heads[..46] {
         assert!(h.ends_with("(time not recorded: imported from a .dbak)"), "{h}");
     }
-    let year = cln_backup::record::utc_iso8601(cln_backup::record::now_ms(), false)[..4].to_string();
+    let year = cln_backup::utc_iso8601(cln_backup::now_ms(), false)[..4].to_string();
     // `-- version 47 (YYYY-MM-DDTHH:MM:SS.mmmZ)`
     assert!(heads[46].starts_with(&format!("-- version 47 ({year}-")), "{}", heads[46]);
     assert!(heads[46].ends_with("Z)") && heads[46].len() == "-- version 47 ".len() + 26, "{}", heads[46]);

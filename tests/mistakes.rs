@@ -190,7 +190,7 @@ fn files_made_for_a_node_by_root_belong_to_the_nodes_user() {
 /// A `.dbak` of `n` small transactions, long enough to import that the run
 /// can be interrupted in the middle.
 fn big_dbak(path: &Path, n: u32) {
-    use cln_backup::legacy::dbak::DbakWriter;
+    use cln_backup::legacy::DbakWriter;
     use cln_backup::version::bump_statement;
     let file = std::fs::File::create(path).unwrap();
     let mut w = DbakWriter::new(file, path).unwrap();

@@ -619,7 +619,7 @@ fn import_syncs_a_few_times_not_once_per_change() {
     let dbak = dir.path().join("big.dbak");
     let txns = Workload::generate(33, 3000);
     let file = std::fs::File::create(&dbak).unwrap();
-    let mut w = cln_backup::legacy::dbak::DbakWriter::new(file, &dbak).unwrap();
+    let mut w = cln_backup::legacy::DbakWriter::new(file, &dbak).unwrap();
     for (v, s) in &txns {
         w.add_transaction(*v, s).unwrap();
     }

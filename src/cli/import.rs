@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     // The bar's length is the count the legacy header keeps; a bad header is
     // reported by the import itself.
-    let records = cln_backup::legacy::dbak::DbakReader::open(&args.legacy).map(|f| f.header().version_count);
+    let records = cln_backup::legacy::DbakReader::open(&args.legacy).map(|f| f.header().version_count);
     let bar = progress_bar(records.unwrap_or(0), "import");
     let imported = cln_backup::legacy::import_new_with_progress(&args.legacy, &store, progress_callback(&bar).as_ref());
     finish_bar(bar);

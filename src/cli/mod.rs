@@ -175,7 +175,7 @@ pub fn bytes(n: u64) -> String {
 
 /// Milliseconds since the Unix epoch as an ISO 8601 UTC time, to the second.
 pub fn utc_time(ms: u64) -> String {
-    cln_backup::record::utc_iso8601(ms, false)
+    cln_backup::utc_iso8601(ms, false)
 }
 
 #[cfg(test)]

@@ -83,14 +83,12 @@ pub fn refuse_empty(source: &Source, to_version: Option<u64>) -> Result<()> {
         Source::Legacy(path) => {
             // Reading the plan scans the file: only when a version is asked
             // (to check it is held) or the header says the file is at 0.
-            let header = cln_backup::legacy::dbak::DbakReader::open(path)?.header();
+            let header = cln_backup::legacy::DbakReader::open(path)?.header();
             if to_version.is_none() && header.version != 0 {
                 return Ok(());
             }
-            let mut file = cln_backup::legacy::dbak::DbakReader::open(path)?;
-            let plan = cln_backup::legacy::normalise::plan(&mut file)?;
-            let seq = plan.target(to_version).map_err(|e| naming(path, e))?;
-            (path.clone(), seq == 0 && plan.snapshot.is_none(), plan.head)
+            let held = cln_backup::legacy::restorable(path, to_version).map_err(|e| naming(path, e))?;
+            (path.clone(), held.target == 0 && !held.snapshot, held.head)
         }
     };
     if !empty {
@@ -119,7 +117,7 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
         }
         Source::Legacy(path) => {
             // The header's record count: near enough for a bar.
-            let records = cln_backup::legacy::dbak::DbakReader::open(path).map(|f| f.header().version_count);
+            let records = cln_backup::legacy::DbakReader::open(path).map(|f| f.header().version_count);
             let bar = progress_bar(records.unwrap_or(0), "restore");
             let opts = Options { to_version, force, progress: progress_callback(&bar) };
             let report = cln_backup::legacy::restore_dbak(path, dest, &opts);

@@ -7,10 +7,11 @@
 //! must not know lightningd's protocol, nor decide anything about a write:
 //! a destination stores what it is given, or says why it did not.
 //!
-//! One folder per destination: [`file`] (a local redb store) today;
+//! One folder per destination: `file/` ([`FileDestination`], a local redb
+//! store) today;
 //! `socket/` and `s3/` go beside it.
 
-pub mod file;
+mod file;
 
 use crate::store::{Added, SnapshotInfo, Store};
 use crate::version::Seq;
@@ -21,11 +22,12 @@ use std::path::{Path, PathBuf};
 pub use file::FileDestination;
 
 /// The locations this version serves, as its error messages list them.
-pub const SUPPORTED: &str = "supported: a path or a file:// URL";
+pub(crate) const SUPPORTED: &str = "supported: a path or a file:// URL";
 
 /// The head of a destination: what the first write after a start is
 /// checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Head {
     /// lightningd's `data_version` at the head.
     pub version: u32,
@@ -33,6 +35,15 @@ pub struct Head {
     pub prev_version: Option<u32>,
     /// Whether [`Destination::rewind`] would be accepted now.
     pub rewind_allowed: bool,
+}
+
+impl Head {
+    /// A head at `version`, after `prev_version` when there is a last
+    /// change, and whether that change may be rewound: what a
+    /// [`Destination`] outside this crate returns from its `head`.
+    pub fn new(version: u32, prev_version: Option<u32>, rewind_allowed: bool) -> Head {
+        Head { version, prev_version, rewind_allowed }
+    }
 }
 
 /// What the plugin asks of a backup, whatever holds it.
@@ -43,7 +54,7 @@ pub struct Head {
 /// each must have the change durably when it returns `Ok` (and nothing of
 /// it when it returns `Err`), as [`Store::add_change`] does.
 ///
-/// Where each destination plugs in: a new folder beside [`file`] with a type
+/// Where each destination plugs in: a new folder beside `file/` with a type
 /// implementing this trait, and one arm in [`open`] for its scheme (today
 /// refused there, naming the URL):
 ///
@@ -88,8 +99,10 @@ pub enum Access {
     ReadOnly,
 }
 
-/// What a store argument or `backend_url` names.
+/// What a store argument or `backend_url` names. Remote locations will be
+/// further variants, so a match outside the crate needs a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Location {
     /// A local file.
     File(PathBuf),

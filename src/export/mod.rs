@@ -9,13 +9,15 @@
 //! store being read. It must not write to the store, and it must not apply
 //! statements itself: the dump replays through [`crate::replay`].
 //!
-//! - [`sql`](mod@sql): the change log as flat SQL;
-//! - [`dump`](mod@dump): the database at a version as `sqlite3`'s `.dump` writes it.
+//! - [`export_sql`]: the change log as flat SQL (inside: `sql`);
+//! - [`export_dump`]: the database at a version as `sqlite3`'s `.dump`
+//!   writes it (inside: `dump`, which also serves [`dump()`] of any open
+//!   database).
 
-pub mod dump;
-pub mod sql;
+mod dump;
+mod sql;
 
-pub use dump::export_dump;
+pub use dump::{dump, export_dump};
 pub use sql::export_sql;
 
 use crate::atomic_file::{self, Committed, NewOwner, Ownership, Replace, TempFile};
@@ -26,7 +28,9 @@ use std::path::{Path, PathBuf};
 
 /// What an export wrote.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ExportReport {
+    /// The output file, in place.
     pub path: PathBuf,
     /// `data_version` exported up to.
     pub version: u32,

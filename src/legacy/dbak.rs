@@ -18,15 +18,15 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Bytes of the file header; records start here.
-pub const HEADER_LEN: u64 = 512;
+pub(crate) const HEADER_LEN: u64 = 512;
 /// The only `file_version` the Python plugin writes.
-pub const FILE_VERSION: u32 = 1;
+const FILE_VERSION: u32 = 1;
 /// How a redb database (a cln-backup store) starts.
 const REDB_MAGIC: &[u8] = b"redb";
 /// How an SQLite database starts.
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 /// Bytes of a record's header (`length`, `version`, `type`).
-pub const RECORD_HEADER_LEN: u64 = 9;
+const RECORD_HEADER_LEN: u64 = 9;
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,22 +49,24 @@ impl Kind {
 /// The file header. The Python reader trusts `version` only; the offsets
 /// are written for its writer's benefit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Header {
-    /// Version of the last record acknowledged.
+    /// The `data_version` of the last record acknowledged to lightningd.
     pub version: u32,
-    /// Where the next record goes (the end of the file when nothing was rewound).
+    /// Byte offset where the next record goes (the end of the file when
+    /// nothing was rewound).
     pub offset0: u64,
-    /// Version before the last record.
+    /// The `data_version` of the record before the last one.
     pub prev_version: u32,
-    /// Where the last record starts.
+    /// Byte offset where the last record starts.
     pub offset1: u64,
-    /// Records written.
+    /// Records written, rewound ones included.
     pub version_count: u64,
 }
 
 impl Header {
     /// The 512 bytes of this header.
-    pub fn to_bytes(&self) -> [u8; HEADER_LEN as usize] {
+    fn to_bytes(self) -> [u8; HEADER_LEN as usize] {
         let mut b = [0u8; HEADER_LEN as usize];
         b[0..4].copy_from_slice(&FILE_VERSION.to_be_bytes());
         b[4..8].copy_from_slice(&self.version.to_be_bytes());
@@ -76,7 +78,7 @@ impl Header {
     }
 
     /// Parse a header read from `path`.
-    pub fn parse(path: &Path, b: &[u8; HEADER_LEN as usize]) -> Result<Header> {
+    fn parse(path: &Path, b: &[u8; HEADER_LEN as usize]) -> Result<Header> {
         let file_version = be32(&b[0..4]);
         if file_version != FILE_VERSION {
             let what = if b.starts_with(REDB_MAGIC) {
@@ -110,25 +112,29 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Where one record sits in the file.
+/// Where one record sits in the file, as [`DbakReader::scan`] found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
-    /// Offset of the record's header.
+    /// Offset in bytes of the record's header from the start of the file
+    /// (errors about the record name it).
     pub offset: u64,
-    /// Payload bytes.
+    /// Bytes of the payload (the record's header not included).
     pub length: u32,
+    /// The `data_version` the record was written with.
     pub version: u32,
+    /// What the payload holds.
     pub kind: Kind,
 }
 
 impl Record {
     /// Offset of the payload.
-    pub fn payload_offset(&self) -> u64 {
+    pub(crate) fn payload_offset(&self) -> u64 {
         self.offset + RECORD_HEADER_LEN
     }
 
     /// Offset just past the record.
-    pub fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         self.payload_offset() + u64::from(self.length)
     }
 }
@@ -364,7 +370,7 @@ impl DbakWriter {
 
     /// Append a type-2 record of `length` bytes that `fill` writes (and
     /// returns the count of).
-    pub fn add_snapshot_with(
+    pub(crate) fn add_snapshot_with(
         &mut self,
         version: u32,
         length: u64,

@@ -23,6 +23,7 @@ use std::path::Path;
 
 /// What an import did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Whole records in the legacy file.
     pub records: u64,
@@ -147,6 +148,29 @@ pub fn import_new_with_progress(dbak: &Path, store_path: &Path, progress: Option
         e => e,
     })?;
     Ok(report(&plan))
+}
+
+/// What a restore of a legacy file to a version would start from and reach,
+/// read as [`restore_dbak`] reads the file, without writing anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restorable {
+    /// The store version (`epoch << 32 | data_version`) the restore would reach.
+    pub target: Seq,
+    /// The store version of the file's last committed record (or of its base).
+    pub head: Seq,
+    /// Whether the file starts with a snapshot record (the base a restore starts from).
+    pub snapshot: bool,
+}
+
+/// What [`restore_dbak`] to `to_version` (a `data_version`, or a store
+/// version; `None` for the head) would restore from `dbak`, refused as it
+/// would be when the file does not hold that version. Reads every record
+/// header of the file; writes nothing.
+pub fn restorable(dbak: &Path, to_version: Option<u64>) -> Result<Restorable> {
+    let mut file = DbakReader::open(dbak)?;
+    let plan = normalise::plan(&mut file)?;
+    Ok(Restorable { target: plan.target(to_version)?, head: plan.head, snapshot: plan.snapshot.is_some() })
 }
 
 /// Restore a legacy file straight into `dest`, with the same reading as

@@ -9,16 +9,22 @@
 //! [`crate::restore`]. The SQL and dump exports are not legacy formats: they
 //! are [`crate::export`]'s.
 //!
-//! - [`dbak`]: the file format (header, records, reader and writer);
-//! - [`normalise`]: which records lightningd committed;
-//! - [`import`](mod@import): legacy file into a store, or straight into a database;
-//! - [`export`](mod@export): a store out as `.dbak`.
+//! The format's reader and writer ([`DbakReader`], [`DbakWriter`]) are
+//! public, for tools and tests that read or build `.dbak` files; the layout
+//! constants and the header's bytes stay inside `dbak` (a [`Record`] says
+//! where it lies, since errors name records by offset). Which records
+//! count stays inside too: [`import`], [`restore_dbak`] and [`restorable`]
+//! apply it.
+//!
+//! Inside: `dbak`, the file format (header, records, reader and writer);
+//! `normalise`, which records lightningd committed; `import`, a legacy file
+//! into a store or straight into a database; `export`, a store out as `.dbak`.
 
-pub mod dbak;
-pub mod export;
-pub mod import;
-pub mod normalise;
+mod dbak;
+mod export;
+mod import;
+mod normalise;
 
-pub use dbak::is_dbak;
+pub use dbak::{is_dbak, DbakReader, DbakWriter, Header, Kind, Record};
 pub use export::export_dbak;
-pub use import::{import, import_new, import_new_with_progress, restore_dbak, ImportReport};
+pub use import::{import, import_new, import_new_with_progress, restorable, restore_dbak, ImportReport, Restorable};

@@ -61,11 +61,6 @@ impl Plan {
             }),
         }
     }
-
-    /// Steps up to and including `upto`.
-    pub fn steps_upto(&self, upto: Seq) -> impl Iterator<Item = &Step> {
-        self.steps.iter().filter(move |s| s.seq <= upto)
-    }
 }
 
 /// Read every record of `file` and work out what was committed.

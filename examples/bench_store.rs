@@ -95,8 +95,6 @@ struct AddChange {
     change_bytes: usize,
     /// Median of the write calls one `add_change` made.
     writes: Option<u64>,
-    /// Median time of encoding the statements alone.
-    encode: Duration,
 }
 
 fn bench_add_change(dir: &Path, samples: usize) -> AddChange {
@@ -107,7 +105,6 @@ fn bench_add_change(dir: &Path, samples: usize) -> AddChange {
     let (mut a, mut b) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
     let mut size = 0;
     let mut writes = Vec::with_capacity(samples);
-    let mut encode = Vec::with_capacity(samples);
     let warmup = samples / 10;
     for i in 0..samples + warmup {
         let v = (i + 1) as u32;
@@ -141,16 +138,13 @@ fn bench_add_change(dir: &Path, samples: usize) -> AddChange {
         if i >= warmup {
             a.push(x);
             b.push(y);
-            let t = Instant::now();
-            std::hint::black_box(cln_backup::record::codec::encode(&change).expect("encode"));
-            encode.push(t.elapsed());
         }
     }
     a.sort();
     b.sort();
     writes.sort();
     let writes = writes.get(writes.len() / 2).copied();
-    AddChange { store: a, bare: b, change_bytes: size, writes, encode: median(encode) }
+    AddChange { store: a, bare: b, change_bytes: size, writes }
 }
 
 fn direct_apply(path: &Path, txns: &[Txn]) -> Duration {
@@ -294,14 +288,8 @@ fn main() {
         ""
     );
     match added.writes {
-        Some(w) => println!(
-            "add_change: {w} write calls per commit (median; redb pages and its header), encoding alone {:.0}us",
-            us(added.encode)
-        ),
-        None => println!(
-            "add_change: write calls not measured (no /proc/self/io), encoding alone {:.0}us",
-            us(added.encode)
-        ),
+        Some(w) => println!("add_change: {w} write calls per commit (median; redb pages and its header)"),
+        None => println!("add_change: write calls not measured (no /proc/self/io)"),
     }
     println!();
     println!(

@@ -91,7 +91,7 @@ pub use error::{Error, Result};
 pub use export::ExportReport;
 pub use legacy::ImportReport;
 pub use lockfile::Repointed;
-pub use record::{now_ms, utc_iso8601, Change, Transaction, TIME_NOT_RECORDED};
+pub use record::{now_ms, utc_iso8601, Change, CompactionRecord, Transaction, TIME_NOT_RECORDED};
 pub use replay::{Progress, Replayed};
 pub use restore::{MovedAside, Report as RestoreReport};
 pub use store::{Added, Reader, SnapshotInfo, Status, Store};

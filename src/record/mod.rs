@@ -192,11 +192,17 @@ impl SnapshotHeader {
 
 /// What the last compaction did, kept for status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CompactionRecord {
+    /// When it was published, in milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// The store version of the snapshot it made.
     pub snapshot_seq: Seq,
+    /// Change records held before it.
     pub changes_before: u64,
+    /// Change records held after it.
     pub changes_after: u64,
+    /// How long it took, in milliseconds.
     pub duration_ms: u64,
 }
 

@@ -15,21 +15,30 @@ use std::path::PathBuf;
 
 /// A store's base snapshot, as status reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SnapshotInfo {
+    /// The snapshot's store version (`data_version` with its wrap epoch above bit 32).
     pub seq: Seq,
+    /// lightningd's `data_version` in the image.
     pub version: u32,
     /// Bytes of the SQLite image.
     pub size: u64,
     /// Bytes stored, compressed.
     pub stored_bytes: u64,
+    /// When the snapshot was stored, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// Whether replay after the snapshot starts with foreign keys on (as
+    /// lightningd had them at that version).
     pub foreign_keys: bool,
 }
 
 /// What a store holds, for `info`, `backup-status` and embedding callers.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Status {
+    /// The store file.
     pub path: PathBuf,
+    /// The store format this build writes.
     pub format: u32,
     /// lightningd's `data_version` at the head.
     pub version: u32,
@@ -41,11 +50,15 @@ pub struct Status {
     pub rewind_allowed: bool,
     /// Change records held.
     pub changes: u64,
+    /// The base snapshot, if the store has one.
     pub snapshot: Option<SnapshotInfo>,
     /// Lowest and highest store version a restore can produce.
     pub restorable: (Seq, Seq),
+    /// Length of the store file in bytes.
     pub file_bytes: u64,
+    /// When the store was created, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The last compaction published into the store, if any.
     pub last_compaction: Option<CompactionRecord>,
 }
 

@@ -86,7 +86,7 @@ pub mod version;
 
 pub use compact::Stats as CompactStats;
 pub use compare::Difference;
-pub use destination::{Destination, FileDestination, Head};
+pub use destination::{Destination, FileDestination, Head, RestoreSource};
 pub use error::{Error, Result};
 pub use export::ExportReport;
 pub use legacy::ImportReport;

@@ -13,6 +13,7 @@
 //! must not know how statements are applied: that is [`crate::replay`].
 
 use crate::atomic_file::{self, NewOwner, Ownership, Replace, TempFile};
+use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::replay::{self, holds_data_version, read_data_version};
 use crate::store::{Reader, Store};
@@ -316,6 +317,35 @@ pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
             _ => Err(Error::NotRestorable { asked: v, range: range() }),
         },
     }
+}
+
+/// Restore what `source` holds to `dest` (a file, or a directory meaning
+/// `DIR/lightningd.sqlite3`), reading it through
+/// [`Destination::restore_source`]: the same safety as [`restore_store`]
+/// (staging, side files, ownership, the version reread in place) for any
+/// destination, local or not.
+pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Result<Report> {
+    let mut staged = Staged::new(Path::new(source.location()), dest, opts.force)?;
+    let staged_path = staged.path().to_path_buf();
+    let from = {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file()?);
+        let from = source.restore_source(opts.to_version, &mut w)?;
+        std::io::Write::flush(&mut w).map_err(|e| Error::io(&staged_path, e))?;
+        from
+    };
+    let seq = from.upto;
+    let replayed = replay::replay_changes(&staged_path, from.foreign_keys, from.changes, seq, opts.progress.as_ref())?;
+    let placed = staged.persist(data_version(seq))?;
+    Ok(Report {
+        path: placed.path,
+        version: data_version(seq),
+        seq,
+        changes: replayed.changes,
+        statements: replayed.statements,
+        bytes: placed.bytes,
+        ownership: placed.ownership,
+        moved_aside: placed.moved_aside,
+    })
 }
 
 /// Restore `store` to `dest` (a file, or a directory meaning

@@ -152,3 +152,140 @@ fn the_command_line_refuses_unsupported_locations_on_one_line() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A destination that keeps everything in memory: what a remote one looks
+/// like to a restore, which reads it only through the trait.
+#[derive(Debug, Default)]
+struct Memory {
+    changes: std::sync::Mutex<Vec<cln_backup::Change>>,
+}
+
+impl Destination for Memory {
+    fn location(&self) -> &str {
+        "memory:"
+    }
+
+    fn head(&self) -> cln_backup::Result<cln_backup::Head> {
+        let changes = self.changes.lock().unwrap();
+        let version = changes.last().map(|c| c.data_version()).unwrap_or(0);
+        let prev = changes.len().checked_sub(2).map(|i| changes[i].data_version());
+        Ok(cln_backup::Head::new(version, prev, false))
+    }
+
+    fn add_change(&self, version: u32, statements: &[&str]) -> cln_backup::Result<cln_backup::Added> {
+        let transaction = cln_backup::Transaction {
+            time_ms: cln_backup::now_ms(),
+            statements: statements.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut changes = self.changes.lock().unwrap();
+        match changes.last_mut() {
+            Some(last) if last.data_version() == version => {
+                last.transactions.push(transaction);
+                Ok(cln_backup::Added::Repeated(last.seq))
+            }
+            _ => {
+                let seq = u64::from(version);
+                changes.push(cln_backup::Change { seq, transactions: vec![transaction] });
+                Ok(cln_backup::Added::New(seq))
+            }
+        }
+    }
+
+    fn rewind(&self) -> cln_backup::Result<cln_backup::Seq> {
+        let mut changes = self.changes.lock().unwrap();
+        changes.pop();
+        Ok(changes.last().map(|c| c.seq).unwrap_or(0))
+    }
+
+    fn add_snapshot(&self, _: u32, _: &mut dyn std::io::Read) -> cln_backup::Result<cln_backup::SnapshotInfo> {
+        unimplemented!("not used by these tests")
+    }
+
+    fn restore_source(
+        &self,
+        to_version: Option<u64>,
+        _image: &mut dyn std::io::Write,
+    ) -> cln_backup::Result<cln_backup::RestoreSource> {
+        let changes = self.changes.lock().unwrap().clone();
+        let upto = to_version.unwrap_or_else(|| changes.last().map(|c| c.seq).unwrap_or(0));
+        let wanted: Vec<_> = changes.into_iter().filter(|c| c.seq <= upto).map(Ok).collect();
+        Ok(cln_backup::RestoreSource::new(upto, true, Box::new(wanted.into_iter())))
+    }
+
+    fn local_store(&self) -> Option<&Store> {
+        None
+    }
+}
+
+/// The same transactions, through the trait, into a store and into memory.
+fn fill(dests: &[&dyn Destination]) {
+    let mut txns = vec![vec![
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES t(id) ON DELETE CASCADE)".to_string(),
+        "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+        "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    ]];
+    txns.push(vec!["INSERT INTO t VALUES (1, NULL)".into(), "INSERT INTO t VALUES (2, 1)".into()]);
+    txns.push(vec!["INSERT INTO t VALUES (3, 2)".into()]);
+    txns.push(vec!["DELETE FROM t WHERE id = 1".into()]);
+    for (i, mut txn) in txns.into_iter().enumerate() {
+        let v = i as u32 + 1;
+        txn.push(bump_statement(v));
+        let parts: Vec<&str> = txn.iter().map(String::as_str).collect();
+        for d in dests {
+            d.add_change(v, &parts).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_restore_reads_any_destination_through_the_trait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop(Store::create(&path).unwrap());
+    let file = destination::open(&path, Access::Write).unwrap();
+    let memory = Memory::default();
+    fill(&[file.as_ref(), &memory]);
+
+    for to in [None, Some(2), Some(3)] {
+        let opts = cln_backup::restore::Options { to_version: to, ..Default::default() };
+        let from_file = dir.path().join(format!("file-{to:?}.sqlite3"));
+        let from_memory = dir.path().join(format!("memory-{to:?}.sqlite3"));
+        let direct = dir.path().join(format!("direct-{to:?}.sqlite3"));
+        let a = cln_backup::restore::restore_from(file.as_ref(), &from_file, &opts).unwrap();
+        let b = cln_backup::restore::restore_from(&memory, &from_memory, &opts).unwrap();
+        let c = cln_backup::restore::restore_store(file.local_store().unwrap(), &direct, &opts).unwrap();
+        assert_eq!((a.version, b.version, c.version), (c.version, c.version, to.map(|v| v as u32).unwrap_or(4)));
+        assert_eq!((a.changes, b.changes), (c.changes, c.changes));
+        for other in [&from_file, &from_memory] {
+            let diff = cln_backup::compare::compare_databases(
+                &direct,
+                other,
+                cln_backup::compare::Labels::RESTORED_AND_EXPECTED,
+            )
+            .unwrap();
+            assert!(diff.is_none(), "{to:?}: {}", diff.unwrap());
+        }
+        // Foreign keys were on from the start: the delete cascaded.
+        let rows: i64 = rusqlite::Connection::open(&from_memory)
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            rows,
+            match to {
+                Some(2) => 2,
+                Some(3) => 3,
+                _ => 0,
+            }
+        );
+    }
+
+    // A version the store does not hold is refused before anything is written.
+    let dest = dir.path().join("none.sqlite3");
+    let opts = cln_backup::restore::Options { to_version: Some(9), ..Default::default() };
+    match cln_backup::restore::restore_from(file.as_ref(), &dest, &opts) {
+        Err(Error::NotRestorable { asked: 9, .. }) => {}
+        other => panic!("expected NotRestorable, got {other:?}"),
+    }
+    assert!(!dest.exists());
+}

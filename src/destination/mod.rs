@@ -15,8 +15,8 @@ mod file;
 
 use crate::store::{Added, SnapshotInfo, Store};
 use crate::version::Seq;
-use crate::{Error, Result};
-use std::io::Read;
+use crate::{Change, Error, Result};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use file::FileDestination;
@@ -46,6 +46,38 @@ impl Head {
     }
 }
 
+/// What a restore reads from a destination, from one consistent view of it
+/// (see [`Destination::restore_source`]).
+#[non_exhaustive]
+pub struct RestoreSource {
+    /// The store version the restore reaches.
+    pub upto: Seq,
+    /// Whether foreign keys are on at the start point (as the base snapshot
+    /// recorded them; on when the log starts from an empty database).
+    pub foreign_keys: bool,
+    /// The changes after the base snapshot up to `upto`, in order, each
+    /// checked as it is read; the first error ends the iteration.
+    pub changes: Box<dyn Iterator<Item = Result<Change>> + Send>,
+}
+
+impl RestoreSource {
+    /// A source reaching `upto`, starting with `foreign_keys`, yielding
+    /// `changes`: what a [`Destination`] outside this crate returns.
+    pub fn new(
+        upto: Seq,
+        foreign_keys: bool,
+        changes: Box<dyn Iterator<Item = Result<Change>> + Send>,
+    ) -> RestoreSource {
+        RestoreSource { upto, foreign_keys, changes }
+    }
+}
+
+impl std::fmt::Debug for RestoreSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreSource").field("upto", &self.upto).field("foreign_keys", &self.foreign_keys).finish()
+    }
+}
+
 /// What the plugin asks of a backup, whatever holds it.
 ///
 /// Plain on purpose: object-safe, `Send + Sync`, blocking. The plugin keeps
@@ -64,9 +96,12 @@ impl Head {
 /// - `s3://bucket/key`, an object store: changes are objects named by
 ///   version, written before `add_change` returns.
 ///
-/// A destination that is not a local store returns `None` from
-/// [`local_store`](Destination::local_store); restores, `backup-status` and
-/// compaction use that store today.
+/// A restore reads any destination through
+/// [`restore_source`](Destination::restore_source)
+/// ([`restore::restore_from`](crate::restore::restore_from)). A destination
+/// that is not a local store returns `None` from
+/// [`local_store`](Destination::local_store); `backup-status` and compaction
+/// use that store.
 pub trait Destination: Send + Sync + std::fmt::Debug {
     /// The destination as messages name it: the store's path, or the URL.
     fn location(&self) -> &str;
@@ -85,8 +120,16 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// Store a whole SQLite image as the base snapshot at `version`.
     fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo>;
 
-    /// The local store, for what reads it whole: a restore (its snapshot and
-    /// changes through [`Store::reader`]), `backup-status`, compaction.
+    /// Stream what a restore to `to_version` (a `data_version`, or the head
+    /// when `None`) needs, from one consistent view: the base snapshot's
+    /// SQLite image is written to `image` (nothing when the log starts from
+    /// an empty database), and the changes after it come back in a
+    /// [`RestoreSource`]. A version outside the restorable range is
+    /// [`Error::NotRestorable`].
+    fn restore_source(&self, to_version: Option<u64>, image: &mut dyn Write) -> Result<RestoreSource>;
+
+    /// The local store, for what reads or rewrites it whole in place:
+    /// `backup-status`, compaction.
     fn local_store(&self) -> Option<&Store>;
 }
 

@@ -5,11 +5,11 @@
 //! checks of its own, so that the plugin and a direct caller of the store
 //! see the same answers.
 
-use super::{Destination, Head};
+use super::{Destination, Head, RestoreSource};
 use crate::store::{Added, SnapshotInfo, Store};
 use crate::version::Seq;
 use crate::Result;
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// A [`Store`] as a [`Destination`].
 #[derive(Debug)]
@@ -56,6 +56,15 @@ impl Destination for FileDestination {
 
     fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
         self.store.add_snapshot(version, image)
+    }
+
+    fn restore_source(&self, to_version: Option<u64>, image: &mut dyn Write) -> Result<RestoreSource> {
+        let reader = self.store.reader()?;
+        let upto = crate::restore::target(&reader, to_version)?;
+        reader.copy_snapshot(image)?;
+        let foreign_keys = crate::replay::foreign_keys_at_start(reader.snapshot().as_ref());
+        let changes = reader.changes(upto)?;
+        Ok(RestoreSource { upto, foreign_keys, changes: Box::new(changes) })
     }
 
     fn local_store(&self) -> Option<&Store> {

@@ -8,10 +8,25 @@
 //! anything else, since two versions apart every table may differ. It must
 //! not write either file, and it must not decide what a difference means for
 //! the caller (a failed check, a test failure): it reports it.
+//!
+//! Rows are matched one of two ways ([`Rows`]), and which one is the
+//! caller's decision, made by where its databases come from. A restore must
+//! reproduce every rowid exactly, since lightningd's tables refer to each
+//! other's rows by rowid: restores, live databases and hand-overs are
+//! compared [`Rows::ByRowid`], which streams both tables in rowid order. A
+//! database reloaded from a `.dump` (the fixture's SQL, an exported dump)
+//! cannot: `.dump` writes no rowid for a table without an INTEGER PRIMARY
+//! KEY, so the reload numbers its rows afresh. Such a database is compared
+//! [`Rows::AsMultiset`]: each table's rows as a sorted multiset of values,
+//! rowids ignored, duplicates counted. That mode holds one table of each side
+//! in memory at a time and sorts it in Rust (not with SQL's ORDER BY, whose
+//! order depends on column collations and the database's text encoding),
+//! which suits test-sized databases, not a node's; `verify` never uses it.
 
 use crate::error::{Error, Result};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
+use std::cmp::Ordering;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -39,8 +54,15 @@ impl fmt::Display for Difference {
 /// inside one read transaction (a consistent view even if something writes
 /// it meanwhile). Returns the first difference, described with `labels`
 /// naming the two sides, or `None` when schema and rows are equal. A
-/// missing `b` is an error naming it.
+/// missing `b` is an error naming it. Rows are matched by rowid: the
+/// comparison a restore must pass.
 pub fn compare_databases(a: &Path, b: &Path, labels: Labels) -> Result<Option<Difference>> {
+    compare_databases_with(a, b, labels, Rows::ByRowid)
+}
+
+/// [`compare_databases`], with the rows of each table matched as `rows`
+/// says: [`Rows::AsMultiset`] when one side was reloaded from a `.dump`.
+pub fn compare_databases_with(a: &Path, b: &Path, labels: Labels, rows: Rows) -> Result<Option<Difference>> {
     if !b.is_file() {
         return Err(Error::io(b, std::io::Error::new(std::io::ErrorKind::NotFound, "no such database file")));
     }
@@ -48,9 +70,25 @@ pub fn compare_databases(a: &Path, b: &Path, labels: Labels) -> Result<Option<Di
         .map_err(|e| Error::sqlite(b, e))?;
     let a_conn = Connection::open_with_flags(a, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| Error::sqlite(a, e))?;
     b_conn.execute_batch("BEGIN").map_err(|e| Error::sqlite(b, e))?;
-    let sides = Sides { a, b, labels };
+    let sides = Sides { a, b, labels, rows };
     let what = compare(&a_conn, &b_conn, &sides)?;
     Ok(what.map(|what| Difference { a: a.to_path_buf(), b: b.to_path_buf(), what }))
+}
+
+/// How the rows of a table are matched between the two databases (the
+/// schema and `data_version` are compared the same way in both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rows {
+    /// Row by row in rowid order (by all columns for a table without
+    /// rowid): equal tables hold the same values under the same rowids.
+    /// Differences read `table peers, rowid 2, column address: ...`.
+    #[default]
+    ByRowid,
+    /// Each table's rows as a sorted multiset of their values, rowids
+    /// ignored: equal tables hold the same rows, each as many times.
+    /// Differences read `table notes, values ('x', 1): row only in the ...`
+    /// or `...: row twice in the ..., once in the ...`.
+    AsMultiset,
 }
 
 /// How a difference names the two databases compared: a short word before a
@@ -76,11 +114,13 @@ impl Labels {
         Labels { a: "restored", a_only: "restored database", b: "expected", b_only: "expected database" };
 }
 
-/// The two files, for errors, and their labels, for differences.
+/// The two files, for errors, their labels, for differences, and how rows
+/// are matched.
 struct Sides<'p> {
     a: &'p Path,
     b: &'p Path,
     labels: Labels,
+    rows: Rows,
 }
 
 /// The first difference between two databases, described in one line, or
@@ -190,8 +230,7 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Compare one table's rows, in rowid order (or by all columns when the
-/// table has no usable rowid).
+/// Compare one table's rows the way `names.rows` says.
 fn compare_table(
     backup: &Connection,
     live: &Connection,
@@ -203,6 +242,21 @@ fn compare_table(
         let stmt = backup.prepare(&sql).map_err(|e| reading(names.a, &sql, e))?;
         stmt.column_names().map(|c| c.to_string()).collect()
     };
+    match names.rows {
+        Rows::ByRowid => compare_by_rowid(backup, live, table, &columns, names),
+        Rows::AsMultiset => compare_as_multiset(backup, live, table, columns.len(), names),
+    }
+}
+
+/// Compare one table's rows, in rowid order (or by all columns when the
+/// table has no usable rowid).
+fn compare_by_rowid(
+    backup: &Connection,
+    live: &Connection,
+    table: &SchemaEntry,
+    columns: &[String],
+    names: &Sides<'_>,
+) -> Result<Option<String>> {
     let without_rowid = table
         .sql
         .as_deref()
@@ -270,6 +324,103 @@ fn compare_table(
     }
 }
 
+/// Compare one table's rows as sorted multisets of values: walk both sorted
+/// lists a run of equal rows at a time, and report the first row whose
+/// count differs, as "only in" one side or with both counts.
+fn compare_as_multiset(
+    backup: &Connection,
+    live: &Connection,
+    table: &SchemaEntry,
+    width: usize,
+    names: &Sides<'_>,
+) -> Result<Option<String>> {
+    let sql = format!("SELECT * FROM {}", ident(&table.name));
+    let b_rows = sorted_rows(backup, &sql, width).map_err(|e| reading(names.a, &sql, e))?;
+    let l_rows = sorted_rows(live, &sql, width).map_err(|e| reading(names.b, &sql, e))?;
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let row = match (b_rows.get(i), l_rows.get(j)) {
+            (None, None) => return Ok(None),
+            (Some(b), None) => b,
+            (None, Some(l)) => l,
+            (Some(b), Some(l)) => match row_order(b, l) {
+                Ordering::Greater => l,
+                Ordering::Less | Ordering::Equal => b,
+            },
+        };
+        let run = |rows: &[Vec<Value>], from: usize| {
+            rows.get(from..).map_or(0, |rest| rest.iter().take_while(|r| row_order(r, row).is_eq()).count())
+        };
+        let (in_b, in_l) = (run(&b_rows, i), run(&l_rows, j));
+        if in_b != in_l {
+            let lab = &names.labels;
+            let how = match (in_b, in_l) {
+                (_, 0) => format!("row only in the {}", lab.a_only),
+                (0, _) => format!("row only in the {}", lab.b_only),
+                _ => format!("row {} in the {}, {} in the {}", times(in_b), lab.a_only, times(in_l), lab.b_only),
+            };
+            return Ok(Some(format!("table {}, values {}: {how}", table.name, show_row(row))));
+        }
+        i += in_b;
+        j += in_l;
+    }
+}
+
+/// Every row `sql` returns, `width` values each, sorted by [`row_order`].
+fn sorted_rows(conn: &Connection, sql: &str, width: usize) -> rusqlite::Result<Vec<Vec<Value>>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |row| (0..width).map(|i| row.get(i)).collect::<rusqlite::Result<Vec<Value>>>())?;
+    let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.sort_by(|x, y| row_order(x, y));
+    Ok(rows)
+}
+
+/// Rows ordered column by column with [`value_order`].
+fn row_order(x: &[Value], y: &[Value]) -> Ordering {
+    x.iter().zip(y).map(|(a, b)| value_order(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| x.len().cmp(&y.len()))
+}
+
+/// A total order on values, whose ties are exactly the values `==` calls
+/// equal (as [`Rows::ByRowid`] compares them): by storage class first
+/// (NULL, integer, real, text, blob), so an integer and the real of the same
+/// number stay apart, then by value, text and blobs byte by byte. Reals
+/// compare numerically (0.0 ties with -0.0, as `==` has it); a NaN, which
+/// SQLite never stores, falls back to IEEE total order so sorting stays
+/// well defined.
+fn value_order(a: &Value, b: &Value) -> Ordering {
+    fn class(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Integer(_) => 1,
+            Value::Real(_) => 2,
+            Value::Text(_) => 3,
+            Value::Blob(_) => 4,
+        }
+    }
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Real(x), Value::Real(y)) => x.partial_cmp(y).unwrap_or_else(|| x.total_cmp(y)),
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+        _ => class(a).cmp(&class(b)),
+    }
+}
+
+/// How many times a row occurs, in words.
+fn times(n: usize) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// A row's values as SQL would write them: `('x', 1, NULL)`.
+fn show_row(row: &[Value]) -> String {
+    let values: Vec<String> = row.iter().map(show).collect();
+    format!("({})", values.join(", "))
+}
+
 /// A value as SQL would write it, shortened when long, on one line.
 fn show(v: &Value) -> String {
     const TEXT_MAX: usize = 120;
@@ -332,7 +483,11 @@ mod tests {
     }
 
     fn diff(a: &Connection, b: &Connection) -> Option<String> {
-        let names = Sides { a: Path::new("backup"), b: Path::new("live"), labels: Labels::BACKUP_AND_LIVE };
+        diff_with(a, b, Rows::ByRowid)
+    }
+
+    fn diff_with(a: &Connection, b: &Connection, rows: Rows) -> Option<String> {
+        let names = Sides { a: Path::new("backup"), b: Path::new("live"), labels: Labels::BACKUP_AND_LIVE, rows };
         compare(a, b, &names).unwrap()
     }
 
@@ -377,6 +532,116 @@ mod tests {
         let (a, b) = pair();
         b.execute_batch("UPDATE vars SET intval = 8; UPDATE peers SET address = 'z'").unwrap();
         assert!(diff(&a, &b).unwrap().starts_with("table vars, row data_version, column intval: backup 7, live 8"));
+    }
+
+    /// A table without an INTEGER PRIMARY KEY, whose rowids a `.dump`
+    /// reload renumbers: `a` holds rows 1 and 2, `b` the same values under
+    /// rowids 7 and 9, inserted in the other order.
+    fn renumbered() -> (Connection, Connection) {
+        let (a, b) = pair();
+        a.execute_batch("CREATE TABLE notes (body, n); INSERT INTO notes VALUES ('x', 1), (x'00', 1.5), (NULL, 2);")
+            .unwrap();
+        b.execute_batch(
+            "CREATE TABLE notes (body, n);
+             INSERT INTO notes (rowid, body, n) VALUES (7, NULL, 2), (8, x'00', 1.5), (9, 'x', 1);",
+        )
+        .unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_rowid_only_difference_counts_by_rowid_and_not_as_multiset() {
+        let (a, b) = renumbered();
+        assert_eq!(diff_with(&a, &b, Rows::ByRowid).unwrap(), "table notes, rowid 1: row only in the backup");
+        assert_eq!(diff_with(&a, &b, Rows::AsMultiset), None);
+        // Rows of every storage class sort the same whichever order they came in.
+        a.execute_batch("INSERT INTO notes VALUES (3, 'y'), (2.5, x'01')").unwrap();
+        b.execute_batch("INSERT INTO notes VALUES (2.5, x'01'), (3, 'y')").unwrap();
+        assert_eq!(diff_with(&a, &b, Rows::AsMultiset), None);
+    }
+
+    #[test]
+    fn a_value_difference_counts_both_ways() {
+        let (a, b) = pair();
+        b.execute_batch("UPDATE peers SET address = 'z:9' WHERE id = 2").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::ByRowid).unwrap(),
+            "table peers, rowid 2, column address: backup 'b:2', live 'z:9'"
+        );
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "table peers, values (2, x'02bb', 'b:2'): row only in the backup"
+        );
+        let (a, b) = renumbered();
+        b.execute_batch("UPDATE notes SET n = 3 WHERE n = 2").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "table notes, values (NULL, 2): row only in the backup"
+        );
+        // An integer and the real of the same number are different values.
+        let (a, b) = renumbered();
+        b.execute_batch("UPDATE notes SET n = 1.0 WHERE n = 1").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "table notes, values ('x', 1): row only in the backup"
+        );
+        // Schema and version still come first.
+        let (a, b) = renumbered();
+        b.execute_batch("CREATE INDEX notes_n ON notes (n)").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "schema: index notes_n exists only in the live database"
+        );
+    }
+
+    #[test]
+    fn duplicate_rows_count_as_a_multiset() {
+        // The same set of rows, but not the same number of each.
+        let (a, b) = renumbered();
+        a.execute_batch("INSERT INTO notes VALUES ('x', 1)").unwrap();
+        b.execute_batch("INSERT INTO notes VALUES (NULL, 2)").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "table notes, values (NULL, 2): row once in the backup, twice in the live database"
+        );
+        let (a, b) = renumbered();
+        b.execute_batch("INSERT INTO notes VALUES ('x', 1), ('x', 1)").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "table notes, values ('x', 1): row once in the backup, 3 times in the live database"
+        );
+        a.execute_batch("INSERT INTO notes VALUES ('x', 1), ('x', 1)").unwrap();
+        assert_eq!(diff_with(&a, &b, Rows::AsMultiset), None);
+        // A row the live side lacks entirely, after the others.
+        a.execute_batch("INSERT INTO notes VALUES (x'ff', x'ff')").unwrap();
+        assert_eq!(
+            diff_with(&a, &b, Rows::AsMultiset).unwrap(),
+            "table notes, values (x'ff', x'ff'): row only in the backup"
+        );
+    }
+
+    #[test]
+    fn values_sort_by_storage_class_then_value() {
+        let sorted = [
+            Value::Null,
+            Value::Integer(-5),
+            Value::Integer(2),
+            Value::Real(-1.5),
+            Value::Real(0.0),
+            Value::Real(3.0),
+            Value::Text("B".into()),
+            Value::Text("a".into()),
+            Value::Text("é".into()),
+            Value::Blob(vec![]),
+            Value::Blob(vec![0, 1]),
+        ];
+        for (i, x) in sorted.iter().enumerate() {
+            for (j, y) in sorted.iter().enumerate() {
+                assert_eq!(value_order(x, y), i.cmp(&j), "{x:?} against {y:?}");
+            }
+        }
+        assert_eq!(value_order(&Value::Real(-0.0), &Value::Real(0.0)), Ordering::Equal);
+        assert_eq!(Value::Real(-0.0), Value::Real(0.0), "ties are what == calls equal");
     }
 
     #[test]

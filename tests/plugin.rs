@@ -70,6 +70,17 @@ fn start_without_init_stops_and_says_why() {
 }
 
 #[test]
+fn a_lock_naming_a_remote_backend_stops_and_says_why() {
+    let dir = NodeDir::new();
+    let url = "socket:backup.example:9000";
+    std::fs::write(dir.network().join("backup.lock"), format!("{{\"backend_url\": \"{url}\"}}")).unwrap();
+    let msg = refused(Node::start(&dir, &Start::with_plugin(BIN)));
+    for part in ["backup.lock", url, "not supported", "move backup.lock aside", "cln-backup init"] {
+        assert!(msg.contains(part), "missing {part:?} in: {msg}");
+    }
+}
+
+#[test]
 fn crash_between_hook_and_commit_rewinds() {
     let dir = NodeDir::new();
     let store = init_empty(&dir);

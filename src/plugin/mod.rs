@@ -60,9 +60,13 @@ fn open_target(dir: &Path) -> Target {
     };
     match destination::open(&url, Access::Write) {
         Ok(dest) => Target::Destinations(vec![Arc::from(dest)]),
-        Err(e @ cln_backup::Error::Destination { .. }) => {
-            Target::Unavailable(format!("cannot use the backup: {}: {e}; {fix}", dir.join(LOCK_FILE_NAME).display()))
-        }
+        // A location this version does not serve (the Python plugin's
+        // socket: backend, say): init would refuse while the lock exists.
+        Err(e @ cln_backup::Error::Destination { .. }) => Target::Unavailable(format!(
+            "cannot use the backup: {}: {e}; this version backs up into a local store only: stop the node, move \
+             backup.lock aside and {fix}",
+            dir.join(LOCK_FILE_NAME).display()
+        )),
         // backup.lock names a store: making a new one (init) is not the
         // fix, and init would refuse anyway while the lock exists.
         Err(e) => {

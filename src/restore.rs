@@ -15,6 +15,7 @@
 use crate::atomic_file::{self, NewOwner, Ownership, Replace, TempFile};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
+use crate::record::Change;
 use crate::replay::{self, holds_data_version, read_data_version};
 use crate::store::{Reader, Store};
 use crate::version::{self, data_version, Seq};
@@ -143,7 +144,7 @@ pub struct MovedAside {
 
 /// What [`Staged::persist`] put in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Placed {
+struct Placed {
     /// The database in place.
     pub(crate) path: PathBuf,
     /// Its size in bytes.
@@ -160,7 +161,7 @@ pub(crate) struct Placed {
 /// Refused before anything is written: a destination that is the source
 /// itself, and (without `force`) an existing destination or a SQLite side
 /// file of the database it would replace.
-pub(crate) struct Staged {
+struct Staged {
     tmp: TempFile,
     dest: PathBuf,
     force: bool,
@@ -319,24 +320,9 @@ pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
     }
 }
 
-/// Restore what `source` holds to `dest` (a file, or a directory meaning
-/// `DIR/lightningd.sqlite3`), reading it through
-/// [`Destination::restore_source`]: the same safety as [`restore_store`]
-/// (staging, side files, ownership, the version reread in place) for any
-/// destination, local or not.
-pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Result<Report> {
-    let mut staged = Staged::new(Path::new(source.location()), dest, opts.force)?;
-    let staged_path = staged.path().to_path_buf();
-    let from = {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file()?);
-        let from = source.restore_source(opts.to_version, &mut w)?;
-        std::io::Write::flush(&mut w).map_err(|e| Error::io(&staged_path, e))?;
-        from
-    };
-    let seq = from.upto;
-    let replayed = replay::replay_changes(&staged_path, from.foreign_keys, from.changes, seq, opts.progress.as_ref())?;
-    let placed = staged.persist(data_version(seq))?;
-    Ok(Report {
+/// What a restore to `seq` that replayed `replayed` and placed `placed` reports.
+fn report(seq: Seq, replayed: &replay::Replayed, placed: Placed) -> Report {
+    Report {
         path: placed.path,
         version: data_version(seq),
         seq,
@@ -345,6 +331,18 @@ pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Re
         bytes: placed.bytes,
         ownership: placed.ownership,
         moved_aside: placed.moved_aside,
+    }
+}
+
+/// Restore what `source` holds to `dest` (a file, or a directory meaning
+/// `DIR/lightningd.sqlite3`), reading it through
+/// [`Destination::restore_source`]: the same safety as [`restore_store`]
+/// (staging, side files, ownership, the version reread in place) for any
+/// destination, local or not.
+pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Result<Report> {
+    restore_with(Path::new(source.location()), dest, opts, |image| {
+        let from = source.restore_source(opts.to_version, image)?;
+        Ok((from.upto, from.foreign_keys, from.changes))
     })
 }
 
@@ -353,17 +351,37 @@ pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Re
 pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Report> {
     let reader = store.reader()?;
     let seq = target(&reader, opts.to_version)?;
-    let staged = Staged::new(store.path(), dest, opts.force)?;
-    let replayed = replay::replay_store(&reader, seq, staged.path(), opts.progress.as_ref())?;
-    let placed = staged.persist(data_version(seq))?;
-    Ok(Report {
-        path: placed.path,
-        version: data_version(seq),
-        seq,
-        changes: replayed.changes,
-        statements: replayed.statements,
-        bytes: placed.bytes,
-        ownership: placed.ownership,
-        moved_aside: placed.moved_aside,
+    restore_with(store.path(), dest, opts, |image| {
+        reader.copy_snapshot(image)?;
+        Ok((seq, replay::foreign_keys_at_start(reader.snapshot().as_ref()), reader.changes(seq)?))
     })
+}
+
+/// The one restore, whatever the source: stage a file beside `dest`; `start`
+/// writes the start image into it (nothing for a log that starts from an
+/// empty database) and returns the version to reach, the foreign-key state at
+/// the start and the changes; they are replayed into the staged file, which
+/// is then placed (see [`Staged::persist`]). `source` is the file read from,
+/// never to be written over. On any error the staged file is removed.
+pub(crate) fn restore_with<I>(
+    source: &Path,
+    dest: &Path,
+    opts: &Options,
+    start: impl FnOnce(&mut dyn std::io::Write) -> Result<(Seq, bool, I)>,
+) -> Result<Report>
+where
+    I: IntoIterator<Item = Result<Change>>,
+    I::IntoIter: Send,
+{
+    let mut staged = Staged::new(source, dest, opts.force)?;
+    let staged_path = staged.path().to_path_buf();
+    let (seq, foreign_keys, changes) = {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file()?);
+        let started = start(&mut w)?;
+        std::io::Write::flush(&mut w).map_err(|e| Error::io(&staged_path, e))?;
+        started
+    };
+    let replayed = replay::replay_changes(&staged_path, foreign_keys, changes, seq, opts.progress.as_ref())?;
+    let placed = staged.persist(data_version(seq))?;
+    Ok(report(seq, &replayed, placed))
 }

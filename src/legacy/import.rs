@@ -14,10 +14,9 @@ use crate::atomic_file::{NewOwner, Replace, TempFile};
 use crate::error::{Error, Result};
 use crate::record::{Change, Transaction, TIME_NOT_RECORDED};
 use crate::replay::{self, Progress};
-use crate::restore::{self, Staged};
+use crate::restore;
 use crate::store::{Added, Store};
 use crate::version::{data_version, Seq};
-use std::io::Write;
 use std::iter::Peekable;
 use std::path::Path;
 
@@ -180,26 +179,13 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
     let mut file = DbakReader::open(dbak)?;
     let plan = normalise::plan(&mut file)?;
     let target = plan.target(opts.to_version)?;
-    let mut staged = Staged::new(dbak, dest, opts.force)?;
-    if let Some(snap) = &plan.snapshot {
-        let staged_path = staged.path().to_path_buf();
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file()?);
-        file.copy_snapshot(snap, &mut w)?;
-        w.flush().map_err(|e| Error::io(&staged_path, e))?;
-    }
-    let changes = PlanChanges { file: &mut file, steps: plan.steps.iter().peekable(), upto: target, failed: false };
-    let replayed =
-        replay::replay_changes(staged.path(), FOREIGN_KEYS_AT_START, changes, target, opts.progress.as_ref())?;
-    let placed = staged.persist(data_version(target))?;
-    Ok(restore::Report {
-        path: placed.path,
-        version: data_version(target),
-        seq: target,
-        changes: replayed.changes,
-        statements: replayed.statements,
-        bytes: placed.bytes,
-        ownership: placed.ownership,
-        moved_aside: placed.moved_aside,
+    let (file, plan) = (&mut file, &plan);
+    restore::restore_with(dbak, dest, opts, move |image| {
+        if let Some(snap) = &plan.snapshot {
+            file.copy_snapshot(snap, image)?;
+        }
+        let changes = PlanChanges { file, steps: plan.steps.iter().peekable(), upto: target, failed: false };
+        Ok((target, FOREIGN_KEYS_AT_START, changes))
     })
 }
 

@@ -17,8 +17,8 @@ use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::record::Change;
 use crate::replay::{self, holds_data_version, read_data_version};
-use crate::store::{Reader, Store};
-use crate::version::{self, data_version, Seq};
+use crate::store::Store;
+use crate::version::{data_version, Seq};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
@@ -296,30 +296,6 @@ fn check_placed(path: &Path, expected: u32) -> Result<()> {
     Ok(())
 }
 
-/// The restorable versions `lo` to `hi` as an operator reads them. Version 0
-/// of a log without a snapshot is the empty database before the first
-/// change: the command line does not restore it, so the range is shown from 1.
-pub fn range_text(lo: Seq, hi: Seq, has_snapshot: bool) -> String {
-    match (has_snapshot, lo, hi) {
-        (false, 0, 0) => "none yet, the backup holds no change".to_string(),
-        (false, 0, hi) => format!("1 to {}; 0 is the empty database before the first change", data_version(hi)),
-        (_, lo, hi) => format!("{} to {}", data_version(lo), data_version(hi)),
-    }
-}
-
-/// Resolve a user's `--to-version` against a reader's restorable range.
-pub fn target(reader: &Reader<'_>, to_version: Option<u64>) -> Result<Seq> {
-    let (lo, hi) = reader.restorable();
-    let range = || range_text(lo, hi, reader.snapshot().is_some());
-    match to_version {
-        None => Ok(hi),
-        Some(v) => match version::seq_at_or_below(hi, v) {
-            Some(seq) if seq >= lo => Ok(seq),
-            _ => Err(Error::NotRestorable { asked: v, range: range() }),
-        },
-    }
-}
-
 /// What a restore to `seq` that replayed `replayed` and placed `placed` reports.
 fn report(seq: Seq, replayed: &replay::Replayed, placed: Placed) -> Report {
     Report {
@@ -350,7 +326,7 @@ pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Re
 /// `DIR/lightningd.sqlite3`).
 pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Report> {
     let reader = store.reader()?;
-    let seq = target(&reader, opts.to_version)?;
+    let seq = reader.target(opts.to_version)?;
     restore_with(store.path(), dest, opts, |image| {
         reader.copy_snapshot(image)?;
         Ok((seq, replay::foreign_keys_at_start(reader.snapshot().as_ref()), reader.changes(seq)?))

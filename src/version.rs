@@ -83,6 +83,17 @@ pub fn bump_statement(version: u32) -> String {
     format!("{BUMP_PREFIX}{}", version.wrapping_sub(1))
 }
 
+/// The restorable versions `lo` to `hi` as an operator reads them. Version 0
+/// of a log without a snapshot is the empty database before the first
+/// change: the command line does not restore it, so the range is shown from 1.
+pub fn range_text(lo: Seq, hi: Seq, has_snapshot: bool) -> String {
+    match (has_snapshot, lo, hi) {
+        (false, 0, 0) => "none yet, the backup holds no change".to_string(),
+        (false, 0, hi) => format!("1 to {}; 0 is the empty database before the first change", data_version(hi)),
+        (_, lo, hi) => format!("{} to {}", data_version(lo), data_version(hi)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 use super::{finish_bar, progress_bar, progress_callback, store_path};
 use anyhow::Result;
-use cln_backup::{export, legacy, restore, Store};
+use cln_backup::{export, legacy, Store};
 use std::path::PathBuf;
 
 /// Output formats.
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
-    let upto = restore::target(&reader, args.to_version).map_err(|e| super::naming(store.path(), e))?;
+    let upto = reader.target(args.to_version).map_err(|e| super::naming(store.path(), e))?;
     // Changes up to `upto`: records are consecutive from the base.
     let bar = progress_bar(upto.saturating_sub(reader.restorable().0), "export");
     let progress = progress_callback(&bar);

@@ -91,7 +91,7 @@ fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {
         ),
         None => "Snapshot:         none (the log starts at version 0)".to_string(),
     });
-    let range = cln_backup::restore::range_text(s.restorable.0, s.restorable.1, s.snapshot.is_some());
+    let range = cln_backup::version::range_text(s.restorable.0, s.restorable.1, s.snapshot.is_some());
     let versions = if range.starts_with("none") { "" } else { "versions " };
     out.push(format!("Restorable:       {versions}{range}"));
     out.push(format!("File size:        {}", bytes(s.file_bytes)));

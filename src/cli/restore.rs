@@ -77,7 +77,7 @@ pub fn refuse_empty(source: &Source, to_version: Option<u64>) -> Result<()> {
     let (path, empty, head) = match source {
         Source::Store(store) => {
             let reader = store.reader()?;
-            let seq = lib::target(&reader, to_version).map_err(|e| naming(store.path(), e))?;
+            let seq = reader.target(to_version).map_err(|e| naming(store.path(), e))?;
             (store.path().to_path_buf(), seq == 0 && reader.snapshot().is_none(), reader.head())
         }
         Source::Legacy(path) => {

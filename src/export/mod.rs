@@ -82,7 +82,7 @@ pub(crate) fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
     if upto < lo || upto > hi {
         return Err(Error::NotRestorable {
             asked: upto,
-            range: crate::restore::range_text(lo, hi, reader.snapshot().is_some()),
+            range: crate::version::range_text(lo, hi, reader.snapshot().is_some()),
         });
     }
     Ok(())

@@ -57,7 +57,7 @@ impl Plan {
             Some(seq) if seq >= self.base => Ok(seq),
             _ => Err(Error::NotRestorable {
                 asked: v,
-                range: crate::restore::range_text(self.base, self.head, self.snapshot.is_some()),
+                range: crate::version::range_text(self.base, self.head, self.snapshot.is_some()),
             }),
         }
     }

@@ -72,6 +72,25 @@ impl Reader<'_> {
         self.state.restorable()
     }
 
+    /// The store version a restore to `to_version` (a `data_version`, or an
+    /// extended store version; the head when `None`) reaches: the highest
+    /// version at or below it after the last u32 wrap, refused with
+    /// [`Error::NotRestorable`] naming the range when it is outside
+    /// [`restorable`](Reader::restorable).
+    pub fn target(&self, to_version: Option<u64>) -> Result<Seq> {
+        let (lo, hi) = self.restorable();
+        match to_version {
+            None => Ok(hi),
+            Some(v) => match crate::version::seq_at_or_below(hi, v) {
+                Some(seq) if seq >= lo => Ok(seq),
+                _ => Err(Error::NotRestorable {
+                    asked: v,
+                    range: crate::version::range_text(lo, hi, self.snapshot().is_some()),
+                }),
+            },
+        }
+    }
+
     /// Number of change records.
     pub fn change_count(&self) -> u64 {
         self.state.changes

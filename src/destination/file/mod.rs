@@ -60,7 +60,7 @@ impl Destination for FileDestination {
 
     fn restore_source(&self, to_version: Option<u64>, image: &mut dyn Write) -> Result<RestoreSource> {
         let reader = self.store.reader()?;
-        let upto = crate::restore::target(&reader, to_version)?;
+        let upto = reader.target(to_version)?;
         reader.copy_snapshot(image)?;
         let foreign_keys = crate::replay::foreign_keys_at_start(reader.snapshot().as_ref());
         let changes = reader.changes(upto)?;

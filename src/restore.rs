@@ -9,7 +9,7 @@
 //! database, the rename, and reading `data_version` again in place. A failed
 //! restore leaves no file behind.
 //!
-//! It must not write to a store (it reads one through [`Reader`]), and it
+//! It must not write to a store (it reads one through [`Reader`](crate::Reader)), and it
 //! must not know how statements are applied: that is [`crate::replay`].
 
 use crate::atomic_file::{self, NewOwner, Ownership, Replace, TempFile};

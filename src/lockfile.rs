@@ -145,34 +145,6 @@ pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed>
     Ok(Repointed { lock, url, kept: Some(kept) })
 }
 
-/// When `DIR/backup.lock` names a `.dbak` file of the Python plugin, the
-/// command that moves the node over to a store (`cln-backup import
-/// --lightning-dir DIR OLD.dbak OLD.redb`, the store beside the old file).
-pub fn python_lock_fix(dir: &Path) -> Option<String> {
-    let dbak = read(dir).ok()?;
-    if !crate::legacy::is_dbak(&dbak) {
-        return None;
-    }
-    let store = if dbak.extension().is_some_and(|e| e == "dbak") {
-        dbak.with_extension("redb")
-    } else {
-        crate::atomic_file::with_suffix(&dbak, ".redb")
-    };
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    Some(format!("cln-backup import --lightning-dir {} {} {}", shell_word(&dir), shell_word(&dbak), shell_word(&store)))
-}
-
-/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
-pub fn shell_word(path: &Path) -> String {
-    let s = path.display().to_string();
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
-    if plain {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,3 +162,34 @@ pub fn finish(store: &Path, dbak: &Path, dir: &Path, to: &Path, keep_suffix: &st
     out.push(format!("Wrote {} pointing at {}", done.lock.display(), done.url));
     Ok(out)
 }
+
+/// When `DIR/backup.lock` names a `.dbak` file of the Python plugin, the
+/// command that moves the node over to a store (`cln-backup import
+/// --lightning-dir DIR OLD.dbak OLD.redb`, the store beside the old file):
+/// what the plugin and `init` tell an operator who has not moved over yet.
+pub(crate) fn python_lock_fix(dir: &Path) -> Option<String> {
+    let dbak = lockfile::read(dir).ok()?;
+    if !cln_backup::legacy::is_dbak(&dbak) {
+        return None;
+    }
+    let store = if dbak.extension().is_some_and(|e| e == "dbak") {
+        dbak.with_extension("redb")
+    } else {
+        let mut name = dbak.clone().into_os_string();
+        name.push(".redb");
+        PathBuf::from(name)
+    };
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Some(format!("cln-backup import --lightning-dir {} {} {}", shell_word(&dir), shell_word(&dbak), shell_word(&store)))
+}
+
+/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
+pub(crate) fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
             check_network_dir(dir)?;
             let lock = dir.join(LOCK_FILE_NAME);
             if lock.symlink_metadata().is_ok() {
-                if let Some(cmd) = cln_backup::lockfile::python_lock_fix(dir) {
+                if let Some(cmd) = super::handover::python_lock_fix(dir) {
                     bail!("{}: names a backup of the Python plugin; to move it over, run `{cmd}`", lock.display());
                 }
                 bail!(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 mod compact;
 mod export;
-mod handover;
+pub(crate) mod handover;
 mod import;
 mod info;
 mod init;

@@ -12,9 +12,10 @@
 pub mod hook;
 pub mod wire;
 
+use crate::cli::handover::{python_lock_fix, shell_word};
 use anyhow::Context;
 use cln_backup::destination::{self, Access, Destination};
-use cln_backup::lockfile::{self, shell_word, LOCK_FILE_NAME};
+use cln_backup::lockfile::{self, LOCK_FILE_NAME};
 use cln_backup::Store;
 use cln_plugin::options::{ConfigOption, StringConfigOption};
 use hook::{DbWrite, Target};
@@ -47,7 +48,7 @@ impl State {
 /// Open the destination named by `DIR/backup.lock`, or say what is wrong and what to run.
 fn open_target(dir: &Path) -> Target {
     let fix = "run `cln-backup init --lightning-dir <network dir> <store path>` with the node stopped";
-    if let Some(cmd) = lockfile::python_lock_fix(dir) {
+    if let Some(cmd) = python_lock_fix(dir) {
         return Target::Unavailable(format!(
             "cannot use the backup: {} names a .dbak file of the Python backup plugin, not a cln-backup store; \
              stop the node and run `{cmd}`, which imports it, checks it and points backup.lock at the new store",

@@ -13,7 +13,7 @@
 //! `X'..'` with lowercase hex. Rows come in rowid order (the order the shell's
 //! full-table scan yields). It must not change the database it reads.
 
-use super::{check_upto, ExportReport, Output};
+use super::{ExportReport, Output};
 use crate::atomic_file::TempFile;
 use crate::error::{Error, Result};
 use crate::replay::{self, Progress};
@@ -34,8 +34,7 @@ pub fn export_dump(
     force: bool,
     progress: Option<&Progress>,
 ) -> Result<ExportReport> {
-    check_upto(reader, upto)?;
-    let output = Output::new(reader, out, force)?;
+    let output = Output::new(reader, upto, out, force)?;
     // A scratch database beside OUT, removed (with any side files) when dropped.
     let db = TempFile::create(out, "dump")?;
     let replayed = replay::replay_store(reader, upto, db.path(), progress)?;

@@ -52,10 +52,11 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// Refuse an output that is the store being read, or (without `force`)
-    /// that exists; then create the temporary file (mode 0600: exports hold
-    /// the node's data).
-    pub(crate) fn new(reader: &Reader<'_>, dest: &Path, force: bool) -> Result<Output> {
+    /// Refuse a version `upto` the reader cannot export, an output that is
+    /// the store being read, or (without `force`) one that exists; then
+    /// create the temporary file (mode 0600: exports hold the node's data).
+    pub(crate) fn new(reader: &Reader<'_>, upto: Seq, dest: &Path, force: bool) -> Result<Output> {
+        reader.check_restorable(upto)?;
         if atomic_file::same_file(reader.path(), dest) {
             return Err(Error::SameFile { input: reader.path().to_path_buf(), output: dest.to_path_buf() });
         }
@@ -74,16 +75,4 @@ impl Output {
         let replace = if self.force { Replace::Existing } else { Replace::Never };
         self.tmp.commit(replace, NewOwner::Process)
     }
-}
-
-/// Refuse a version outside the reader's restorable range.
-pub(crate) fn check_upto(reader: &Reader<'_>, upto: Seq) -> Result<()> {
-    let (lo, hi) = reader.restorable();
-    if upto < lo || upto > hi {
-        return Err(Error::NotRestorable {
-            asked: upto,
-            range: crate::version::range_text(lo, hi, reader.snapshot().is_some()),
-        });
-    }
-    Ok(())
 }

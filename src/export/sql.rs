@@ -5,7 +5,7 @@
 //! database, `PRAGMA foreign_keys = ON;`, then one block per version headed
 //! with its time. It must not replay anything.
 
-use super::{check_upto, ExportReport, Output};
+use super::{ExportReport, Output};
 use crate::error::{Error, Result};
 use crate::replay::{self, fix_pre_4090, Progress};
 use crate::store::Reader;
@@ -31,9 +31,8 @@ pub fn export_sql(
     force: bool,
     progress: Option<&Progress>,
 ) -> Result<ExportReport> {
-    check_upto(reader, upto)?;
+    let output = Output::new(reader, upto, out, force)?;
     let snapshot = reader.snapshot();
-    let output = Output::new(reader, out, force)?;
     let tmp_path = output.path().to_path_buf();
     let io = |e| Error::io(&tmp_path, e);
     let mut file = output.tmp.reopen()?;

@@ -7,7 +7,7 @@
 
 use super::dbak::DbakWriter;
 use crate::error::{Error, Result};
-use crate::export::{check_upto, ExportReport, Output};
+use crate::export::{ExportReport, Output};
 use crate::replay::{self, Progress};
 use crate::store::Reader;
 use crate::version::{data_version, Seq};
@@ -37,7 +37,7 @@ pub fn export_dbak(
     force: bool,
     progress: Option<&Progress>,
 ) -> Result<ExportReport> {
-    check_upto(reader, upto)?;
+    let output = Output::new(reader, upto, out, force)?;
     let snapshot = reader.snapshot();
     let start = snapshot.as_ref().map(|s| s.seq).unwrap_or(0);
     if start >> 32 != upto >> 32 {
@@ -50,7 +50,6 @@ pub fn export_dbak(
             ),
         ));
     }
-    let output = Output::new(reader, out, force)?;
     let file = output.tmp.reopen()?;
     let mut w = DbakWriter::new(file, output.path())?;
     if let Some(snap) = &snapshot {

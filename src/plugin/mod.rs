@@ -211,7 +211,7 @@ fn answer_with_logs(out: &Out, id: &str, outcome: &hook::Outcome) -> std::io::Re
     let mut msgs: Vec<Vec<u8>> =
         outcome.logs.iter().map(|l| wire::log_notification(l.level.as_str(), &l.message)).collect();
     msgs.push(match &outcome.answer {
-        Ok(()) => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"result":"continue"}}}}"#).into_bytes(),
+        Ok(()) => wire::continue_response(id),
         Err(message) => wire::error_response(id, message),
     });
     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();

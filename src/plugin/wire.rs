@@ -155,11 +155,24 @@ impl Out {
     /// answer to almost every write, built in place.
     pub fn send_continue(&self, id: &str) -> std::io::Result<()> {
         let mut sink = self.sink();
-        sink.buf.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        sink.buf.extend_from_slice(id.as_bytes());
-        sink.buf.extend_from_slice(b",\"result\":{\"result\":\"continue\"}}\n\n");
+        push_continue(&mut sink.buf, id);
+        sink.buf.extend_from_slice(b"\n\n");
         sink.write_out()
     }
+}
+
+/// The `continue` answer to the call `id` (JSON text), appended to `buf`.
+fn push_continue(buf: &mut Vec<u8>, id: &str) {
+    buf.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    buf.extend_from_slice(id.as_bytes());
+    buf.extend_from_slice(b",\"result\":{\"result\":\"continue\"}}");
+}
+
+/// The `continue` answer to the call `id` (JSON text), as a message.
+pub fn continue_response(id: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + id.len());
+    push_continue(&mut buf, id);
+    buf
 }
 
 /// A `log` notification.

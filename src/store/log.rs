@@ -192,14 +192,8 @@ pub(super) fn make_room(
     tail: &mut redb::Table<'_, u64, &'static [u8]>,
     incoming: usize,
 ) -> Result<(), LookupError> {
-    let mut bytes = incoming + ENTRY_BYTES;
-    let mut count = 0u64;
-    for entry in tail.iter()? {
-        let (_, v) = entry?;
-        bytes += v.value().len() + ENTRY_BYTES;
-        count += 1;
-    }
-    if bytes <= TAIL_LEAF_BYTES || count <= TAIL_KEEP {
+    let (bytes, count) = tail_size(tail)?;
+    if bytes + incoming + ENTRY_BYTES <= TAIL_LEAF_BYTES || count <= TAIL_KEEP {
         return Ok(());
     }
     move_out(txn, tail, count, TAIL_KEEP)
@@ -211,6 +205,16 @@ pub(super) fn fit_tail(
     txn: &WriteTransaction,
     tail: &mut redb::Table<'_, u64, &'static [u8]>,
 ) -> Result<(), LookupError> {
+    let (bytes, count) = tail_size(tail)?;
+    if bytes <= TAIL_LEAF_BYTES || count <= TAIL_KEEP + 1 {
+        return Ok(());
+    }
+    move_out(txn, tail, count, TAIL_KEEP + 1)
+}
+
+/// The bytes the tail's records take in its leaf (values and per-entry
+/// overhead), and how many there are.
+fn tail_size(tail: &redb::Table<'_, u64, &'static [u8]>) -> Result<(usize, u64), LookupError> {
     let mut bytes = 0;
     let mut count = 0u64;
     for entry in tail.iter()? {
@@ -218,10 +222,7 @@ pub(super) fn fit_tail(
         bytes += v.value().len() + ENTRY_BYTES;
         count += 1;
     }
-    if bytes <= TAIL_LEAF_BYTES || count <= TAIL_KEEP + 1 {
-        return Ok(());
-    }
-    move_out(txn, tail, count, TAIL_KEEP + 1)
+    Ok((bytes, count))
 }
 
 /// [`make_room`] for a bulk load, whose batches are not synced one by one:

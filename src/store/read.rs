@@ -83,12 +83,25 @@ impl Reader<'_> {
             None => Ok(hi),
             Some(v) => match crate::version::seq_at_or_below(hi, v) {
                 Some(seq) if seq >= lo => Ok(seq),
-                _ => Err(Error::NotRestorable {
-                    asked: v,
-                    range: crate::version::range_text(lo, hi, self.snapshot().is_some()),
-                }),
+                _ => Err(self.not_restorable(v)),
             },
         }
+    }
+
+    /// Refuse a store version outside [`restorable`](Reader::restorable),
+    /// as [`target`](Reader::target) does: for callers given a store version
+    /// already resolved (the exports).
+    pub(crate) fn check_restorable(&self, seq: Seq) -> Result<()> {
+        let (lo, hi) = self.restorable();
+        if seq < lo || seq > hi {
+            return Err(self.not_restorable(seq));
+        }
+        Ok(())
+    }
+
+    fn not_restorable(&self, asked: u64) -> Error {
+        let (lo, hi) = self.restorable();
+        Error::NotRestorable { asked, range: crate::version::range_text(lo, hi, self.snapshot().is_some()) }
     }
 
     /// Number of change records.

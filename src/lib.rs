@@ -74,6 +74,7 @@ pub mod atomic_file;
 pub mod compact;
 pub mod compare;
 pub mod destination;
+pub mod encryption;
 pub mod error;
 pub mod export;
 pub mod legacy;

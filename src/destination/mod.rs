@@ -8,10 +8,14 @@
 //! a destination stores what it is given, or says why it did not.
 //!
 //! One folder per destination: `file/` ([`FileDestination`], a local redb
-//! store) today;
-//! `socket/` and `s3/` go beside it.
+//! store), `socket/` ([`SocketDestination`], a remote backup server) and
+//! `object/` ([`ObjectDestination`], object storage, behind the
+//! `object-store` feature).
 
 mod file;
+#[cfg(feature = "object-store")]
+mod object;
+mod socket;
 
 use crate::store::{Added, SnapshotInfo, Store};
 use crate::version::Seq;
@@ -20,9 +24,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use file::FileDestination;
+#[cfg(feature = "object-store")]
+pub use object::{ObjectDestination, ObjectOptions};
+pub use socket::{SocketDestination, SocketUrl};
 
 /// The locations this version serves, as its error messages list them.
-pub(crate) const SUPPORTED: &str = "supported: a path or a file:// URL";
+pub(crate) const SUPPORTED: &str =
+    "supported: a path, a file:// URL, socket:host:port, or object storage (s3://bucket/prefix, gs://, az://)";
 
 /// The head of a destination: what the first write after a start is
 /// checked against.
@@ -149,20 +157,79 @@ pub enum Access {
 pub enum Location {
     /// A local file.
     File(PathBuf),
+    /// A backup server speaking the socket protocol.
+    Socket(SocketUrl),
+    /// A prefix in an object store (`s3://bucket/prefix`, `gs://`, `az://`), as written.
+    Object(String),
+}
+
+/// How [`open_with`] opens a destination: what each kind needs beyond its URL.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Writer or reader.
+    pub access: Access,
+    /// Object storage: where the encryption key comes from (required there).
+    pub key: Option<crate::encryption::KeySource>,
+    /// Object storage: a file of `AWS_*=value` lines, read before the environment.
+    pub credentials_file: Option<PathBuf>,
+    /// Socket: a file holding the pre-shared token the server asks for.
+    pub token_file: Option<PathBuf>,
+}
+
+impl OpenOptions {
+    /// Options for `access` and nothing else.
+    pub fn new(access: Access) -> OpenOptions {
+        OpenOptions { access, key: None, credentials_file: None, token_file: None }
+    }
 }
 
 /// Open the destination `url_or_path` names: a plain path or a `file://`
 /// URL (see [`parse`]); any other scheme is refused naming the URL.
 pub fn open(url_or_path: impl AsRef<Path>, access: Access) -> Result<Box<dyn Destination>> {
+    open_with(url_or_path, &OpenOptions::new(access))
+}
+
+/// Open the destination `url_or_path` names, with what its kind needs.
+pub fn open_with(url_or_path: impl AsRef<Path>, options: &OpenOptions) -> Result<Box<dyn Destination>> {
     match parse(url_or_path.as_ref())? {
         Location::File(path) => {
-            let store = match access {
+            let store = match options.access {
                 Access::Write => Store::open(&path)?,
                 Access::ReadOnly => Store::open_read_only(&path)?,
             };
             Ok(Box::new(FileDestination::new(store)))
         }
+        Location::Socket(url) => {
+            let token = match &options.token_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| Error::io(path, e))?),
+                None => None,
+            };
+            Ok(Box::new(SocketDestination::connect(&url, token)?))
+        }
+        Location::Object(url) => open_object(&url, options),
     }
+}
+
+#[cfg(feature = "object-store")]
+fn open_object(url: &str, options: &OpenOptions) -> Result<Box<dyn Destination>> {
+    let Some(source) = &options.key else {
+        return Err(Error::Destination {
+            url: url.to_string(),
+            what: "object storage is encrypted: give the key file or the node's hsm_secret".into(),
+        });
+    };
+    let mut object_options = ObjectOptions::new(options.access, source.load()?);
+    object_options.credentials_file = options.credentials_file.clone();
+    Ok(Box::new(ObjectDestination::open(url, &object_options)?))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn open_object(url: &str, _options: &OpenOptions) -> Result<Box<dyn Destination>> {
+    Err(Error::Destination {
+        url: url.to_string(),
+        what: "this cln-backup was built without object storage (the object-store feature)".into(),
+    })
 }
 
 /// The local file a store argument names; other locations are refused (see
@@ -170,8 +237,14 @@ pub fn open(url_or_path: impl AsRef<Path>, access: Access) -> Result<Box<dyn Des
 pub fn local_path(url_or_path: &Path) -> Result<PathBuf> {
     match parse(url_or_path)? {
         Location::File(path) => Ok(path),
+        Location::Socket(SocketUrl { url, .. }) | Location::Object(url) => {
+            Err(Error::Destination { url, what: format!("not a local store ({SUPPORTED})") })
+        }
     }
 }
+
+/// Object-store schemes, as the `object_store` crate names them.
+const OBJECT_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl"];
 
 /// URL schemes that name remote stores, refused even when written without
 /// `//` (`s3:bucket/key`).
@@ -208,6 +281,13 @@ pub fn parse(url_or_path: &Path) -> Result<Location> {
         return Ok(Location::File(PathBuf::from(path)));
     }
     if let Some(scheme) = url_scheme(s) {
+        let lower = scheme.to_ascii_lowercase();
+        if lower == "socket" {
+            return Ok(Location::Socket(SocketUrl::parse(s)?));
+        }
+        if OBJECT_SCHEMES.contains(&lower.as_str()) && s[scheme.len()..].starts_with("://") {
+            return Ok(Location::Object(s.to_string()));
+        }
         let not_here = format!("the {scheme}: scheme is not supported by this version of cln-backup ({SUPPORTED})");
         if scheme == "socket" {
             return Err(refuse(format!("remote stores are not supported yet: {not_here}")));

@@ -122,6 +122,23 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// Durable when it returns `Ok`.
     fn add_change(&self, version: u32, statements: &[&str]) -> Result<Added>;
 
+    /// Store several consecutive changes read from a local store (a
+    /// replica catching up, or an async replica shipping what it has not
+    /// yet), in order, each under the rules of
+    /// [`add_change`](Destination::add_change). Durable when it returns `Ok`;
+    /// on `Err`, a prefix of them may be stored, and
+    /// [`head`](Destination::head) says how far it got. A destination that
+    /// can ship many changes as one object overrides it.
+    fn add_changes(&self, changes: &[Change]) -> Result<()> {
+        for change in changes {
+            for transaction in &change.transactions {
+                let statements: Vec<&str> = transaction.statements.iter().map(String::as_str).collect();
+                self.add_change(change.data_version(), &statements)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remove the last change: lightningd reported it but did not commit it.
     fn rewind(&self) -> Result<Seq>;
 

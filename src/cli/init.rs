@@ -184,13 +184,24 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => bail!("no destination to create"),
     };
     let store = Store::create(&store_path)?;
+    let mut created = Vec::new();
     let result = fill(&store, &store_path, local.is_some(), args.lightning_dir.as_deref()).and_then(|mut out| {
         for (d, e) in dests.iter().zip(&entries).skip(usize::from(local.is_some())) {
-            out.push(copy_to(&store, d, e)?);
+            out.push(copy_to(&store, d, e, &mut created)?);
+        }
+        if let Some(dir) = &args.lightning_dir {
+            for path in &created {
+                if let Some(ownership) = cln_backup::atomic_file::give_to_owner_of(path, dir)? {
+                    out.push(ownership.set_line(path));
+                }
+            }
         }
         if let Some(lock) = &lock {
-            if local.is_some() {
-                entries[0] = Entry::local(&store_path)?;
+            // Local stores by their absolute file:// URL: the plugin runs in DIR.
+            for (e, d) in entries.iter_mut().zip(&dests) {
+                if let Location::File(path) = &d.location {
+                    e.url = cln_backup::lockfile::file_url(path)?;
+                }
             }
             cln_backup::lockfile::write_lock(lock, &entries)?;
             out.push(match entries.as_slice() {
@@ -201,10 +212,13 @@ pub fn run(args: Args) -> Result<()> {
         Ok(out)
     });
     drop(store);
-    if result.is_err() && local.is_some() {
+    if result.is_err() {
         // Leave no half-made store: init can then simply be run again.
-        if let Err(e) = std::fs::remove_file(&store_path) {
-            tracing::warn!("could not remove {} after a failed init: {e}", store_path.display());
+        let made = local.iter().chain(&created);
+        for path in made {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!("could not remove {} after a failed init: {e}", path.display());
+            }
         }
     }
     for line in result? {
@@ -241,11 +255,19 @@ fn refuse_directory(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Open the destination `dest` as a writer on behalf of `store` and bring
-/// it up to `store`'s head. Returns the line to print.
-fn copy_to(store: &Store, dest: &Dest, entry: &Entry) -> Result<String> {
-    let options = OpenOptions::for_entry(entry, Access::Write, Some(store.id()));
-    let opened = destination::open_with(&dest.arg, &options)?;
+/// Open the destination `dest` as a writer on behalf of `store` (a local
+/// one is created, and recorded in `created`) and bring it up to `store`'s
+/// head. Returns the line to print.
+fn copy_to(store: &Store, dest: &Dest, entry: &Entry, created: &mut Vec<PathBuf>) -> Result<String> {
+    let opened: Box<dyn cln_backup::Destination> = match &dest.location {
+        Location::File(path) => {
+            refuse_directory(path)?;
+            let new = Store::create(path)?;
+            created.push(path.clone());
+            Box::new(cln_backup::FileDestination::new(new))
+        }
+        _ => destination::open_with(&dest.arg, &OpenOptions::for_entry(entry, Access::Write, Some(store.id())))?,
+    };
     let done = replica::catch_up(store, opened.as_ref()).map_err(|e| super::naming(Path::new(&dest.arg), e))?;
     Ok(format!(
         "Brought {} ({}) to version {}{} ({})",

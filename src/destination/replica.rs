@@ -403,9 +403,18 @@ struct Inner {
     status: ReplicaStatus,
 }
 
+/// Opens a replica's destination: again after each failure, so that a
+/// destination unreachable at start, or whose connection broke, is retried
+/// whole.
+pub type Opener = Box<dyn Fn() -> Result<Box<dyn Destination>> + Send + Sync>;
+
 struct Shared {
     primary: Arc<dyn Destination>,
-    dest: Arc<dyn Destination>,
+    location: String,
+    /// The destination while open; `None` before the first open and after
+    /// a failure, when there is an opener.
+    dest: Mutex<Option<Arc<dyn Destination>>>,
+    opener: Option<Opener>,
     options: ReplicaOptions,
     inner: Mutex<Inner>,
     /// Wakes the thread: a commit, a stop.
@@ -417,6 +426,23 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dest_slot(&self) -> MutexGuard<'_, Option<Arc<dyn Destination>>> {
+        self.dest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The destination, opened if it is not.
+    fn dest(&self) -> Result<Arc<dyn Destination>> {
+        if let Some(dest) = self.dest_slot().as_ref() {
+            return Ok(Arc::clone(dest));
+        }
+        let Some(open) = &self.opener else {
+            return Err(Error::Destination { url: self.location.clone(), what: "is closed".into() });
+        };
+        let dest: Arc<dyn Destination> = Arc::from(open()?);
+        *self.dest_slot() = Some(Arc::clone(&dest));
+        Ok(dest)
     }
 }
 
@@ -436,7 +462,7 @@ pub struct AsyncReplica {
 
 impl std::fmt::Debug for AsyncReplica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncReplica").field("dest", &self.shared.dest.location()).finish_non_exhaustive()
+        f.debug_struct("AsyncReplica").field("dest", &self.shared.location).finish_non_exhaustive()
     }
 }
 
@@ -448,9 +474,33 @@ impl AsyncReplica {
         dest: Arc<dyn Destination>,
         options: ReplicaOptions,
     ) -> Result<AsyncReplica> {
+        let location = dest.location().to_string();
+        AsyncReplica::spawn(primary, location, Some(dest), None, options)
+    }
+
+    /// Start replicating `primary` into the destination at `location` that
+    /// `open` opens: at the first round, and again after each failure. A
+    /// destination that cannot be opened at start is a failing replica (in
+    /// [`status`](AsyncReplica::status), retried), not an error.
+    pub fn start_opening(
+        primary: Arc<dyn Destination>,
+        location: impl Into<String>,
+        open: Opener,
+        options: ReplicaOptions,
+    ) -> Result<AsyncReplica> {
+        AsyncReplica::spawn(primary, location.into(), None, Some(open), options)
+    }
+
+    fn spawn(
+        primary: Arc<dyn Destination>,
+        location: String,
+        dest: Option<Arc<dyn Destination>>,
+        opener: Option<Opener>,
+        options: ReplicaOptions,
+    ) -> Result<AsyncReplica> {
         if primary.local_store().is_none() {
             return Err(Error::Destination {
-                url: dest.location().to_string(),
+                url: location,
                 what: format!(
                     "an async replica needs a local store to send from, and {} is not one",
                     primary.location()
@@ -476,7 +526,9 @@ impl AsyncReplica {
         };
         let shared = Arc::new(Shared {
             primary,
-            dest,
+            location,
+            dest: Mutex::new(dest),
+            opener,
             options,
             inner: Mutex::new(inner),
             wake: Condvar::new(),
@@ -485,22 +537,14 @@ impl AsyncReplica {
         let for_thread = Arc::clone(&shared);
         let thread =
             std::thread::Builder::new().name("replica".into()).spawn(move || run(&for_thread)).map_err(|e| {
-                Error::Destination {
-                    url: shared.dest.location().to_string(),
-                    what: format!("cannot start its thread: {e}"),
-                }
+                Error::Destination { url: shared.location.clone(), what: format!("cannot start its thread: {e}") }
             })?;
         Ok(AsyncReplica { shared, thread: Some(thread) })
     }
 
     /// The destination, as messages name it.
     pub fn location(&self) -> &str {
-        self.shared.dest.location()
-    }
-
-    /// The destination itself.
-    pub fn destination(&self) -> &Arc<dyn Destination> {
-        &self.shared.dest
+        &self.shared.location
     }
 
     /// The primary stored a change: wake the thread (unless it is waiting
@@ -557,6 +601,9 @@ impl AsyncReplica {
     /// attempt failed; `true` when it holds it. For a clean shutdown and
     /// for tests.
     pub fn flush(&self) -> bool {
+        if self.shared.lock().failing {
+            return false;
+        }
         self.notify();
         let mut inner = self.shared.lock();
         loop {
@@ -565,7 +612,7 @@ impl AsyncReplica {
             if caught {
                 return true;
             }
-            if inner.failing && !inner.woken || inner.stop {
+            if inner.failing || inner.stop {
                 return false;
             }
             inner = self.shared.progressed.wait(inner).unwrap_or_else(|p| p.into_inner());
@@ -639,6 +686,10 @@ fn run(shared: &Shared) {
             }
             Err(e) => {
                 inner.position = None;
+                if shared.opener.is_some() {
+                    // Opened again at the next attempt.
+                    *shared.dest_slot() = None;
+                }
                 inner.status.last_error = Some(e.to_string());
                 inner.status.last_error_ms = Some(crate::now_ms());
                 if !inner.failing {
@@ -658,12 +709,10 @@ fn run(shared: &Shared) {
 /// primary rewound since), then send what it lacks.
 fn round(shared: &Shared) -> Result<(Position, u32)> {
     let Some(primary) = shared.primary.local_store() else {
-        return Err(Error::Destination {
-            url: shared.dest.location().to_string(),
-            what: "no local store to send from".into(),
-        });
+        return Err(Error::Destination { url: shared.location.clone(), what: "no local store to send from".into() });
     };
-    let dest = shared.dest.as_ref();
+    let dest = shared.dest()?;
+    let dest = dest.as_ref();
     let (known, seen) = {
         let inner = shared.lock();
         (inner.position, inner.rewound_seen)

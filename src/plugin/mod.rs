@@ -88,6 +88,23 @@ fn open_plan(dir: &Path, entries: &[Entry]) -> Result<Plan, String> {
         // The first entry, when a local store, is the primary (the lock's rules).
         let local = i == 0 && matches!(destination::parse(Path::new(&entry.url)), Ok(Location::File(_)));
         let owner = plan.primary.as_ref().and_then(|p| p.local_store()).map(Store::id);
+        if entry.mode == Mode::Async {
+            // Opened by its replica thread, and again after each failure: an
+            // async destination that is down never stops the node.
+            let Some(primary) = plan.primary.clone() else {
+                return Err(format!(
+                    "{}: {}: an async destination needs a local store listed first",
+                    lock.display(),
+                    entry.url
+                ));
+            };
+            let for_open = entry.clone();
+            let open = Box::new(move || destination::open_entry(&for_open, Access::Write, owner));
+            let replica = AsyncReplica::start_opening(primary, entry.url.clone(), open, ReplicaOptions::default())
+                .map_err(|e| format!("cannot start the async backup listed in {}: {e}", lock.display()))?;
+            plan.replicas.push(Arc::new(replica));
+            continue;
+        }
         let dest: Arc<dyn Destination> = match destination::open_entry(entry, Access::Write, owner) {
             Ok(dest) => Arc::from(dest),
             Err(e) if local => {
@@ -99,25 +116,15 @@ fn open_plan(dir: &Path, entries: &[Entry]) -> Result<Plan, String> {
             Err(e) => {
                 let named = if e.to_string().contains(&entry.url) { String::new() } else { format!("{}: ", entry.url) };
                 return Err(format!(
-                    "cannot open the backup destination listed in {}: {named}{e}; fix it or remove it from the lock \
-                     with the node stopped",
+                    "cannot open the backup destination listed in {}: {named}{e}; it is sync, so the node stops \
+                     rather than run without it: fix it, or make it async or remove it from the lock with the node \
+                     stopped",
                     lock.display()
                 ));
             }
         };
         if local {
             plan.primary = Some(dest);
-        } else if entry.mode == Mode::Async {
-            let Some(primary) = plan.primary.clone() else {
-                return Err(format!(
-                    "{}: {}: an async destination needs a local store listed first",
-                    lock.display(),
-                    entry.url
-                ));
-            };
-            let replica = AsyncReplica::start(primary, dest, ReplicaOptions::default())
-                .map_err(|e| format!("cannot start the async backup listed in {}: {e}", lock.display()))?;
-            plan.replicas.push(Arc::new(replica));
         } else {
             plan.sync.push(dest);
         }
@@ -151,6 +158,7 @@ pub async fn run() -> anyhow::Result<()> {
         Target::Destinations(plan) => State { plan: plan.clone(), entries, problem: None },
         Target::Unavailable(why) => State { plan: Plan::default(), entries, problem: Some(why.clone()) },
     };
+    let replicas = state.plan.replicas.clone();
     let mut hook = DbWrite::new(target);
     let out = Out::new(std::io::stdout());
 
@@ -220,6 +228,13 @@ pub async fn run() -> anyhow::Result<()> {
         .await
         .context("waiting for the db_write thread")?
         .map_err(|_| anyhow::anyhow!("the db_write thread panicked"))?;
+    // lightningd is stopping: give each healthy async destination what it
+    // still lacks (a failing one is left to its next start's catch-up).
+    for replica in &replicas {
+        if !replica.flush() {
+            tracing::warn!("async backup {} was not brought up to date before stopping", replica.location());
+        }
+    }
     passer.abort();
     plugin_task.abort();
     result

@@ -10,7 +10,7 @@
 //! ```json
 //! {"destinations": [
 //!   {"url": "file:///b/node.redb"},
-//!   {"url": "s3://bucket/node", "mode": "async", "hsm_secret": "/home/ln/.lightning/bitcoin/hsm_secret"}
+//!   {"url": "s3://bucket/node", "mode": "async", "hsm_secret": "/var/lib/lightning/bitcoin/hsm_secret"}
 //! ]}
 //! ```
 //!
@@ -221,7 +221,7 @@ pub fn lock_text(entries: &[Entry]) -> Result<String> {
 
 /// Write the lock file `lock` listing `entries` (see [`lock_text`]), after
 /// checking them against the registry's rules, through
-/// [`crate::atomic_file`] as [`write`] does; an existing lock is never
+/// [`crate::atomic_file`] as [`write()`] does; an existing lock is never
 /// replaced.
 pub fn write_lock(lock: &Path, entries: &[Entry]) -> Result<()> {
     crate::destination::check_destinations(entries).map_err(|e| lock_error(lock, e.to_string()))?;

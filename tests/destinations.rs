@@ -85,7 +85,7 @@ fn several_destinations_become_the_list_and_read_back() {
     let mut replica = Entry::local(&b).unwrap();
     replica.mode = Mode::Async;
     let mut object = Entry::new("s3://bucket/node");
-    object.key = Some(KeySource::HsmSecret(PathBuf::from("/home/ln/.lightning/bitcoin/hsm_secret")));
+    object.key = Some(KeySource::HsmSecret(PathBuf::from("/var/lib/lightning/bitcoin/hsm_secret")));
     object.credentials_file = Some(PathBuf::from("/etc/cln-backup/s3.env"));
     let entries = vec![Entry::local(&a).unwrap(), replica, object];
     let lock = dir.path().join(LOCK_FILE_NAME);
@@ -97,7 +97,7 @@ fn several_destinations_become_the_list_and_read_back() {
     assert_eq!(list.len(), 3);
     assert_eq!(list[1]["mode"], "async");
     assert!(list[0].get("mode").is_none(), "sync is the default and not written: {text}");
-    assert_eq!(list[2]["hsm_secret"], "/home/ln/.lightning/bitcoin/hsm_secret");
+    assert_eq!(list[2]["hsm_secret"], "/var/lib/lightning/bitcoin/hsm_secret");
     assert_eq!(lockfile::read_lock(dir.path()).unwrap(), entries);
     // The primary is what the single-store readers see.
     assert_eq!(lockfile::read(dir.path()).unwrap(), std::fs::canonicalize(&a).unwrap());
@@ -329,6 +329,10 @@ mod plugin {
                 assert!(list[2].get(field).is_some(), "{field} missing: {status}");
             }
         }
+        // Compaction waits for the async replica, then folds the local store only.
+        let stats = node.rpc("backup-compact", json!({})).unwrap();
+        assert_eq!(stats["compacted"], true, "{stats}");
+        run(&mut node, &mut load, 30);
         node.stop();
         // The async replica was brought up to date when the node stopped.
         restore_equals_node(&primary, &dir.db());
@@ -360,6 +364,13 @@ mod plugin {
         assert_eq!(status["version"], node.data_version(), "{status}");
         run(&mut node, &mut load, 20);
         assert!(node.logged_at("error", "is failing"), "{:?}", node.logs);
+        // A compaction would leave it behind the new snapshot: refused, naming it.
+        match node.rpc("backup-compact", json!({})) {
+            Err(Stop::Refused(msg)) => {
+                assert!(msg.contains(&lazy.display().to_string()) && msg.contains("not compacting"), "{msg}")
+            }
+            other => panic!("backup-compact with a failing replica: {other:?}"),
+        }
         let failing_lines = node.logs.iter().filter(|l| l.message.contains("is failing")).count();
         assert_eq!(failing_lines, 1, "logged once per change of state: {:?}", node.logs);
         node.stop();

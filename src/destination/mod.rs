@@ -24,7 +24,7 @@
 //!
 //! One folder per destination: `file/` ([`FileDestination`], a local redb
 //! store), `socket/` ([`SocketDestination`], a remote backup server) and
-//! `object/` ([`ObjectDestination`], object storage, behind the
+//! `object/` (`ObjectDestination`, object storage, behind the
 //! `object-store` feature).
 
 mod file;

@@ -148,7 +148,7 @@ fn align(primary: &Store, dest: &dyn Destination, report: &mut CaughtUp, may_rew
         // Empty, or behind the primary's base snapshot: the snapshot first.
         return match snapshot {
             Some(snap) => {
-                send_snapshot(primary, dest, snap.version, snap.size, head.version)?;
+                send_snapshot(primary, dest, &snap, head.version)?;
                 report.snapshot = Some(snap.version);
                 Ok(Position { seq: snap.seq, parts: 0 })
             }
@@ -180,45 +180,61 @@ fn align(primary: &Store, dest: &dyn Destination, report: &mut CaughtUp, may_rew
     ))
 }
 
-/// Stream the primary's base snapshot into `dest` at `version`, checking
-/// that all `size` bytes arrived.
+/// Stream the primary's base snapshot `snap` into `dest`, checking that
+/// the snapshot copied is that one (a compaction may have replaced it
+/// since it was looked up) and that all its bytes arrived.
 fn send_snapshot(
     primary: &Store,
     dest: &dyn Destination,
-    version: u32,
-    size: u64,
+    snap: &SnapshotInfo,
     dest_version: u32,
 ) -> Result<SnapshotInfo> {
     let (tx, rx) = sync_channel(PIPE_CHUNKS);
-    let stored = std::thread::scope(|scope| {
+    let (stored, copied, local_failed) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || {
             let mut pipe = PipeWriter { tx: Some(tx) };
-            let copied = primary.reader().and_then(|r| r.copy_snapshot(&mut pipe));
+            let copied = primary.reader().and_then(|r| {
+                if r.snapshot().map(|s| s.seq) != Some(snap.seq) {
+                    return Err(Error::Destination {
+                        url: primary.path().display().to_string(),
+                        what: "its snapshot was replaced by a compaction while it was being sent; try again".into(),
+                    });
+                }
+                r.copy_snapshot(&mut pipe)
+            });
             pipe.finish(copied.as_ref().map(|_| ()).map_err(ToString::to_string));
             copied
         });
-        let mut pipe = PipeReader { rx, buf: Vec::new(), at: 0, ended: false };
-        let stored = dest.add_snapshot(version, &mut pipe);
+        let mut pipe = PipeReader { rx, buf: Vec::new(), at: 0, ended: false, failed: false };
+        let stored = dest.add_snapshot(snap.version, &mut pipe);
+        let local_failed = pipe.failed;
         // Unblock the writer if the destination stopped reading early.
         drop(pipe);
-        let copied = writer.join().map_err(|_| Error::Destination {
-            url: dest.location().to_string(),
-            what: "the snapshot reader stopped unexpectedly".into(),
-        })?;
-        Ok::<_, Error>((stored, copied))
-    })?;
-    let (stored, copied) = stored;
-    let copied = copied?;
+        let copied = writer.join().unwrap_or_else(|_| {
+            Err(Error::Destination {
+                url: primary.path().display().to_string(),
+                what: "reading its snapshot stopped unexpectedly".into(),
+            })
+        });
+        (stored, copied, local_failed)
+    });
+    // Whichever side failed first: the other's failure is its consequence.
+    let copied = match (&stored, copied) {
+        (Err(_), Err(_)) if !local_failed => 0,
+        (_, Err(e)) => return Err(e),
+        (_, Ok(n)) => n,
+    };
     let info = stored.map_err(|e| Error::Destination {
         url: dest.location().to_string(),
         what: format!(
-            "at version {dest_version}, it needs the local store's snapshot at version {version}, which it refused: {e}"
+            "at version {dest_version}, it needs the local store's snapshot at version {}, which it refused: {e}",
+            snap.version
         ),
     })?;
-    if info.size != size || copied != size {
+    if info.size != snap.size || copied != snap.size {
         return Err(Error::Destination {
             url: dest.location().to_string(),
-            what: format!("stored {} bytes of a {size}-byte snapshot", info.size),
+            what: format!("stored {} bytes of a {}-byte snapshot", info.size, snap.size),
         });
     }
     Ok(info)
@@ -268,6 +284,8 @@ struct PipeReader {
     buf: Vec<u8>,
     at: usize,
     ended: bool,
+    /// The local side reported a failure (not the destination).
+    failed: bool,
 }
 
 impl Read for PipeReader {
@@ -282,8 +300,14 @@ impl Read for PipeReader {
                     self.at = 0;
                 }
                 Ok(Chunk::End) => self.ended = true,
-                Ok(Chunk::Failed(e)) => return Err(std::io::Error::other(format!("reading the local snapshot: {e}"))),
-                Err(_) => return Err(std::io::Error::other("the local snapshot stopped before its end")),
+                Ok(Chunk::Failed(e)) => {
+                    self.failed = true;
+                    return Err(std::io::Error::other(format!("reading the local snapshot: {e}")));
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return Err(std::io::Error::other("the local snapshot stopped before its end"));
+                }
             }
         }
         let n = out.len().min(self.buf.len() - self.at);
@@ -729,4 +753,65 @@ fn round(shared: &Shared) -> Result<(Position, u32)> {
     };
     let position = ship(primary, dest, position, &mut report)?;
     Ok((position, data_version(position.seq)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::destination::FileDestination;
+    use crate::version::bump_statement;
+
+    fn reader_of(chunks: Vec<Chunk>, close: bool) -> PipeReader {
+        let (tx, rx) = sync_channel(chunks.len() + 1);
+        for c in chunks {
+            tx.send(c).unwrap();
+        }
+        if !close {
+            std::mem::forget(tx);
+        }
+        PipeReader { rx, buf: Vec::new(), at: 0, ended: false, failed: false }
+    }
+
+    #[test]
+    fn an_image_cut_short_is_an_error_never_a_shorter_snapshot() {
+        let mut whole = Vec::new();
+        reader_of(vec![Chunk::Data(b"abc".to_vec()), Chunk::Data(b"de".to_vec()), Chunk::End], true)
+            .read_to_end(&mut whole)
+            .unwrap();
+        assert_eq!(whole, b"abcde");
+        let mut cut = reader_of(vec![Chunk::Data(b"abc".to_vec())], true);
+        let err = cut.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("before its end") && cut.failed, "{err}");
+        let mut failed = reader_of(vec![Chunk::Data(b"abc".to_vec()), Chunk::Failed("damaged".into())], true);
+        let err = failed.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_behind_the_snapshot_that_refuses_it_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = Store::create(dir.path().join("p.redb")).unwrap();
+        let replica = FileDestination::new(Store::create(dir.path().join("r.redb")).unwrap());
+        let first = [
+            "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+            "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+            bump_statement(1),
+        ];
+        primary.add_change(1, &first).unwrap();
+        catch_up(&primary, &replica).unwrap();
+        for v in 2..=6 {
+            primary.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)]).unwrap();
+        }
+        crate::compact::compact(&primary, None).unwrap();
+        // The replica (at 1) is below the primary's snapshot (at 5), and a
+        // local store takes a snapshot only at its head or when empty.
+        let err = catch_up(&primary, &replica).unwrap_err().to_string();
+        assert!(err.starts_with(&dir.path().join("r.redb").display().to_string()), "{err}");
+        assert!(err.contains("snapshot at version 5") && err.contains("at version 1"), "{err}");
+        // An empty one takes it, and the change after it.
+        let fresh = FileDestination::new(Store::create(dir.path().join("f.redb")).unwrap());
+        let done = catch_up(&primary, &fresh).unwrap();
+        assert_eq!((done.snapshot, done.to, done.transactions), (Some(5), 6, 1));
+    }
 }

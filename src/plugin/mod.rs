@@ -370,7 +370,23 @@ fn redact(url: &str) -> String {
     url.to_string()
 }
 
+/// Compact the local store, once every async destination holds its head:
+/// one left behind the new snapshot could only be caught up by a
+/// destination that takes a snapshot over its log, which a local store
+/// does not. Sync destinations hold the head already.
 fn compact(st: &State) -> anyhow::Result<Value> {
-    let stats = cln_backup::compact::compact(st.store()?, None)?;
+    let store = st.store()?;
+    for replica in &st.plan.replicas {
+        if !replica.flush() {
+            let why = replica.status().last_error.unwrap_or_else(|| "it is behind".into());
+            anyhow::bail!(
+                "not compacting {}: the async backup {} is not up to date ({why}); a compaction now would leave \
+                 it behind the new snapshot; fix it first, or remove it from backup.lock with the node stopped",
+                store.path().display(),
+                replica.location()
+            );
+        }
+    }
+    let stats = cln_backup::compact::compact(store, None)?;
     Ok(serde_json::to_value(stats)?)
 }

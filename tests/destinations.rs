@@ -341,6 +341,32 @@ mod plugin {
     }
 
     #[test]
+    fn a_change_lightningd_never_committed_is_rewound_on_every_replica() {
+        let dir = NodeDir::new();
+        let root = dir.root.path();
+        let (primary, sync, lazy) = (root.join("primary.redb"), root.join("sync.redb"), root.join("async.redb"));
+        for p in [&primary, &sync, &lazy] {
+            drop(Store::create(p).unwrap());
+        }
+        lock(&dir, &[entry(&primary, Mode::Sync), entry(&sync, Mode::Sync), entry(&lazy, Mode::Async)]);
+        let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+        let mut load = workload::Workload::on_existing_schema(12, node.data_version());
+        run(&mut node, &mut load, 60);
+        // Answered continue, then lightningd died before its COMMIT.
+        node.crash_after_hook(vec!["INSERT INTO peers (id, node_id, address) VALUES (9, x'09', 'phantom')".into()])
+            .unwrap();
+        let mut node = Node::start(&dir, &Start::with_plugin(BIN)).unwrap();
+        assert!(node.logged("Last changes not applied, rewinding non-committed transaction"), "{:?}", node.logs);
+        assert!(node.logged(&format!("Caught up {}", sync.display())), "{:?}", node.logs);
+        load.resume_at(node.data_version());
+        run(&mut node, &mut load, 20);
+        node.stop();
+        for store in [&primary, &sync, &lazy] {
+            restore_equals_node(store, &dir.db());
+        }
+    }
+
+    #[test]
     fn a_failing_async_destination_does_not_stop_the_node_and_catches_up_later() {
         let dir = NodeDir::new();
         let root = dir.root.path();

@@ -133,9 +133,8 @@ impl std::fmt::Debug for RestoreSource {
 /// each must have the change durably when it returns `Ok` (and nothing of
 /// it when it returns `Err`), as [`Store::add_change`] does.
 ///
-/// Where each destination plugs in: a new folder beside `file/` with a type
-/// implementing this trait, and one arm in [`open`] for its scheme (today
-/// refused there, naming the URL):
+/// Where each destination plugs in: a folder beside `file/` with a type
+/// implementing this trait, and one arm in [`open_with`] for its scheme:
 ///
 /// - `socket:host:port`, a remote backup server: `head`, `add_change`,
 ///   `rewind` and `add_snapshot` are requests answered once the server has
@@ -357,8 +356,9 @@ pub fn check_destinations(entries: &[Entry]) -> Result<()> {
     Ok(())
 }
 
-/// Open the destination `url_or_path` names: a plain path or a `file://`
-/// URL (see [`parse`]); any other scheme is refused naming the URL.
+/// Open the destination `url_or_path` names (see [`parse`]) with `access`
+/// and no other option: enough for a local store or a `socket:` server
+/// without a token; object storage needs [`open_with`] and its key.
 pub fn open(url_or_path: impl AsRef<Path>, access: Access) -> Result<Box<dyn Destination>> {
     open_with(url_or_path, &OpenOptions::new(access))
 }

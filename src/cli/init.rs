@@ -114,19 +114,22 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(f), _) => Some(KeySource::HsmSecret(absolute(f)?)),
         (None, None, Some(dir)) if object => Some(KeySource::HsmSecret(absolute(&dir.join("hsm_secret"))?)),
         (None, None, None) if object => {
-            bail!(
-                "object storage is encrypted: give --key-file or --hsm-secret (or --lightning-dir, for its hsm_secret)"
-            )
+            let url = dests.iter().find(|d| matches!(d.location, Location::Object(_))).map_or("", |d| d.arg.as_str());
+            bail!("{url}: object storage is encrypted: give --key-file or --hsm-secret (or --lightning-dir, for its hsm_secret)")
         }
         _ => None,
     };
     let credentials_file = args.credentials_file.as_deref().map(absolute).transpose()?;
     let token_file = args.token_file.as_deref().map(absolute).transpose()?;
+    let listed = || dests.iter().map(|d| d.arg.as_str()).collect::<Vec<_>>().join(" ");
     if !object && (args.key_file.is_some() || args.hsm_secret.is_some() || credentials_file.is_some()) {
-        bail!("--key-file, --hsm-secret and --credentials-file are for object-storage DESTs, and none was given");
+        bail!(
+            "{}: --key-file, --hsm-secret and --credentials-file are for object-storage DESTs, and none is given",
+            listed()
+        );
     }
     if token_file.is_some() && !dests.iter().any(|d| matches!(d.location, Location::Socket(_))) {
-        bail!("--token-file is for socket: DESTs, and none was given");
+        bail!("{}: --token-file is for socket: DESTs, and none is given", listed());
     }
     // The lock's entries as they will be, checked before anything is made
     // (the primary's URL is made absolute once its file exists).

@@ -354,4 +354,21 @@ mod tests {
         let refused = hook.handle(5, &tx(5, "SELECT 1")).answer.unwrap_err();
         assert!(refused.contains(second.location()), "{refused}");
     }
+
+    #[test]
+    fn a_sync_replica_behind_is_caught_up_before_the_first_answer() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let primary = store_at(a.path(), 5);
+        let behind: Arc<dyn Destination> =
+            Arc::new(FileDestination::new(Store::create(b.path().join("r.redb")).unwrap()));
+        let plan = Plan { primary: Some(Arc::clone(&primary)), sync: vec![Arc::clone(&behind)], replicas: Vec::new() };
+        let mut hook = DbWrite::new(Target::Destinations(plan));
+        let out = hook.handle(6, &tx(6, "SELECT 1"));
+        assert_eq!(out.answer, Ok(()));
+        let caught = out.logs.iter().find(|l| l.message.starts_with("Caught up")).expect("a catch-up line");
+        assert!(caught.message.contains("from version 0 to 5"), "{caught:?}");
+        // Each then has the change: the replica was checked after its catch-up.
+        assert_eq!((primary.head().unwrap().version, behind.head().unwrap().version), (6, 6));
+        assert_eq!(out.logs.iter().filter(|l| l.message.starts_with(MATCH)).count(), 2, "{:?}", out.logs);
+    }
 }

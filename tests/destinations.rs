@@ -238,7 +238,10 @@ fn an_async_replica_catches_up_and_reports_a_failing_destination() {
     )
     .unwrap();
     failing.notify();
+    // Its first attempt runs at once; the bound only stops a hung test.
+    let hung = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while failing.status().last_error.is_none() {
+        assert!(std::time::Instant::now() < hung, "the replica made no attempt");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let status = failing.status();
@@ -380,7 +383,9 @@ mod plugin {
         run(&mut node, &mut load, 60);
         // Wait for the first attempt to have failed (it runs at once).
         let mut status = status_of(&mut node);
+        let hung = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while status["destinations"][1]["last_error"].is_null() {
+            assert!(std::time::Instant::now() < hung, "the async replica made no attempt: {status}");
             std::thread::sleep(std::time::Duration::from_millis(20));
             status = status_of(&mut node);
         }

@@ -14,8 +14,19 @@
 //! memory after all changes.
 //!
 //! ```sh
-//! cargo run --release --example bench_plugin -- [-n N] [--dir DIR] [--quick] [--plugin PATH] [--pause]
+//! cargo run --release --example bench_plugin -- [-n N] [--dir DIR] [--quick] [--plugin PATH] [--pause] [--dest KIND]...
 //! ```
+//!
+//! - `--dest KIND` (repeatable): also measure a node whose `backup.lock`
+//!   lists a local store and a second destination of KIND, interleaved with
+//!   the others, so each row is beside the local store alone in the same
+//!   run. KIND is `local` (the local store alone: the plugin row, nothing
+//!   added), `local-sync` and `local-async` (a second local store), `socket`
+//!   (a `cln-backup server` started on loopback, on a store beside the
+//!   others; sync), `s3-sync` and `s3-async` (object storage at the URL in
+//!   `CLN_BACKUP_BENCH_S3_URL`, for example `s3://bench/node`, endpoint and
+//!   credentials from the `AWS_*` environment variables, a key file made
+//!   for the run).
 //!
 //! - `--dir DIR`: where every file goes (`--dir /dev/shm` measures on tmpfs,
 //!   without the disk); the working directory by default.
@@ -41,6 +52,7 @@ mod sim;
 #[path = "../tests/support/workload.rs"]
 mod workload;
 
+use cln_backup::lockfile::{self, Entry, Mode};
 use cln_backup::Store;
 use sim::{Node, NodeDir, Start};
 use std::io::Write;
@@ -68,6 +80,89 @@ fn node_with(parent: &std::path::Path, plugin: &std::path::Path, name: &str) -> 
     (dir, node)
 }
 
+/// A node whose lock lists a local store and the destination `kind`, with
+/// what must live as long as it (a server process).
+struct Extra {
+    kind: String,
+    _dir: NodeDir,
+    node: Option<Node>,
+    server: Option<std::process::Child>,
+    times: Vec<Duration>,
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// A free loopback port: bound, read, released.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start a node under `parent` whose lock lists a new local store and a
+/// destination of `kind` (see the module's documentation).
+fn extra_node(parent: &std::path::Path, plugin: &std::path::Path, kind: &str) -> Extra {
+    let dir = NodeDir::new_in(parent);
+    let primary = parent.join(format!("{kind}-primary.redb"));
+    Store::create(&primary).unwrap();
+    let mut entries = vec![Entry::local(&primary).unwrap()];
+    let mut server = None;
+    let second = |mode: Mode| {
+        let path = parent.join(format!("{kind}-second.redb"));
+        Store::create(&path).unwrap();
+        let mut e = Entry::local(&path).unwrap();
+        e.mode = mode;
+        e
+    };
+    match kind {
+        "local-sync" => entries.push(second(Mode::Sync)),
+        "local-async" => entries.push(second(Mode::Async)),
+        "socket" => {
+            let store = parent.join("socket-server.redb");
+            Store::create(&store).unwrap();
+            let port = free_port();
+            let child = std::process::Command::new(plugin)
+                .args(["server", "--bind", &format!("127.0.0.1:{port}")])
+                .arg(&store)
+                .env_remove("LIGHTNINGD_PLUGIN")
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {} server: {e}", plugin.display()));
+            server = Some(child);
+            // The server is up once it accepts a connection.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "the socket server did not start on port {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            entries.push(Entry::new(format!("socket:127.0.0.1:{port}")));
+        }
+        "s3-sync" | "s3-async" => {
+            let url = std::env::var("CLN_BACKUP_BENCH_S3_URL").unwrap_or_else(|_| {
+                panic!("--dest {kind} needs CLN_BACKUP_BENCH_S3_URL (s3://bucket/prefix) and AWS_*")
+            });
+            let key = parent.join(format!("{kind}.key"));
+            // A throwaway key for the run: unique, not secret.
+            let seed = format!("{} {:?} {kind}", std::process::id(), std::time::SystemTime::now());
+            std::fs::write(&key, blake3::hash(seed.as_bytes()).as_bytes()).unwrap();
+            let mut e = Entry::new(format!("{url}/{kind}-{}", std::process::id()));
+            e.key = Some(cln_backup::encryption::KeySource::KeyFile(key));
+            e.mode = if kind == "s3-sync" { Mode::Sync } else { Mode::Async };
+            entries.push(e);
+        }
+        other => panic!("unknown --dest {other}: local, local-sync, local-async, socket, s3-sync, s3-async"),
+    }
+    std::fs::write(dir.network().join(lockfile::LOCK_FILE_NAME), lockfile::lock_text(&entries).unwrap()).unwrap();
+    let mut start = Start::with_plugin(plugin);
+    start.durable_node = true;
+    let node = Node::start(&dir, &start).unwrap_or_else(|e| panic!("start {kind}: {e}"));
+    Extra { kind: kind.to_string(), _dir: dir, node: Some(node), server, times: Vec::new() }
+}
+
 /// The last round trip `node` timed, if `apply` sent one.
 fn timed(node: &mut Node, txn: &(u32, Vec<String>), into: &mut Vec<Duration>) {
     let before = node.hook_times.len();
@@ -82,6 +177,7 @@ fn main() {
     let mut parent = std::env::current_dir().expect("cwd");
     let mut plugin = std::env::var_os("CLN_BACKUP_PLUGIN").map(PathBuf::from);
     let mut pause = false;
+    let mut kinds: Vec<String> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -90,6 +186,7 @@ fn main() {
             "--plugin" => plugin = Some(PathBuf::from(it.next().expect("a plugin binary"))),
             "--quick" => transactions = 3_000,
             "--pause" => pause = true,
+            "--dest" => kinds.push(it.next().expect("a destination kind")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -106,6 +203,13 @@ fn main() {
     let (_real_dir, mut node) = node_with(work.path(), &binary, "plugin");
     let (_null_dir, mut null_node) = node_with(work.path(), &null, "null");
     assert_eq!(node.data_version(), null_node.data_version(), "both nodes start at the same version");
+    // `local` is the plugin row itself.
+    let mut extras: Vec<Extra> =
+        kinds.iter().filter(|k| k.as_str() != "local").map(|k| extra_node(work.path(), &binary, k)).collect();
+    for extra in &extras {
+        let version = extra.node.as_ref().map(Node::data_version);
+        assert_eq!(version, Some(node.data_version()), "{} starts at the same version", extra.kind);
+    }
     println!(
         "plugin {} pid {}; null plugin pid {}; files in {}",
         binary.display(),
@@ -134,6 +238,11 @@ fn main() {
 
         timed(&mut node, &txn, &mut hook);
         timed(&mut null_node, &txn, &mut nulls);
+        for extra in &mut extras {
+            if let Some(n) = extra.node.as_mut() {
+                timed(n, &txn, &mut extra.times);
+            }
+        }
 
         let t = Instant::now();
         bare.add_change(txn.0, &txn.1).unwrap();
@@ -154,22 +263,34 @@ fn main() {
     for v in [&mut hook, &mut nulls, &mut add, &mut sync] {
         v.sort();
     }
+    let mut extra_rows = Vec::new();
+    for mut extra in extras {
+        extra.times.sort();
+        let times = std::mem::take(&mut extra.times);
+        let name = format!("db_write (plugin, local+{})", extra.kind);
+        extra_rows.push((name, times));
+        // Stopping waits for an async destination to be brought up to date.
+        if let Some(n) = extra.node.take() {
+            n.stop();
+        }
+    }
     let (f50, f99) = (pct(&sync, 0.5), pct(&sync, 0.99));
     println!(
         "bench_plugin: {transactions} transactions, {:.0} bytes of statements on average, in {}",
         bytes as f64 / transactions as f64,
         parent.display()
     );
-    println!("{:<34} {:>10} {:>10} {:>12} {:>12}", "", "p50 (us)", "p99 (us)", "p50/floor", "p99/floor");
-    for (name, v) in [
-        ("append + fdatasync (floor)", &sync),
-        ("store add_change", &add),
-        ("db_write round trip (null plugin)", &nulls),
-        ("db_write round trip (plugin)", &hook),
-    ] {
+    println!("{:<38} {:>10} {:>10} {:>12} {:>12}", "", "p50 (us)", "p99 (us)", "p50/floor", "p99/floor");
+    let rows = [
+        ("append + fdatasync (floor)".to_string(), &sync),
+        ("store add_change".to_string(), &add),
+        ("db_write round trip (null plugin)".to_string(), &nulls),
+        ("db_write round trip (plugin)".to_string(), &hook),
+    ];
+    for (name, v) in rows.iter().map(|(n, v)| (n, *v)).chain(extra_rows.iter().map(|(n, v)| (n, v))) {
         let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
         println!(
-            "{name:<34} {:>10.1} {:>10.1} {:>12.2} {:>12.2}",
+            "{name:<38} {:>10.1} {:>10.1} {:>12.2} {:>12.2}",
             us(p50),
             us(p99),
             us(p50) / us(f50),

@@ -1,13 +1,35 @@
 //! `backup.lock`: the file in lightningd's network directory that tells the
-//! plugin where its store is, `{"backend_url": "file:///abs/path"}`, laid out
-//! as the Python plugin wrote it so that either tool reads the other's.
+//! plugin where its backups go.
+//!
+//! Two forms. A lock holding one `file://` or `socket:` destination with no
+//! options is `{"backend_url": "file:///abs/path"}`, laid out as the Python
+//! plugin wrote it so that either tool reads the other's. Anything else
+//! (several destinations, object storage, a mode, a key source, a
+//! credentials or token file) is a list:
+//!
+//! ```json
+//! {"destinations": [
+//!   {"url": "file:///b/node.redb"},
+//!   {"url": "s3://bucket/node", "mode": "async", "hsm_secret": "/var/lib/lightning/bitcoin/hsm_secret"}
+//! ]}
+//! ```
+//!
+//! Each entry is a [`Entry`]: `url` (required), `mode` (`"sync"`, the
+//! default, or `"async"`), at most one of `key_file` and `hsm_secret`,
+//! `credentials_file`, `token_file`; an unknown field is refused naming the
+//! file. The list form has no `backend_url` on purpose: the Python plugin,
+//! given such a lock, fails to start (and stops lightningd) instead of
+//! backing up to one destination of several and leaving the others behind.
+//! Which combinations are allowed is [`crate::destination::check_destinations`]'s
+//! to say; a lock that breaks a rule is refused naming the file.
 //!
 //! Shared by the front ends: `init` writes it, the plugin reads it, and
 //! `import`/`export --lightning-dir` move a node between the two plugins with
 //! [`repoint`], which keeps the lock it replaces beside it. It must not open
-//! stores: what a `backend_url` names is [`crate::destination`]'s to say.
+//! stores: what a URL names is [`crate::destination`]'s to say.
 
 use crate::atomic_file::{NewOwner, Replace, TempFile};
+use crate::encryption::KeySource;
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,26 +37,214 @@ use std::path::{Path, PathBuf};
 /// The lock file's name inside the lightning directory.
 pub const LOCK_FILE_NAME: &str = "backup.lock";
 
+/// When a destination has a change, relative to the answer lightningd waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Before the write is answered `continue`: a failure stops the node.
+    #[default]
+    Sync,
+    /// Soon after, from a background replica of the local store: a failure
+    /// is logged and shown, and the node goes on.
+    Async,
+}
+
+impl Mode {
+    /// `"sync"` or `"async"`, as the lock and `backup-status` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+        }
+    }
+}
+
+/// One destination of `backup.lock`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// Where it is: a `file://` URL (absolute), a `socket:` URL or an
+    /// object-store URL.
+    pub url: String,
+    /// Sync or async.
+    pub mode: Mode,
+    /// Object storage: where the encryption key comes from.
+    pub key: Option<KeySource>,
+    /// Object storage: a file of `AWS_*=value` lines.
+    pub credentials_file: Option<PathBuf>,
+    /// Socket: a file holding the server's pre-shared token.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Entry {
+    /// A sync destination at `url` with no options.
+    pub fn new(url: impl Into<String>) -> Entry {
+        Entry { url: url.into(), mode: Mode::Sync, key: None, credentials_file: None, token_file: None }
+    }
+
+    /// A sync destination naming the local store `store` by its absolute
+    /// `file://` URL (the store must exist: its path is made canonical).
+    pub fn local(store: &Path) -> Result<Entry> {
+        Ok(Entry::new(file_url(store)?))
+    }
+
+    /// Whether the entry is a URL alone, sync, with no options: the one
+    /// entry a Python-readable lock can hold.
+    pub fn is_plain(&self) -> bool {
+        self.mode == Mode::Sync && self.key.is_none() && self.credentials_file.is_none() && self.token_file.is_none()
+    }
+}
+
+/// An entry as the list form writes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryJson {
+    url: String,
+    #[serde(default, skip_serializing_if = "is_sync")]
+    mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hsm_secret: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credentials_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_file: Option<PathBuf>,
+}
+
+fn is_sync(mode: &Mode) -> bool {
+    *mode == Mode::Sync
+}
+
+/// Both forms. The old one is read as the Python plugin reads it (other
+/// keys beside `backend_url` are ignored, as it ignores them); the list
+/// form is strict.
 #[derive(serde::Deserialize)]
-struct LockFile {
-    backend_url: String,
+struct LockJson {
+    backend_url: Option<String>,
+    destinations: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(serde::Serialize)]
+struct ListJson<'a> {
+    destinations: &'a [EntryJson],
+}
+
+impl EntryJson {
+    fn into_entry(self) -> std::result::Result<Entry, String> {
+        let key = match (self.key_file, self.hsm_secret) {
+            (Some(_), Some(_)) => return Err(format!("{}: give key_file or hsm_secret, not both", self.url)),
+            (Some(f), None) => Some(KeySource::KeyFile(f)),
+            (None, Some(f)) => Some(KeySource::HsmSecret(f)),
+            (None, None) => None,
+        };
+        Ok(Entry {
+            url: self.url,
+            mode: self.mode,
+            key,
+            credentials_file: self.credentials_file,
+            token_file: self.token_file,
+        })
+    }
+
+    fn from_entry(entry: &Entry) -> EntryJson {
+        let (key_file, hsm_secret) = match &entry.key {
+            Some(KeySource::KeyFile(f)) => (Some(f.clone()), None),
+            Some(KeySource::HsmSecret(f)) => (None, Some(f.clone())),
+            None => (None, None),
+        };
+        EntryJson {
+            url: entry.url.clone(),
+            mode: entry.mode,
+            key_file,
+            hsm_secret,
+            credentials_file: entry.credentials_file.clone(),
+            token_file: entry.token_file.clone(),
+        }
+    }
 }
 
 fn lock_error(path: &Path, what: impl Into<String>) -> Error {
     Error::LockFile { path: path.to_path_buf(), what: what.into() }
 }
 
-/// Read `DIR/backup.lock` and return its `backend_url`, as written.
+/// Parse the text of the lock file `path`, and check its destinations
+/// against the registry's rules.
+pub fn parse_lock(path: &Path, text: &str) -> Result<Vec<Entry>> {
+    let lock: LockJson =
+        serde_json::from_str(text).map_err(|e| lock_error(path, format!("not a backup lock file: {e}")))?;
+    let entries = match (lock.backend_url, lock.destinations) {
+        (Some(url), None) => vec![Entry::new(url)],
+        (None, Some(list)) => {
+            let mut entries = Vec::with_capacity(list.len());
+            for (i, value) in list.into_iter().enumerate() {
+                let entry: EntryJson = serde_json::from_value(value)
+                    .map_err(|e| lock_error(path, format!("destination {}: {e}", i + 1)))?;
+                entries.push(entry.into_entry().map_err(|e| lock_error(path, e))?);
+            }
+            entries
+        }
+        (Some(_), Some(_)) => {
+            return Err(lock_error(path, "holds both backend_url and destinations; it must hold one of them"))
+        }
+        (None, None) => {
+            return Err(lock_error(path, "not a backup lock file: it has neither backend_url nor destinations"))
+        }
+    };
+    crate::destination::check_destinations(&entries).map_err(|e| lock_error(path, e.to_string()))?;
+    Ok(entries)
+}
+
+/// Read `DIR/backup.lock`: its destinations, in order, checked against the
+/// registry's rules (see [`crate::destination::check_destinations`]).
+pub fn read_lock(dir: &Path) -> Result<Vec<Entry>> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    parse_lock(&path, &text)
+}
+
+/// The text of a lock holding `entries`: the Python plugin's form for one
+/// plain `file://` or `socket:` entry, the list otherwise.
+pub fn lock_text(entries: &[Entry]) -> Result<String> {
+    if let [one] = entries {
+        let lower = one.url.to_ascii_lowercase();
+        if one.is_plain() && (lower.starts_with("file://") || lower.starts_with("socket:")) {
+            return Ok(format!("{{\"backend_url\": {}}}", serde_json::Value::String(one.url.clone())));
+        }
+    }
+    let list: Vec<EntryJson> = entries.iter().map(EntryJson::from_entry).collect();
+    serde_json::to_string_pretty(&ListJson { destinations: &list }).map_err(|e| Error::Destination {
+        url: entries.first().map(|e| e.url.clone()).unwrap_or_default(),
+        what: format!("cannot write it in backup.lock: {e}"),
+    })
+}
+
+/// Write the lock file `lock` listing `entries` (see [`lock_text`]), after
+/// checking them against the registry's rules, through
+/// [`crate::atomic_file`] as [`write()`] does; an existing lock is never
+/// replaced.
+pub fn write_lock(lock: &Path, entries: &[Entry]) -> Result<()> {
+    crate::destination::check_destinations(entries).map_err(|e| lock_error(lock, e.to_string()))?;
+    let content = lock_text(entries)?;
+    put_new(lock, &content)
+}
+
+/// Read `DIR/backup.lock` and return its `backend_url`, as written; for a
+/// lock in the list form, the first destination's URL.
 pub fn read_url(dir: &Path) -> Result<String> {
     let path = dir.join(LOCK_FILE_NAME);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let lock: LockFile =
+    let lock: LockJson =
         serde_json::from_str(&text).map_err(|e| lock_error(&path, format!("not a backup lock file: {e}")))?;
-    Ok(lock.backend_url)
+    match (lock.backend_url, lock.destinations) {
+        (Some(url), _) => Ok(url),
+        (None, Some(_)) => Ok(parse_lock(&path, &text)?.remove(0).url),
+        (None, None) => Err(lock_error(&path, "not a backup lock file: it has neither backend_url nor destinations")),
+    }
 }
 
-/// Read `DIR/backup.lock` and return the local file it names; a
-/// `backend_url` this version cannot use is an error naming the lock file
+/// Read `DIR/backup.lock` and return the local file it names (the primary,
+/// in the list form); a lock without one is an error naming the lock file
 /// and the URL.
 pub fn read(dir: &Path) -> Result<PathBuf> {
     let url = read_url(dir)?;
@@ -48,8 +258,14 @@ pub fn read(dir: &Path) -> Result<PathBuf> {
 /// replacing one that appeared meanwhile. Returns the URL.
 pub fn write(lock: &Path, store: &Path) -> Result<String> {
     let (url, content) = lock_content(store)?;
+    put_new(lock, &content)?;
+    Ok(url)
+}
+
+/// Place `content` at `lock`, never replacing a file there.
+fn put_new(lock: &Path, content: &str) -> Result<()> {
     match put(lock, content.as_bytes(), Replace::Never) {
-        Ok(()) => Ok(url),
+        Ok(()) => Ok(()),
         Err(Error::DestinationExists { path }) => {
             Err(lock_error(&path, "already exists; refusing to replace another backup's lock file"))
         }
@@ -62,6 +278,11 @@ pub fn write(lock: &Path, store: &Path) -> Result<String> {
             Err(e)
         }
     }
+}
+
+/// The absolute `file://` URL of the existing file `store`.
+pub fn file_url(store: &Path) -> Result<String> {
+    Ok(lock_content(store)?.0)
 }
 
 /// The URL and the lock file's text for `store`.
@@ -178,7 +399,7 @@ mod tests {
         assert!(missing.contains("backup.lock"), "{missing}");
         std::fs::write(dir.path().join(LOCK_FILE_NAME), "{\"backend_url\": \"socket:[::1]:1234\"}").unwrap();
         let remote = read(dir.path()).unwrap_err().to_string();
-        assert!(remote.contains("backup.lock") && remote.contains("not supported"), "{remote}");
+        assert!(remote.contains("backup.lock") && remote.contains("socket:[::1]:1234"), "{remote}");
         std::fs::write(dir.path().join(LOCK_FILE_NAME), "garbage").unwrap();
         assert!(read(dir.path()).unwrap_err().to_string().contains("not a backup lock file"));
     }

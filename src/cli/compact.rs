@@ -3,6 +3,13 @@
 //! Owns running the library's compaction on a store no plugin is using, then
 //! giving the freed space back to the file system, and reporting both. It
 //! must not decide what is compacted: that is `cln_backup::compact`.
+//!
+//! Replicas listed in `backup.lock` are not touched: each keeps its own
+//! log, which a restore from it replays as it is. The local store's new
+//! snapshot reaches a replica only when the replica falls behind it: its
+//! next catch-up (the plugin's, or an async replica's round) then sends the
+//! snapshot before the changes. Compacting a remote copy is its own
+//! business (a `backup-cli` server's compaction, an object store's).
 
 use super::{bytes, finish_bar, plural, progress_bar, progress_callback, store_path};
 use anyhow::{Context, Result};
@@ -17,7 +24,9 @@ use std::path::{Path, PathBuf};
         the latest (so the last change can still be rewound), the changes it replaces are \
         pruned, and the freed space is given back to the file system. A restore gives the \
         same database before and after. With the plugin running, use its backup-compact \
-        method instead."
+        method instead.\n\n\
+        Other destinations in backup.lock are not changed: a replica that falls behind the \
+        new snapshot receives it at its next catch-up."
 )]
 pub struct Args {
     /// The store: a path or a file:// URL.

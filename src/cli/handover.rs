@@ -31,6 +31,19 @@ pub fn precheck(dir: &Path, from: &Path, keep_suffix: &str) -> Result<()> {
     check_network_dir(dir)?;
     let lock = dir.join(LOCK_FILE_NAME);
     if lock.symlink_metadata().is_ok() {
+        // Repointing writes a lock with one store: replicas listed beside it
+        // would be dropped without a word.
+        if let Ok(entries) = lockfile::read_lock(dir) {
+            if entries.len() > 1 {
+                bail!(
+                    "{}: lists {} destinations; moving between plugins repoints a lock naming one store: \
+                     list only {} there first (nothing was changed)",
+                    lock.display(),
+                    entries.len(),
+                    from.display()
+                );
+            }
+        }
         let named = lockfile::read(dir)?;
         if !same_file(&named, from) {
             bail!(

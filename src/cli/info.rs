@@ -1,9 +1,10 @@
 //! `cln-backup info`: what a store holds.
 //!
 //! Owns presenting the library's `Status` (as text, or as JSON with a few
-//! extra figures). It must not change the store.
+//! extra figures), and for a remote copy what its destination reports
+//! (`Destination::summary`). It must not change the store.
 
-use super::{bytes, plural, store_path, utc_time};
+use super::{bytes, is_remote, plural, store_path, utc_time, RemoteArgs};
 use anyhow::Result;
 use cln_backup::version::data_version;
 use cln_backup::{Status, Store};
@@ -18,7 +19,10 @@ use std::path::PathBuf;
         produce, when it was created and when it was last compacted.\n\n\
         The store is opened read-only and its file is never changed, so it may be on read-only \
         media. A store that a running plugin holds is refused: stop the node first, or ask the \
-        plugin with lightning-cli backup-status."
+        plugin with lightning-cli backup-status.\n\n\
+        A remote copy (socket:host:port, or object storage such as s3://bucket/prefix, with \
+        --token-file, --key-file or --hsm-secret, --credentials-file as it needs) shows what \
+        its destination reports: head, previous version, restorable range and snapshot."
 )]
 pub struct Args {
     /// The store: a path or a file:// URL.
@@ -37,9 +41,25 @@ pub struct Args {
             milliseconds since the Unix epoch."
     )]
     pub json: bool,
+    /// What a remote STORE needs.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if is_remote(&args.store)? {
+        let dest = args.remote.open_read_only(&args.store)?;
+        let summary = dest.summary().map_err(|e| super::naming(&args.store, e))?;
+        let kind = cln_backup::destination::parse(&args.store).map(|l| cln_backup::destination::kind(&l))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&remote_json(dest.location(), kind, &summary))?);
+        } else {
+            for line in remote_text(dest.location(), kind, &summary) {
+                println!("{line}");
+            }
+        }
+        return Ok(());
+    }
     let store = Store::open_read_only(store_path(&args.store)?)?;
     let status = store.status()?;
     let change_bytes = store.reader()?.stored_change_bytes()?;
@@ -66,6 +86,41 @@ fn as_json(status: &Status, change_bytes: u64) -> Result<Value> {
         );
     }
     Ok(v)
+}
+
+/// A remote copy's summary as JSON: `url`, `kind`, `version`,
+/// `prev_version`, `rewind_allowed`, `restorable` (`{from, to}` or null),
+/// `snapshot_version`.
+fn remote_json(url: &str, kind: &str, s: &cln_backup::destination::Summary) -> Value {
+    json!({
+        "url": url,
+        "kind": kind,
+        "version": s.head.version,
+        "prev_version": s.head.prev_version,
+        "rewind_allowed": s.head.rewind_allowed,
+        "restorable": s.restorable.map(|(from, to)| json!({"from": from, "to": to})),
+        "snapshot_version": s.snapshot_version,
+    })
+}
+
+fn remote_text(url: &str, kind: &str, s: &cln_backup::destination::Summary) -> Vec<String> {
+    let mut out = vec![format!("Destination:      {url} ({kind})")];
+    out.push(format!("Version:          {}", s.head.version));
+    out.push(match s.head.prev_version {
+        Some(p) => {
+            format!("Previous version: {p} (rewind {})", if s.head.rewind_allowed { "allowed" } else { "not allowed" })
+        }
+        None => "Previous version: none".to_string(),
+    });
+    out.push(match s.snapshot_version {
+        Some(v) => format!("Snapshot:         version {v}"),
+        None => "Snapshot:         not reported".to_string(),
+    });
+    out.push(match s.restorable {
+        Some((from, to)) => format!("Restorable:       versions {from} to {to}"),
+        None => "Restorable:       not reported".to_string(),
+    });
+    out
 }
 
 fn as_text(s: &Status, change_bytes: u64) -> Vec<String> {

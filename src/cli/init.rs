@@ -1,14 +1,24 @@
-//! `cln-backup init`: create a store, with a snapshot of a stopped node's database.
+//! `cln-backup init`: create a store, with a snapshot of a stopped node's
+//! database, and bring every other destination up to date from it.
 //!
 //! Owns taking the snapshot (SQLite's online backup API into a temporary
-//! file beside the store), reading its `data_version`, and writing
+//! file beside the store), reading its `data_version`, the order of work
+//! for several destinations (the local store first, then each other one
+//! caught up from it with the library's `replica::catch_up`), and writing
 //! `backup.lock` in the lightning directory. It must leave nothing behind
 //! when it fails: a store it created is removed, and `backup.lock` is written
-//! last, only once the store holds what it should.
+//! last, only once every destination holds what it should.
+//!
+//! Async destinations are picked with `--async DEST` (repeated), not with a
+//! suffix on the URL: a `socket:` URL already takes a `?proxy=` query, and
+//! a URL is passed to its destination exactly as written.
 
-use super::{bytes, check_network_dir, finish_bar, progress_bar, store_path};
+use super::{bytes, check_network_dir, finish_bar, plural, progress_bar};
 use anyhow::{anyhow, bail, Context, Result};
-use cln_backup::atomic_file::{parent_dir, TempFile};
+use cln_backup::atomic_file::{parent_dir, ScratchDir, TempFile};
+use cln_backup::destination::{self, replica, Access, Location, OpenOptions};
+use cln_backup::encryption::KeySource;
+use cln_backup::lockfile::{Entry, Mode};
 use cln_backup::restore::DB_FILE_NAME;
 use cln_backup::Store;
 use rusqlite::backup::{Backup, StepResult};
@@ -28,44 +38,123 @@ const BUSY_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Debug, clap::Args)]
 #[command(
     about = "Create a backup store, with a snapshot of the node's database",
-    long_about = "Create a backup store at DEST.\n\n\
+    long_about = "Create a backup at each DEST.\n\n\
         With --lightning-dir DIR, the node's network directory (where lightningd.sqlite3 \
         lives, for example ~/.lightning/bitcoin; lightningd's base directory above it is \
         refused, naming the network directory): if DIR/lightningd.sqlite3 exists, a \
         consistent snapshot of it is taken with SQLite's online backup API and stored at \
         its data_version; stop the node first. Without a database the store starts empty \
-        at version 0, for a new node. Either way DIR/backup.lock is written, recording \
-        the store's file:// URL for the plugin, and the store and the lock are given DIR's \
-        owner and group (the user lightningd runs as; as root only).\n\n\
-        An existing store, or an existing DIR/backup.lock, is refused: nothing is overwritten."
+        at version 0, for a new node. Either way DIR/backup.lock is written, listing the \
+        destinations for the plugin, and the store and the lock are given DIR's owner and \
+        group (the user lightningd runs as; as root only).\n\n\
+        A DEST is a path or file:// URL (a local store), socket:host:port (a backup server), \
+        or object storage (s3://bucket/prefix, gs://, az://). The first local DEST is \
+        created and becomes the primary; every other DEST is opened as a writer and \
+        brought up to date from it before init returns, so each is complete. Object storage \
+        is encrypted: --key-file or --hsm-secret (DIR/hsm_secret by default), and needs a \
+        local store. A single socket: DEST with no local store gets the snapshot itself, \
+        as with the Python plugin. Every DEST is sync (each change is there before \
+        lightningd commits it) unless named with --async.\n\n\
+        An existing store, or an existing DIR/backup.lock, is refused: nothing is overwritten. \
+        A failed init removes the store it created and writes no backup.lock."
 )]
 pub struct Args {
     /// The node's lightning directory for its network (holding lightningd.sqlite3).
     #[arg(long, value_name = "DIR")]
     pub lightning_dir: Option<PathBuf>,
-    /// The store to create: a path or a file:// URL.
-    #[arg(value_name = "DEST")]
-    pub dest: PathBuf,
+    /// Where the backups go: a store to create (path or file:// URL), then any
+    /// socket: or object-storage URLs.
+    #[arg(value_name = "DEST", required = true)]
+    pub dests: Vec<PathBuf>,
+    /// Make this DEST (as written among the DESTs) async: written by a replica
+    /// thread soon after each change, never stopping the node when it fails.
+    #[arg(long = "async", value_name = "DEST")]
+    pub async_dests: Vec<PathBuf>,
+    /// Object storage: a file holding the 32-byte encryption key.
+    #[arg(long, value_name = "FILE", conflicts_with = "hsm_secret")]
+    pub key_file: Option<PathBuf>,
+    /// Object storage: derive the encryption key from this hsm_secret (default DIR/hsm_secret).
+    #[arg(long, value_name = "FILE")]
+    pub hsm_secret: Option<PathBuf>,
+    /// Object storage: a file of AWS_*=value lines, read before the environment.
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// socket: a file holding the server's pre-shared token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// One DEST, as given and as parsed.
+struct Dest {
+    arg: String,
+    location: Location,
+    mode: Mode,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let dest = store_path(&args.dest)?;
-    if dest.is_dir() {
-        if dest.join(DB_FILE_NAME).exists() {
-            // The node's directory given as DEST: --lightning-dir was meant,
-            // and the store belongs elsewhere (another disk), not beside the database.
-            bail!(
-                "{}: is the node's network directory, not a store; pass it as --lightning-dir {} and give the \
-                 store a file name on another disk, as in /backups/node.redb",
-                dest.display(),
-                dest.display()
-            );
+    let mut dests = Vec::with_capacity(args.dests.len());
+    for arg in &args.dests {
+        let location = destination::parse(arg)?;
+        let mode = if args.async_dests.contains(arg) { Mode::Async } else { Mode::Sync };
+        dests.push(Dest { arg: arg.display().to_string(), location, mode });
+    }
+    for named in &args.async_dests {
+        if !args.dests.contains(named) {
+            bail!("{}: --async names no DEST; give it exactly as among the DESTs", named.display());
         }
+    }
+    // The local store, when there is one, is the primary: first.
+    if let Some(i) = dests.iter().position(|d| matches!(d.location, Location::File(_))) {
+        let primary = dests.remove(i);
+        dests.insert(0, primary);
+    }
+    let object = dests.iter().any(|d| matches!(d.location, Location::Object(_)));
+    let key = match (&args.key_file, &args.hsm_secret, &args.lightning_dir) {
+        (Some(f), _, _) => Some(KeySource::KeyFile(absolute(f)?)),
+        (None, Some(f), _) => Some(KeySource::HsmSecret(absolute(f)?)),
+        (None, None, Some(dir)) if object => Some(KeySource::HsmSecret(absolute(&dir.join("hsm_secret"))?)),
+        (None, None, None) if object => {
+            let url = dests.iter().find(|d| matches!(d.location, Location::Object(_))).map_or("", |d| d.arg.as_str());
+            bail!("{url}: object storage is encrypted: give --key-file or --hsm-secret (or --lightning-dir, for its hsm_secret)")
+        }
+        _ => None,
+    };
+    let credentials_file = args.credentials_file.as_deref().map(absolute).transpose()?;
+    let token_file = args.token_file.as_deref().map(absolute).transpose()?;
+    let listed = || dests.iter().map(|d| d.arg.as_str()).collect::<Vec<_>>().join(" ");
+    if !object && (args.key_file.is_some() || args.hsm_secret.is_some() || credentials_file.is_some()) {
         bail!(
-            "{}: is a directory; give the store a file name inside it, as in {}",
-            dest.display(),
-            dest.join("node.redb").display()
+            "{}: --key-file, --hsm-secret and --credentials-file are for object-storage DESTs, and none is given",
+            listed()
         );
+    }
+    if token_file.is_some() && !dests.iter().any(|d| matches!(d.location, Location::Socket(_))) {
+        bail!("{}: --token-file is for socket: DESTs, and none is given", listed());
+    }
+    // The lock's entries as they will be, checked before anything is made
+    // (the primary's URL is made absolute once its file exists).
+    let entry = |d: &Dest| {
+        let mut e = Entry::new(d.arg.clone());
+        e.mode = d.mode;
+        match d.location {
+            Location::Object(_) => {
+                e.key = key.clone();
+                e.credentials_file = credentials_file.clone();
+            }
+            Location::Socket(_) => e.token_file = token_file.clone(),
+            _ => {}
+        }
+        e
+    };
+    let mut entries: Vec<Entry> = dests.iter().map(entry).collect();
+    destination::check_destinations(&entries)?;
+
+    let local = match &dests[0].location {
+        Location::File(path) => Some(path.clone()),
+        _ => None,
+    };
+    if let Some(dest) = &local {
+        refuse_directory(dest)?;
     }
     let lock = match &args.lightning_dir {
         Some(dir) => {
@@ -85,13 +174,54 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let store = Store::create(&dest)?;
-    let result = fill(&store, &dest, args.lightning_dir.as_deref(), lock.as_deref());
+
+    // The store everything is caught up from: the local DEST, or a scratch
+    // one (a socket: server alone gets the snapshot from it).
+    let scratch = match local {
+        Some(_) => None,
+        None => Some(ScratchDir::new("init").context("cannot create a temporary directory for the snapshot")?),
+    };
+    let store_path = match (&local, &scratch) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.path().join("init.redb"),
+        (None, None) => bail!("no destination to create"),
+    };
+    let store = Store::create(&store_path)?;
+    let mut created = Vec::new();
+    let result = fill(&store, &store_path, local.is_some(), args.lightning_dir.as_deref()).and_then(|mut out| {
+        for (d, e) in dests.iter().zip(&entries).skip(usize::from(local.is_some())) {
+            out.push(copy_to(&store, d, e, &mut created)?);
+        }
+        if let Some(dir) = &args.lightning_dir {
+            for path in &created {
+                if let Some(ownership) = cln_backup::atomic_file::give_to_owner_of(path, dir)? {
+                    out.push(ownership.set_line(path));
+                }
+            }
+        }
+        if let Some(lock) = &lock {
+            // Local stores by their absolute file:// URL: the plugin runs in DIR.
+            for (e, d) in entries.iter_mut().zip(&dests) {
+                if let Location::File(path) = &d.location {
+                    e.url = cln_backup::lockfile::file_url(path)?;
+                }
+            }
+            cln_backup::lockfile::write_lock(lock, &entries)?;
+            out.push(match entries.as_slice() {
+                [one] => format!("Wrote {} pointing at {}", lock.display(), one.url),
+                _ => format!("Wrote {} listing {}", lock.display(), plural(entries.len() as u64, "destination")),
+            });
+        }
+        Ok(out)
+    });
     drop(store);
     if result.is_err() {
         // Leave no half-made store: init can then simply be run again.
-        if let Err(e) = std::fs::remove_file(&dest) {
-            tracing::warn!("could not remove {} after a failed init: {e}", dest.display());
+        let made = local.iter().chain(&created);
+        for path in made {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!("could not remove {} after a failed init: {e}", path.display());
+            }
         }
     }
     for line in result? {
@@ -100,8 +230,62 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Fill the freshly created store and write the lock file. Returns the lines to print.
-fn fill(store: &Store, dest: &Path, lightning_dir: Option<&Path>, lock: Option<&Path>) -> Result<Vec<String>> {
+/// A path as the lock must record it: the plugin runs in the network
+/// directory, so a relative path would name another file there.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("{}: cannot make the path absolute", path.display()))
+}
+
+/// Refuse a local DEST that is a directory, saying what was meant.
+fn refuse_directory(dest: &Path) -> Result<()> {
+    if dest.is_dir() {
+        if dest.join(DB_FILE_NAME).exists() {
+            // The node's directory given as DEST: --lightning-dir was meant,
+            // and the store belongs elsewhere (another disk), not beside the database.
+            bail!(
+                "{}: is the node's network directory, not a store; pass it as --lightning-dir {} and give the \
+                 store a file name on another disk, as in /backups/node.redb",
+                dest.display(),
+                dest.display()
+            );
+        }
+        bail!(
+            "{}: is a directory; give the store a file name inside it, as in {}",
+            dest.display(),
+            dest.join("node.redb").display()
+        );
+    }
+    Ok(())
+}
+
+/// Open the destination `dest` as a writer on behalf of `store` (a local
+/// one is created, and recorded in `created`) and bring it up to `store`'s
+/// head. Returns the line to print.
+fn copy_to(store: &Store, dest: &Dest, entry: &Entry, created: &mut Vec<PathBuf>) -> Result<String> {
+    let opened: Box<dyn cln_backup::Destination> = match &dest.location {
+        Location::File(path) => {
+            refuse_directory(path)?;
+            let new = Store::create(path)?;
+            created.push(path.clone());
+            Box::new(cln_backup::FileDestination::new(new))
+        }
+        _ => destination::open_with(&dest.arg, &OpenOptions::for_entry(entry, Access::Write, Some(store.id())))?,
+    };
+    let done = replica::catch_up(store, opened.as_ref()).map_err(|e| super::naming(Path::new(&dest.arg), e))?;
+    Ok(format!(
+        "Brought {} ({}) to version {}{} ({})",
+        dest.arg,
+        entry.mode.as_str(),
+        done.to,
+        done.snapshot.map(|v| format!(" with the snapshot at version {v}")).unwrap_or_default(),
+        plural(done.transactions, "transaction")
+    ))
+}
+
+/// Fill the freshly created store (a snapshot of the node's database, if
+/// it has one) and give it to the lightning directory's owner. Returns the
+/// lines to print.
+fn fill(store: &Store, dest: &Path, kept: bool, lightning_dir: Option<&Path>) -> Result<Vec<String>> {
     let mut out = vec![];
     let db = lightning_dir.map(|d| d.join(DB_FILE_NAME));
     match &db {
@@ -112,16 +296,15 @@ fn fill(store: &Store, dest: &Path, lightning_dir: Option<&Path>, lock: Option<&
         Some(db) => out.push(format!("No {} yet: created an empty backup at version 0 for a new node", db.display())),
         None => out.push("Created an empty backup at version 0".to_string()),
     }
+    if !kept {
+        return Ok(out);
+    }
     out.push(format!("Created the store {}", dest.display()));
     if let Some(dir) = lightning_dir {
         // The plugin writes the store as the user lightningd runs as.
         if let Some(ownership) = cln_backup::atomic_file::give_to_owner_of(dest, dir)? {
             out.push(ownership.set_line(dest));
         }
-    }
-    if let Some(lock) = lock {
-        let url = cln_backup::lockfile::write(lock, dest)?;
-        out.push(format!("Wrote {} pointing at {url}", lock.display()));
     }
     Ok(out)
 }
@@ -223,11 +406,18 @@ mod tests {
     fn arguments() {
         let a = parse(&["init", "--lightning-dir", "/ln/bitcoin", "file:///b/node.redb"]).unwrap();
         assert_eq!(a.lightning_dir, Some(PathBuf::from("/ln/bitcoin")));
-        assert_eq!(a.dest, PathBuf::from("file:///b/node.redb"));
+        assert_eq!(a.dests, vec![PathBuf::from("file:///b/node.redb")]);
         let a = parse(&["init", "node.redb"]).unwrap();
         assert_eq!(a.lightning_dir, None);
         assert_eq!(parse(&["init"]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
-        assert_eq!(parse(&["init", "a", "b"]).unwrap_err().kind(), clap::error::ErrorKind::UnknownArgument);
+        let a = parse(&["init", "a", "b", "--async", "b", "--hsm-secret", "/h"]).unwrap();
+        assert_eq!(a.dests, vec![PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(a.async_dests, vec![PathBuf::from("b")]);
+        assert_eq!(a.hsm_secret, Some(PathBuf::from("/h")));
+        assert_eq!(
+            parse(&["init", "a", "--key-file", "k", "--hsm-secret", "h"]).unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
     }
 
     #[test]

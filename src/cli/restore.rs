@@ -5,7 +5,7 @@
 //! hand-over of the file are the library's (`cln_backup::restore`); this file
 //! must not write the destination itself.
 
-use super::{bytes, finish_bar, naming, plural, progress_bar, progress_callback, store_path};
+use super::{bytes, finish_bar, is_remote, naming, plural, progress_bar, progress_callback, store_path, RemoteArgs};
 use anyhow::{bail, Result};
 use cln_backup::restore::{self as lib, Options, Report};
 use cln_backup::Store;
@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 #[command(
     about = "Restore lightningd.sqlite3 from a backup",
     long_about = "Restore the node's database from a backup.\n\n\
-        SOURCE is a store (a path or a file:// URL) or a legacy .dbak file of the Python \
-        backup plugin, recognised by its header. DEST is the database file to write, \
+        SOURCE is a store (a path or a file:// URL), a legacy .dbak file of the Python \
+        backup plugin, recognised by its header, or a remote copy: socket:host:port \
+        (--token-file if the server asks for one) or object storage (s3://bucket/prefix; \
+        --key-file or --hsm-secret, and --credentials-file or the AWS_* environment). DEST is the database file to write, \
         or a directory, meaning DEST/lightningd.sqlite3. The snapshot and changes are \
         replayed as lightningd executed them into a temporary file beside DEST, which is \
         checked (PRAGMA integrity_check, and data_version equal to the version restored), \
@@ -42,6 +44,9 @@ pub struct Args {
     /// Replace DEST if it exists.
     #[arg(long)]
     pub force: bool,
+    /// What a remote SOURCE needs.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// What a restore can read from.
@@ -50,11 +55,17 @@ pub enum Source {
     Store(Box<Store>),
     /// A legacy `.dbak` file of the Python plugin.
     Legacy(PathBuf),
+    /// A remote copy (`socket:` or object storage), read through its destination.
+    Remote(Box<dyn cln_backup::Destination>),
 }
 
-/// Open what SOURCE names: a legacy `.dbak` file is recognised by its header,
-/// anything else must be a store.
-pub fn open_source(arg: &Path) -> Result<Source> {
+/// Open what SOURCE names: a remote URL through its destination (with what
+/// `remote` gives), a legacy `.dbak` file recognised by its header, anything
+/// else must be a store.
+pub fn open_source(arg: &Path, remote: &RemoteArgs) -> Result<Source> {
+    if is_remote(arg)? {
+        return Ok(Source::Remote(remote.open_read_only(arg)?));
+    }
     let path = store_path(arg)?;
     if cln_backup::legacy::is_dbak(&path) {
         return Ok(Source::Legacy(path));
@@ -90,6 +101,8 @@ pub fn refuse_empty(source: &Source, to_version: Option<u64>) -> Result<()> {
             let held = cln_backup::legacy::restorable(path, to_version).map_err(|e| naming(path, e))?;
             (path.clone(), held.target == 0 && !held.snapshot, held.head)
         }
+        // What a remote copy holds is told by its own restore.
+        Source::Remote(_) => return Ok(()),
     };
     if !empty {
         return Ok(());
@@ -124,11 +137,15 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
             finish_bar(bar);
             report.map_err(with_flags)
         }
+        Source::Remote(from) => {
+            let opts = Options { to_version, force, progress: None };
+            lib::restore_from(from.as_ref(), dest, &opts).map_err(|e| naming(Path::new(from.location()), with_flags(e)))
+        }
     }
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let source = open_source(&args.source)?;
+    let source = open_source(&args.source, &args.remote)?;
     // Also checks --to-version against what the source holds, naming the file.
     refuse_empty(&source, args.to_version)?;
     let dest = destination_path(&args.dest);
@@ -219,8 +236,15 @@ mod tests {
     }
 
     #[test]
-    fn remote_sources_are_refused_clearly() {
-        let err = open_source(Path::new("socket:[::1]:1234")).err().unwrap();
-        assert!(err.to_string().contains("remote stores are not supported yet"), "{err}");
+    fn remote_sources_go_to_their_destination() {
+        // Nothing listens there: the error names the URL, and no longer says
+        // remote stores are unsupported.
+        let err = open_source(Path::new("socket:[::1]:1"), &RemoteArgs::default()).err().unwrap().to_string();
+        assert!(err.contains("socket:[::1]:1") && !err.contains("remote stores are not supported"), "{err}");
+        let err = open_source(Path::new("s3://bucket/node"), &RemoteArgs::default()).err().unwrap().to_string();
+        assert!(err.contains("s3://bucket/node") && err.contains("key"), "{err}");
+        let a = parse(&["restore", "--hsm-secret", "/h", "--credentials-file", "/c", "s3://b/n", "d"]).unwrap();
+        assert_eq!(a.remote.hsm_secret, Some(PathBuf::from("/h")));
+        assert_eq!(a.remote.credentials_file, Some(PathBuf::from("/c")));
     }
 }

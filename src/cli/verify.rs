@@ -8,7 +8,7 @@
 //! store or to the database it compares against (that one is opened
 //! read-only).
 
-use super::{finish_bar, plural, progress_bar, progress_callback, store_path};
+use super::{finish_bar, is_remote, plural, progress_bar, progress_callback, store_path, RemoteArgs};
 use anyhow::{bail, Context, Result};
 use cln_backup::compare::{compare_databases, Labels};
 use cln_backup::replay::replay_store;
@@ -30,7 +30,11 @@ use std::path::{Path, PathBuf};
         status is non-zero. Stop the node first, or FILE will be ahead of the backup.\n\n\
         The store is opened read-only and its file is never changed, so it may be on read-only \
         media. A store that a running plugin holds is refused: stop the node first, or ask the \
-        plugin with lightning-cli backup-status."
+        plugin with lightning-cli backup-status.\n\n\
+        A remote copy (socket:host:port, or object storage such as s3://bucket/prefix, with \
+        --token-file, --key-file or --hsm-secret, --credentials-file as it needs) is restored \
+        through its destination into the temporary database, which checks every change it \
+        sends, then checked and compared the same way."
 )]
 pub struct Args {
     /// The store: a path or a file:// URL.
@@ -39,6 +43,9 @@ pub struct Args {
     /// A lightningd.sqlite3 to compare the restored database with, or its directory.
     #[arg(long, value_name = "FILE")]
     pub against: Option<PathBuf>,
+    /// What a remote STORE needs.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -48,6 +55,9 @@ pub fn run(args: Args) -> Result<()> {
         if !against.is_file() {
             bail!("{}: no such database file", against.display());
         }
+    }
+    if is_remote(&args.store)? {
+        return verify_remote(&args, against.as_deref());
     }
     let store = Store::open_read_only(store_path(&args.store)?)?;
     let reader = store.reader()?;
@@ -88,6 +98,34 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     println!("{}: OK", store.path().display());
+    Ok(())
+}
+
+/// Verify a remote copy: restore it through its destination into a
+/// scratch directory (the library's restore checks integrity and
+/// `data_version`), then compare with `against`.
+fn verify_remote(args: &Args, against: Option<&Path>) -> Result<()> {
+    let dest = args.remote.open_read_only(&args.store)?;
+    let tmp = cln_backup::atomic_file::ScratchDir::new("verify")
+        .context("cannot create a temporary directory for the replay")?;
+    let db = tmp.path().join(DB_FILE_NAME);
+    let report = cln_backup::restore::restore_from(dest.as_ref(), &db, &cln_backup::restore::Options::default())
+        .map_err(|e| super::naming(&args.store, e))?;
+    println!(
+        "Replayed into a temporary database: integrity check ok, data_version {} ({}, {})",
+        report.version,
+        plural(report.changes, "change"),
+        plural(report.statements, "statement")
+    );
+    if let Some(against) = against {
+        match compare_databases(&db, against, Labels::BACKUP_AND_LIVE)? {
+            None => println!("{} matches the backup at version {}", against.display(), report.version),
+            Some(diff) => {
+                bail!("{}: differs from the backup at version {}: {}", against.display(), report.version, diff.what)
+            }
+        }
+    }
+    println!("{}: OK", dest.location());
     Ok(())
 }
 

@@ -1,22 +1,39 @@
 //! Where backups go: the [`Destination`] trait the plugin writes through,
-//! and the registry ([`open`]) that turns a store argument or the
-//! `backend_url` of `backup.lock` into one.
+//! and the registry ([`open`], [`open_with`], [`open_entry`]) that turns a
+//! store argument or an entry of `backup.lock` into one.
 //!
-//! Owns the parsing of locations (plain paths and `file:` URLs) and the
-//! refusal, naming the URL, of every scheme this version does not serve. It
-//! must not know lightningd's protocol, nor decide anything about a write:
-//! a destination stores what it is given, or says why it did not.
+//! Owns the parsing of locations (plain paths, `file:`, `socket:` and
+//! object-store URLs), the refusal, naming the URL, of every scheme this
+//! version does not serve, and the rules for a list of destinations
+//! ([`check_destinations`]). It must not know lightningd's protocol, nor
+//! decide anything about a write: a destination stores what it is given,
+//! or says why it did not. Keeping a replica up to date is [`replica`]'s.
+//!
+//! **Which lists of destinations are allowed.** A local store, when the
+//! list has one, is the primary: the first entry, sync. A later local
+//! store is a replica of it (a second disk), sync or async, like any other
+//! destination. Object storage is a replica of a local store (it is written
+//! from the primary, and its single-writer lease names the primary's
+//! [`Store::id`]), so a list with an object-store destination must start
+//! with a local store, and the object-store entry needs a key source. An
+//! async destination is shipped from the primary, so it needs one too.
+//! `socket:` alone is allowed, sync, as the Python plugin used it: the
+//! server is then the only copy. A key source or a credentials file
+//! belongs to object storage only, a token file to `socket:` only, and a
+//! URL appears once.
 //!
 //! One folder per destination: `file/` ([`FileDestination`], a local redb
 //! store), `socket/` ([`SocketDestination`], a remote backup server) and
-//! `object/` ([`ObjectDestination`], object storage, behind the
+//! `object/` (`ObjectDestination`, object storage, behind the
 //! `object-store` feature).
 
 mod file;
 #[cfg(feature = "object-store")]
 mod object;
+pub mod replica;
 mod socket;
 
+use crate::lockfile::{Entry, Mode};
 use crate::store::{Added, SnapshotInfo, Store};
 use crate::version::Seq;
 use crate::{Change, Error, Result};
@@ -51,6 +68,28 @@ impl Head {
     /// [`Destination`] outside this crate returns from its `head`.
     pub fn new(version: u32, prev_version: Option<u32>, rewind_allowed: bool) -> Head {
         Head { version, prev_version, rewind_allowed }
+    }
+}
+
+/// What a destination reports about itself, for `info` of a remote copy
+/// and `backup-status`: its head, and what it can restore when it knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Summary {
+    /// The head.
+    pub head: Head,
+    /// The lowest and highest `data_version` a restore can produce, when
+    /// the destination reports them.
+    pub restorable: Option<(u32, u32)>,
+    /// The base snapshot's `data_version`, when the destination reports one.
+    pub snapshot_version: Option<u32>,
+}
+
+impl Summary {
+    /// A summary with the head alone: what [`Destination::summary`]
+    /// reports unless a destination says more.
+    pub fn new(head: Head) -> Summary {
+        Summary { head, restorable: None, snapshot_version: None }
     }
 }
 
@@ -94,9 +133,8 @@ impl std::fmt::Debug for RestoreSource {
 /// each must have the change durably when it returns `Ok` (and nothing of
 /// it when it returns `Err`), as [`Store::add_change`] does.
 ///
-/// Where each destination plugs in: a new folder beside `file/` with a type
-/// implementing this trait, and one arm in [`open`] for its scheme (today
-/// refused there, naming the URL):
+/// Where each destination plugs in: a folder beside `file/` with a type
+/// implementing this trait, and one arm in [`open_with`] for its scheme:
 ///
 /// - `socket:host:port`, a remote backup server: `head`, `add_change`,
 ///   `rewind` and `add_snapshot` are requests answered once the server has
@@ -156,6 +194,22 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// The local store, for what reads or rewrites it whole in place:
     /// `backup-status`, compaction.
     fn local_store(&self) -> Option<&Store>;
+
+    /// What the destination holds, for `info` and `backup-status`. By
+    /// default the head alone (a local store adds its restorable range and
+    /// snapshot); a destination that knows more overrides it.
+    fn summary(&self) -> Result<Summary> {
+        let head = self.head()?;
+        let Some(store) = self.local_store() else {
+            return Ok(Summary::new(head));
+        };
+        let status = store.status()?;
+        Ok(Summary {
+            head,
+            restorable: Some((crate::version::data_version(status.restorable.0), status.version)),
+            snapshot_version: status.snapshot.map(|s| s.version),
+        })
+    }
 }
 
 /// How [`open`] opens a local store.
@@ -192,17 +246,119 @@ pub struct OpenOptions {
     pub credentials_file: Option<PathBuf>,
     /// Socket: a file holding the pre-shared token the server asks for.
     pub token_file: Option<PathBuf>,
+    /// Object storage, as a writer: the local store's id
+    /// ([`Store::id`]), which the single-writer lease records.
+    pub owner: Option<[u8; 16]>,
 }
 
 impl OpenOptions {
     /// Options for `access` and nothing else.
     pub fn new(access: Access) -> OpenOptions {
-        OpenOptions { access, key: None, credentials_file: None, token_file: None }
+        OpenOptions { access, key: None, credentials_file: None, token_file: None, owner: None }
+    }
+
+    /// Options for the `backup.lock` entry `entry`: its key source,
+    /// credentials and token files, opened for `access` on behalf of the
+    /// local store `owner`.
+    pub fn for_entry(entry: &Entry, access: Access, owner: Option<[u8; 16]>) -> OpenOptions {
+        OpenOptions {
+            access,
+            key: entry.key.clone(),
+            credentials_file: entry.credentials_file.clone(),
+            token_file: entry.token_file.clone(),
+            owner,
+        }
     }
 }
 
-/// Open the destination `url_or_path` names: a plain path or a `file://`
-/// URL (see [`parse`]); any other scheme is refused naming the URL.
+/// Open the destination of the `backup.lock` entry `entry` (see
+/// [`OpenOptions::for_entry`]).
+pub fn open_entry(entry: &Entry, access: Access, owner: Option<[u8; 16]>) -> Result<Box<dyn Destination>> {
+    open_with(&entry.url, &OpenOptions::for_entry(entry, access, owner))
+}
+
+/// What kind of location a URL names, as `backup-status` shows it:
+/// `local`, `socket` or `object`.
+pub fn kind(location: &Location) -> &'static str {
+    match location {
+        Location::File(_) => "local",
+        Location::Socket(_) => "socket",
+        Location::Object(_) => "object",
+    }
+}
+
+/// Check a list of destinations (the entries of `backup.lock`, or what
+/// `init` is about to write there) against the rules in this module's
+/// documentation; the error names the entry's URL and the rule.
+pub fn check_destinations(entries: &[Entry]) -> Result<()> {
+    let refuse = |url: &str, what: &str| Err(Error::Destination { url: url.to_string(), what: what.to_string() });
+    let Some(first) = entries.first() else {
+        return Err(Error::Destination { url: "\"\"".into(), what: "no destination is listed".into() });
+    };
+    let mut kinds = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let location = parse(Path::new(&entry.url))?;
+        if entries[..i].iter().any(|e| e.url == entry.url) {
+            return refuse(&entry.url, "is listed twice");
+        }
+        let object = matches!(location, Location::Object(_));
+        if entry.key.is_some() && !object {
+            return refuse(&entry.url, "a key source is for object storage only");
+        }
+        if entry.credentials_file.is_some() && !object {
+            return refuse(&entry.url, "a credentials file is for object storage only");
+        }
+        if entry.token_file.is_some() && !matches!(location, Location::Socket(_)) {
+            return refuse(&entry.url, "a token file is for socket: destinations only");
+        }
+        kinds.push(location);
+    }
+    let primary = matches!(kinds[0], Location::File(_));
+    if primary && first.mode == Mode::Async {
+        return refuse(
+            &first.url,
+            "the local store is the primary and is written before every answer: it cannot be async",
+        );
+    }
+    for (entry, location) in entries.iter().zip(&kinds).skip(1) {
+        match location {
+            Location::File(_) if !primary => {
+                return refuse(&entry.url, "the local store is the primary: list it first")
+            }
+            Location::Object(_) if !primary => {
+                return refuse(&entry.url, "object storage is a replica of a local store: list the local store first")
+            }
+            _ if !primary && entry.mode == Mode::Async => {
+                return refuse(
+                    &entry.url,
+                    "an async destination is shipped from a local store: list the local store first",
+                )
+            }
+            _ => {}
+        }
+    }
+    if !primary {
+        if let Location::Object(_) = kinds[0] {
+            return refuse(&first.url, "object storage is a replica of a local store: list the local store first");
+        }
+        if first.mode == Mode::Async {
+            return refuse(
+                &first.url,
+                "an async destination is shipped from a local store: list the local store first",
+            );
+        }
+    }
+    for (entry, location) in entries.iter().zip(&kinds) {
+        if matches!(location, Location::Object(_)) && entry.key.is_none() {
+            return refuse(&entry.url, "object storage is encrypted: give the key file or the node's hsm_secret");
+        }
+    }
+    Ok(())
+}
+
+/// Open the destination `url_or_path` names (see [`parse`]) with `access`
+/// and no other option: enough for a local store or a `socket:` server
+/// without a token; object storage needs [`open_with`] and its key.
 pub fn open(url_or_path: impl AsRef<Path>, access: Access) -> Result<Box<dyn Destination>> {
     open_with(url_or_path, &OpenOptions::new(access))
 }
@@ -276,9 +432,12 @@ const REMOTE_SCHEMES: &[&str] = &["socket", "s3", "gs", "az", "http", "https", "
 ///   and reads its `backend_url` without percent-decoding, and a lock file
 ///   written by either tool must name the same file for both.
 /// - `file://host/...` with any other host is refused: stores are local.
-/// - Any other scheme (`socket:`, `s3://`, `https://`, an unknown
-///   `scheme://`) is refused, naming the URL and the scheme, as not
-///   supported by this version.
+/// - `socket:host:port` is a backup server ([`SocketUrl::parse`]);
+///   `s3://`, `gs://`, `az://` (and the other schemes of the `object_store`
+///   crate) name object storage, kept as written.
+/// - Any other scheme (`https://`, `sftp://`, an unknown `scheme://`) is
+///   refused, naming the URL and the scheme, as not supported by this
+///   version.
 ///
 /// A path that is not UTF-8 cannot be a URL and is taken as a path.
 pub fn parse(url_or_path: &Path) -> Result<Location> {
@@ -305,11 +464,9 @@ pub fn parse(url_or_path: &Path) -> Result<Location> {
         if OBJECT_SCHEMES.contains(&lower.as_str()) && s[scheme.len()..].starts_with("://") {
             return Ok(Location::Object(s.to_string()));
         }
-        let not_here = format!("the {scheme}: scheme is not supported by this version of cln-backup ({SUPPORTED})");
-        if scheme == "socket" {
-            return Err(refuse(format!("remote stores are not supported yet: {not_here}")));
-        }
-        return Err(refuse(not_here));
+        return Err(refuse(format!(
+            "the {scheme}: scheme is not supported by this version of cln-backup ({SUPPORTED})"
+        )));
     }
     if s.is_empty() {
         return Err(Error::Destination { url: "\"\"".into(), what: "the store path is empty".into() });

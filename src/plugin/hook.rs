@@ -6,6 +6,7 @@
 //! grep for. It must not do I/O other than through its destinations, and it
 //! never calls lightningd: the node serves nothing else while the hook runs.
 
+use cln_backup::destination::replica::{self, AsyncReplica};
 use cln_backup::destination::Destination;
 use cln_backup::{version, Error};
 use std::sync::Arc;
@@ -56,14 +57,41 @@ impl Outcome {
     }
 }
 
+/// The destinations of `backup.lock`, by role.
+#[derive(Clone, Default)]
+pub struct Plan {
+    /// The local store, when the lock has one: written first, checked
+    /// first, and the source every replica is caught up from.
+    pub primary: Option<Arc<dyn Destination>>,
+    /// The other sync destinations: each has a change before `continue`.
+    pub sync: Vec<Arc<dyn Destination>>,
+    /// The async destinations: woken after each write, never failing one.
+    pub replicas: Vec<Arc<AsyncReplica>>,
+}
+
+impl Plan {
+    /// Every destination sync, none the primary: each is checked at the
+    /// first write and must have each change.
+    #[cfg(test)]
+    pub fn all_sync(destinations: Vec<Arc<dyn Destination>>) -> Plan {
+        Plan { primary: None, sync: destinations, replicas: Vec::new() }
+    }
+
+    /// The destinations written before each answer, primary first.
+    fn written(&self) -> impl Iterator<Item = &Arc<dyn Destination>> {
+        self.primary.iter().chain(&self.sync)
+    }
+}
+
 /// Where the hook stores each write.
 pub enum Target {
-    /// Every destination must have a change durably before the answer is
-    /// `continue`. One today (the store `backup.lock` names); the list is the
-    /// place for more. A write refused by a later destination may already be
-    /// in an earlier one: lightningd stops without committing it, and the
-    /// next start's version check rewinds it there, as after a crash.
-    Destinations(Vec<Arc<dyn Destination>>),
+    /// The primary and every sync destination must have a change durably
+    /// before the answer is `continue`; async ones get it soon after. A
+    /// write refused by a later destination may already be in an earlier
+    /// one: lightningd stops without committing it, and the next start's
+    /// version check rewinds it there (and the catch-up rewinds a replica
+    /// that has it), as after a crash.
+    Destinations(Plan),
     /// The backup could not be opened: every write is refused with this explanation.
     Unavailable(String),
 }
@@ -77,11 +105,13 @@ const NO_STATEMENTS: &str = "db_write carried no statements: cln-backup supports
 pub struct DbWrite {
     target: Target,
     checked: bool,
+    /// Each replica's state changes already logged.
+    logged_transitions: Vec<u64>,
 }
 
 impl DbWrite {
     pub fn new(target: Target) -> DbWrite {
-        DbWrite { target, checked: false }
+        DbWrite { target, checked: false, logged_transitions: Vec::new() }
     }
 
     /// Handle one `db_write` with `data_version` and `writes`.
@@ -92,8 +122,8 @@ impl DbWrite {
     /// straight to the destinations, whose own refusal of an empty change
     /// is answered with the same message.
     pub fn handle<S: AsRef<str>>(&mut self, data_version: u32, writes: &[S]) -> Outcome {
-        let destinations = match &self.target {
-            Target::Destinations(d) => d,
+        let plan = match &self.target {
+            Target::Destinations(plan) => plan,
             Target::Unavailable(why) => return Outcome::refuse(Vec::new(), why.clone()),
         };
         let mut logs = Vec::new();
@@ -101,7 +131,17 @@ impl DbWrite {
             if writes.is_empty() {
                 return Outcome::refuse(logs, NO_STATEMENTS.into());
             }
-            for dest in destinations {
+            if let Some(primary) = &plan.primary {
+                if let Err(message) = version_check(primary.as_ref(), data_version, writes, &mut logs) {
+                    return Outcome::refuse(logs, message);
+                }
+            }
+            for dest in &plan.sync {
+                if let Some(store) = plan.primary.as_ref().and_then(|p| p.local_store()) {
+                    if let Err(message) = catch_up(store, dest.as_ref(), &mut logs) {
+                        return Outcome::refuse(logs, message);
+                    }
+                }
                 if let Err(message) = version_check(dest.as_ref(), data_version, writes, &mut logs) {
                     return Outcome::refuse(logs, message);
                 }
@@ -109,13 +149,69 @@ impl DbWrite {
             self.checked = true;
         }
         let parts: Vec<&str> = writes.iter().map(AsRef::as_ref).collect();
-        for dest in destinations {
+        for dest in plan.written() {
             if let Err(e) = dest.add_change(data_version, &parts) {
                 return Outcome::refuse(logs, store_error_message(dest.as_ref(), data_version, &e));
             }
         }
+        for replica in &plan.replicas {
+            replica.notify();
+        }
+        for replica in &plan.replicas {
+            replica.wait_within_bound();
+        }
+        self.log_replica_changes(&mut logs);
         Outcome { logs, answer: Ok(()) }
     }
+
+    /// One log line each time an async destination starts failing or
+    /// recovers (not one per failed attempt).
+    fn log_replica_changes(&mut self, logs: &mut Vec<LogLine>) {
+        let Target::Destinations(plan) = &self.target else {
+            return;
+        };
+        self.logged_transitions.resize(plan.replicas.len(), 0);
+        for (replica, logged) in plan.replicas.iter().zip(self.logged_transitions.iter_mut()) {
+            let status = replica.status();
+            if status.transitions == *logged {
+                continue;
+            }
+            *logged = status.transitions;
+            logs.push(match status.last_error {
+                Some(e) => LogLine {
+                    level: Level::Error,
+                    message: format!(
+                        "async backup {} is failing (writes go on; retrying with backoff): {e}",
+                        replica.location()
+                    ),
+                },
+                None => LogLine {
+                    level: Level::Info,
+                    message: format!("async backup {} is reachable again and catching up", replica.location()),
+                },
+            });
+        }
+    }
+}
+
+/// Bring a sync destination that is behind up to the primary before the
+/// first answer, and say so.
+fn catch_up(primary: &cln_backup::Store, dest: &dyn Destination, logs: &mut Vec<LogLine>) -> Result<(), String> {
+    let done = replica::catch_up(primary, dest).map_err(|e| {
+        format!("cannot bring {} up to the local store {}: {e}", dest.location(), primary.path().display())
+    })?;
+    if done.transactions > 0 || done.snapshot.is_some() || done.rewound {
+        let mut message = format!("Caught up {} from version {} to {}", dest.location(), done.from, done.to);
+        if done.rewound {
+            message.push_str(", after rewinding the change the local store had rewound");
+        }
+        if let Some(v) = done.snapshot {
+            message.push_str(&format!(", with the snapshot at version {v}"));
+        }
+        message.push_str(&format!(" ({} transactions)", done.transactions));
+        logs.push(LogLine { level: Level::Info, message });
+    }
+    Ok(())
 }
 
 /// The first write after a start: compare what lightningd had committed with
@@ -192,7 +288,7 @@ mod tests {
     }
 
     fn hook_on(dest: &Arc<dyn Destination>) -> DbWrite {
-        DbWrite::new(Target::Destinations(vec![Arc::clone(dest)]))
+        DbWrite::new(Target::Destinations(Plan::all_sync(vec![Arc::clone(dest)])))
     }
 
     #[test]
@@ -249,12 +345,30 @@ mod tests {
     fn every_destination_has_the_change_before_continue() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (first, second) = (store_at(a.path(), 3), store_at(b.path(), 3));
-        let mut hook = DbWrite::new(Target::Destinations(vec![Arc::clone(&first), Arc::clone(&second)]));
+        let mut hook =
+            DbWrite::new(Target::Destinations(Plan::all_sync(vec![Arc::clone(&first), Arc::clone(&second)])));
         assert_eq!(hook.handle(4, &tx(4, "SELECT 1")).answer, Ok(()));
         assert_eq!((first.head().unwrap().version, second.head().unwrap().version), (4, 4));
         // The second refuses (its head moved on): the write is refused, naming it.
         second.add_change(5, &["SELECT 2", &bump_statement(5)]).unwrap();
         let refused = hook.handle(5, &tx(5, "SELECT 1")).answer.unwrap_err();
         assert!(refused.contains(second.location()), "{refused}");
+    }
+
+    #[test]
+    fn a_sync_replica_behind_is_caught_up_before_the_first_answer() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let primary = store_at(a.path(), 5);
+        let behind: Arc<dyn Destination> =
+            Arc::new(FileDestination::new(Store::create(b.path().join("r.redb")).unwrap()));
+        let plan = Plan { primary: Some(Arc::clone(&primary)), sync: vec![Arc::clone(&behind)], replicas: Vec::new() };
+        let mut hook = DbWrite::new(Target::Destinations(plan));
+        let out = hook.handle(6, &tx(6, "SELECT 1"));
+        assert_eq!(out.answer, Ok(()));
+        let caught = out.logs.iter().find(|l| l.message.starts_with("Caught up")).expect("a catch-up line");
+        assert!(caught.message.contains("from version 0 to 5"), "{caught:?}");
+        // Each then has the change: the replica was checked after its catch-up.
+        assert_eq!((primary.head().unwrap().version, behind.head().unwrap().version), (6, 6));
+        assert_eq!(out.logs.iter().filter(|l| l.message.starts_with(MATCH)).count(), 2, "{:?}", out.logs);
     }
 }

@@ -6,19 +6,24 @@
 //! Decisions about each write live in [`hook`]; storage lives in the library.
 //! A `backup.lock` left by the Python plugin (naming its `.dbak` file) is
 //! refused with the exact `cln-backup import` command that moves the node
-//! over. It never makes RPC calls to lightningd: while a hook is pending the node
-//! serves nothing else, so such a call would deadlock it.
+//! over. Every destination `backup.lock` lists is opened at start: the
+//! local store (the primary) and the sync ones are written before each
+//! answer, each async one by a replica thread of the library
+//! (`destination::replica`). It never makes RPC calls to lightningd: while a
+//! hook is pending the node serves nothing else, so such a call would
+//! deadlock it.
 
 pub mod hook;
 pub mod wire;
 
 use crate::cli::handover::{python_lock_fix, shell_word};
 use anyhow::Context;
-use cln_backup::destination::{self, Access, Destination};
-use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+use cln_backup::destination::{self, Access, Destination, Location};
+use cln_backup::lockfile::{self, Entry, Mode, LOCK_FILE_NAME};
 use cln_backup::Store;
 use cln_plugin::options::{ConfigOption, StringConfigOption};
-use hook::{DbWrite, Target};
+use hook::{DbWrite, Plan, Target};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,50 +36,100 @@ const DEPRECATED_DESTINATION: StringConfigOption =
 /// State shared with the RPC handlers.
 #[derive(Clone)]
 struct State {
-    destinations: Vec<Arc<dyn Destination>>,
+    plan: Plan,
+    /// The lock's entries, in order, for `backup-status`.
+    entries: Vec<Entry>,
     problem: Option<String>,
 }
 
 impl State {
     /// The local store the RPC methods read, or why there is none.
     fn store(&self) -> anyhow::Result<&Store> {
-        match self.destinations.iter().find_map(|d| d.local_store()) {
+        match self.plan.primary.as_ref().and_then(|p| p.local_store()) {
             Some(store) => Ok(store),
-            None => anyhow::bail!("{}", self.problem.as_deref().unwrap_or("no local store is configured")),
+            None => anyhow::bail!(
+                "{}",
+                self.problem.as_deref().unwrap_or("no local store is configured (backup.lock lists none)")
+            ),
         }
     }
 }
 
-/// Open the destination named by `DIR/backup.lock`, or say what is wrong and what to run.
-fn open_target(dir: &Path) -> Target {
+/// Open the destinations named by `DIR/backup.lock`, or say what is wrong and what to run.
+fn open_target(dir: &Path) -> (Target, Vec<Entry>) {
     let fix = "run `cln-backup init --lightning-dir <network dir> <store path>` with the node stopped";
+    let lock = dir.join(LOCK_FILE_NAME);
     if let Some(cmd) = python_lock_fix(dir) {
-        return Target::Unavailable(format!(
-            "cannot use the backup: {} names a .dbak file of the Python backup plugin, not a cln-backup store; \
-             stop the node and run `{cmd}`, which imports it, checks it and points backup.lock at the new store",
-            dir.join(LOCK_FILE_NAME).display()
-        ));
+        return (
+            Target::Unavailable(format!(
+                "cannot use the backup: {} names a .dbak file of the Python backup plugin, not a cln-backup store; \
+                 stop the node and run `{cmd}`, which imports it, checks it and points backup.lock at the new store",
+                lock.display()
+            )),
+            Vec::new(),
+        );
     }
-    let url = match lockfile::read_url(dir) {
-        Ok(url) => url,
-        Err(e) => return Target::Unavailable(format!("cannot use the backup: {e}; {fix}")),
+    let entries = match lockfile::read_lock(dir) {
+        Ok(entries) => entries,
+        Err(e) => return (Target::Unavailable(format!("cannot use the backup: {e}; {fix}")), Vec::new()),
     };
-    match destination::open(&url, Access::Write) {
-        Ok(dest) => Target::Destinations(vec![Arc::from(dest)]),
-        // A location this version does not serve (the Python plugin's
-        // socket: backend, say): init would refuse while the lock exists.
-        Err(e @ cln_backup::Error::Destination { .. }) => Target::Unavailable(format!(
-            "cannot use the backup: {}: {e}; this version backs up into a local store only: stop the node, move \
-             backup.lock aside and {fix}",
-            dir.join(LOCK_FILE_NAME).display()
-        )),
-        // backup.lock names a store: making a new one (init) is not the
-        // fix, and init would refuse anyway while the lock exists.
-        Err(e) => {
-            let store = destination::local_path(Path::new(&url)).unwrap_or_else(|_| url.clone().into());
-            Target::Unavailable(format!("cannot open the backup: {e}{}", open_hint(&e, &store, dir)))
+    match open_plan(dir, &entries) {
+        Ok(plan) => (Target::Destinations(plan), entries),
+        Err(why) => (Target::Unavailable(why), entries),
+    }
+}
+
+/// Open every entry: the local store first (the primary), then the others
+/// on its behalf; async ones get a replica thread.
+fn open_plan(dir: &Path, entries: &[Entry]) -> Result<Plan, String> {
+    let lock = dir.join(LOCK_FILE_NAME);
+    let mut plan = Plan::default();
+    for (i, entry) in entries.iter().enumerate() {
+        // The first entry, when a local store, is the primary (the lock's rules).
+        let local = i == 0 && matches!(destination::parse(Path::new(&entry.url)), Ok(Location::File(_)));
+        let owner = plan.primary.as_ref().and_then(|p| p.local_store()).map(Store::id);
+        if entry.mode == Mode::Async {
+            // Opened by its replica thread, and again after each failure: an
+            // async destination that is down never stops the node.
+            let Some(primary) = plan.primary.clone() else {
+                return Err(format!(
+                    "{}: {}: an async destination needs a local store listed first",
+                    lock.display(),
+                    entry.url
+                ));
+            };
+            let for_open = entry.clone();
+            let open = Box::new(move || destination::open_entry(&for_open, Access::Write, owner));
+            let replica = AsyncReplica::start_opening(primary, entry.url.clone(), open, ReplicaOptions::default())
+                .map_err(|e| format!("cannot start the async backup listed in {}: {e}", lock.display()))?;
+            plan.replicas.push(Arc::new(replica));
+            continue;
+        }
+        let dest: Arc<dyn Destination> = match destination::open_entry(entry, Access::Write, owner) {
+            Ok(dest) => Arc::from(dest),
+            Err(e) if local => {
+                // backup.lock names a store: making a new one (init) is not
+                // the fix, and init would refuse anyway while the lock exists.
+                let store = destination::local_path(Path::new(&entry.url)).unwrap_or_else(|_| entry.url.clone().into());
+                return Err(format!("cannot open the backup: {e}{}", open_hint(&e, &store, dir)));
+            }
+            Err(e) => {
+                let named = if e.to_string().contains(&entry.url) { String::new() } else { format!("{}: ", entry.url) };
+                return Err(format!(
+                    "cannot open the backup destination listed in {}: {named}{e}; it is sync, so the node stops \
+                     rather than run without it: fix it, or make it async or remove it from the lock with the node \
+                     stopped",
+                    lock.display()
+                ));
+            }
+        };
+        if local {
+            plan.primary = Some(dest);
+        } else {
+            plan.sync.push(dest);
         }
     }
+    Ok(plan)
 }
 
 /// What to do about a store backup.lock names that would not open.
@@ -98,11 +153,12 @@ fn open_hint(err: &cln_backup::Error, store: &Path, dir: &Path) -> String {
 /// cln-plugin on the async runtime.
 pub async fn run() -> anyhow::Result<()> {
     let dir = std::env::current_dir().context("reading the working directory")?;
-    let target = open_target(&dir);
+    let (target, entries) = open_target(&dir);
     let state = match &target {
-        Target::Destinations(d) => State { destinations: d.clone(), problem: None },
-        Target::Unavailable(why) => State { destinations: Vec::new(), problem: Some(why.clone()) },
+        Target::Destinations(plan) => State { plan: plan.clone(), entries, problem: None },
+        Target::Unavailable(why) => State { plan: Plan::default(), entries, problem: Some(why.clone()) },
     };
+    let replicas = state.plan.replicas.clone();
     let mut hook = DbWrite::new(target);
     let out = Out::new(std::io::stdout());
 
@@ -130,9 +186,14 @@ pub async fn run() -> anyhow::Result<()> {
                 "cln-backup: a db_write call reached the plugin framework instead of the wire layer; refusing it"
             )
         })
-        .rpcmethod("backup-status", "Show the backup's versions, size and last compaction", |p, _req| async move {
-            status(p.state())
-        })
+        .rpcmethod(
+            "backup-status",
+            "Show the backup's versions, size and last compaction, and where each destination stands",
+            |p: cln_plugin::Plugin<State>, _req| async move {
+                let st: State = p.state().clone();
+                tokio::task::spawn_blocking(move || status(&st)).await?
+            },
+        )
         .rpcmethod(
             "backup-compact",
             "Fold old changes into a new snapshot; returns statistics",
@@ -167,6 +228,13 @@ pub async fn run() -> anyhow::Result<()> {
         .await
         .context("waiting for the db_write thread")?
         .map_err(|_| anyhow::anyhow!("the db_write thread panicked"))?;
+    // lightningd is stopping: give each healthy async destination what it
+    // still lacks (a failing one is left to its next start's catch-up).
+    for replica in &replicas {
+        if !replica.flush() {
+            tracing::warn!("async backup {} was not brought up to date before stopping", replica.location());
+        }
+    }
     passer.abort();
     plugin_task.abort();
     result
@@ -218,21 +286,107 @@ fn answer_with_logs(out: &Out, id: &str, outcome: &hook::Outcome) -> std::io::Re
     out.send_all(&refs)
 }
 
+/// The local store's figures (when there is one) and one entry per
+/// destination: URL (without credentials), kind, mode, head, lag in
+/// changes and seconds, last error.
 fn status(st: &State) -> anyhow::Result<Value> {
-    let s = st.store()?.status()?;
-    Ok(json!({
-        "version": s.version,
-        "prev_version": s.prev_version,
-        "changes_since_snapshot": s.changes,
-        "snapshot_version": s.snapshot.as_ref().map(|x| x.version),
-        "store_bytes": s.file_bytes,
-        "last_compaction": s.last_compaction,
-        "store": s.path,
-        "restorable": {"from": cln_backup::version::data_version(s.restorable.0), "to": s.version},
-    }))
+    let mut out = match st.store() {
+        Ok(store) => {
+            let s = store.status()?;
+            json!({
+                "version": s.version,
+                "prev_version": s.prev_version,
+                "changes_since_snapshot": s.changes,
+                "snapshot_version": s.snapshot.as_ref().map(|x| x.version),
+                "store_bytes": s.file_bytes,
+                "last_compaction": s.last_compaction,
+                "store": s.path,
+                "restorable": {"from": cln_backup::version::data_version(s.restorable.0), "to": s.version},
+            })
+        }
+        Err(e) if st.plan.sync.is_empty() => return Err(e),
+        Err(_) => json!({}),
+    };
+    let primary_head = st.store().ok().map(Store::head);
+    let mut list = Vec::new();
+    let mut replicas = st.plan.replicas.iter();
+    for (entry, dest) in st.entries.iter().zip(destinations_in_order(&st.plan, &st.entries)) {
+        let kind = destination::parse(Path::new(&entry.url)).map(|l| destination::kind(&l)).unwrap_or("unknown");
+        let mut item = json!({"url": redact(&entry.url), "kind": kind, "mode": entry.mode.as_str()});
+        match (entry.mode, dest) {
+            (Mode::Async, _) => {
+                let Some(replica) = replicas.next() else { continue };
+                let s = replica.status();
+                item["head"] = json!(s.head);
+                item["lag_changes"] = json!(s.lag_changes);
+                item["lag_seconds"] = json!(s.lag_seconds);
+                item["last_error"] = json!(s.last_error);
+                item["last_error_time"] = json!(s.last_error_ms.map(cli_time));
+                item["last_success_time"] = json!(s.last_success_ms.map(cli_time));
+            }
+            (Mode::Sync, Some(dest)) => match dest.head() {
+                Ok(head) => {
+                    let lag = primary_head
+                        .map(|h| u64::from(cln_backup::version::data_version(h).wrapping_sub(head.version)));
+                    item["head"] = json!(head.version);
+                    item["lag_changes"] = json!(lag.unwrap_or(0));
+                    item["lag_seconds"] = json!(0);
+                    item["last_error"] = Value::Null;
+                }
+                Err(e) => {
+                    item["head"] = Value::Null;
+                    item["last_error"] = json!(e.to_string());
+                }
+            },
+            (Mode::Sync, None) => item["last_error"] = json!(st.problem),
+        }
+        list.push(item);
+    }
+    out["destinations"] = Value::Array(list);
+    Ok(out)
 }
 
+/// The sync destinations of `plan` in the order of `entries` (the primary
+/// first); `None` for async entries and for entries not opened.
+fn destinations_in_order<'a>(plan: &'a Plan, entries: &[Entry]) -> Vec<Option<&'a Arc<dyn Destination>>> {
+    let mut sync = plan.primary.iter().chain(&plan.sync);
+    entries.iter().map(|e| if e.mode == Mode::Sync { sync.next() } else { None }).collect()
+}
+
+/// An ISO 8601 UTC time for `backup-status`.
+fn cli_time(ms: u64) -> String {
+    cln_backup::utc_iso8601(ms, false)
+}
+
+/// A URL as status shows it: any `user:password@` part taken out.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            let slash = if rest.contains('/') { "/" } else { "" };
+            return format!("{scheme}://***@{host}{slash}{path}");
+        }
+    }
+    url.to_string()
+}
+
+/// Compact the local store, once every async destination holds its head:
+/// one left behind the new snapshot could only be caught up by a
+/// destination that takes a snapshot over its log, which a local store
+/// does not. Sync destinations hold the head already.
 fn compact(st: &State) -> anyhow::Result<Value> {
-    let stats = cln_backup::compact::compact(st.store()?, None)?;
+    let store = st.store()?;
+    for replica in &st.plan.replicas {
+        if !replica.flush() {
+            let why = replica.status().last_error.unwrap_or_else(|| "it is behind".into());
+            anyhow::bail!(
+                "not compacting {}: the async backup {} is not up to date ({why}); a compaction now would leave \
+                 it behind the new snapshot; fix it first, or remove it from backup.lock with the node stopped",
+                store.path().display(),
+                replica.location()
+            );
+        }
+    }
+    let stats = cln_backup::compact::compact(store, None)?;
     Ok(serde_json::to_value(stats)?)
 }

@@ -140,6 +140,48 @@ impl Reader<'_> {
         })
     }
 
+    /// The change records after `after` (a store version at or above the
+    /// base snapshot's) up to and including `upto`, checked like
+    /// [`changes`](Reader::changes): the first one chains from the record at
+    /// `after` (or from the base when there is none there). What a replica
+    /// that already holds everything up to `after` is sent.
+    pub fn changes_after(&self, after: Seq, upto: Seq) -> Result<Changes> {
+        guarded(&self.store.path, || {
+            let base = self.state.base();
+            if after < base {
+                return Err(self.not_restorable(after));
+            }
+            let prev_hash = match record_in(&self.store.path, self.txn()?, after)? {
+                Some(bytes) => {
+                    StoredChange::from_bytes(&bytes)
+                        .map_err(|e| Error::corrupt(&self.store.path, format!("version {}: {e}", data_version(after))))?
+                        .hash
+                }
+                None if after == base => self.state.origin(),
+                None => {
+                    return Err(Error::corrupt(
+                        &self.store.path,
+                        format!("change record for version {} is missing", data_version(after)),
+                    ))
+                }
+            };
+            let tail = self.txn()?.open_table(CHANGES).map_err(|e| self.store.err(e))?;
+            let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.store.path))?;
+            let sealed = self.txn()?.open_table(SEALED).map_err(|e| self.store.err(e))?;
+            let from = after + 1;
+            Ok(Changes {
+                path: self.store.path.clone(),
+                records: Records::new(&tail, recent.as_ref(), &sealed, from, upto.max(after))
+                    .map_err(|e| e.at(&self.store.path))?,
+                upto: upto.max(after),
+                prev_hash,
+                prev_seq: None,
+                start: after,
+                ended: false,
+            })
+        })
+    }
+
     /// Bytes of each stored change record, for size accounting.
     pub fn stored_change_bytes(&self) -> Result<u64> {
         guarded(&self.store.path, || self.stored_change_bytes_inner())

@@ -97,6 +97,21 @@ impl Store {
         data_version(self.lock().head)
     }
 
+    /// The store's identity: 16 random bytes fixed when it was created, the
+    /// same for every open of the file (a replica's single-writer lease
+    /// names its writer by it).
+    pub fn id(&self) -> [u8; 16] {
+        self.lock().meta.store_id
+    }
+
+    /// The head left by the last rewind, if the store was ever rewound: the
+    /// change at the version after it was removed (and may have been
+    /// replaced since). A replica holding that version may hold the
+    /// removed change.
+    pub fn rewound_at(&self) -> Option<Seq> {
+        self.lock().meta.rewound_at
+    }
+
     /// The head as a store version.
     pub fn head(&self) -> Seq {
         self.lock().head

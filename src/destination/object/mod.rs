@@ -200,6 +200,10 @@ impl Writer {
 /// bytes of statements.
 const SEGMENT_TARGET: usize = 4 * 1024 * 1024;
 
+/// Segments a restore fetches ahead of the one it decodes: round trips
+/// overlap, and at most this many segments are held.
+const PREFETCH: usize = 16;
+
 /// A reader's view of the prefix: what was listed and the manifest read.
 #[derive(Debug)]
 struct View {
@@ -328,10 +332,16 @@ impl Shared {
     }
 
     fn read_segment(&self, name: &str) -> Result<Vec<SegChange>> {
-        let plain = self.read(name)?.ok_or_else(|| Error::Remote {
+        self.segment_from(name, self.remote.get(name)?)
+    }
+
+    /// A segment's changes from its sealed bytes, fetched already.
+    fn segment_from(&self, name: &str, sealed: Option<Vec<u8>>) -> Result<Vec<SegChange>> {
+        let sealed = sealed.ok_or_else(|| Error::Remote {
             url: self.remote.object_url(name),
             what: "missing: it was listed, then removed (a compaction meanwhile?); try again".into(),
         })?;
+        let plain = self.open(name, &sealed)?;
         layout::decode_segment(&plain).map_err(|what| self.damaged(name, what))
     }
 
@@ -609,8 +619,11 @@ fn publish(sh: &Shared, w: &mut Writer, manifest: Manifest) -> Result<()> {
     let name = ManifestName { number: manifest.number, owner: w.owner.clone() }.name();
     let plain = serde_json::to_vec(&manifest).map_err(|e| sh.damaged(&name, e.to_string()))?;
     if sh.remote.put_create(&name, sh.seal(&name, &plain)?)? == Created::Exists {
+        // A retry after a lost answer finds its own manifest, written at
+        // another time.
         let there: Option<Manifest> = sh.read_json(&name)?;
-        if there.as_ref() != Some(&manifest) {
+        let same = there.is_some_and(|t| Manifest { time_ms: manifest.time_ms, ..t } == manifest);
+        if !same {
             return Err(Error::Remote {
                 url: sh.remote.object_url(&name),
                 what: "exists already with other contents: another writer uses this store id".into(),
@@ -815,9 +828,9 @@ impl Destination for ObjectDestination {
         let view = sh.view()?;
         view.check(&sh.remote)?;
         let Some(manifest) = view.manifest() else {
-            return Err(Error::NotRestorable {
-                asked: to_version.unwrap_or(0),
-                range: version::range_text(0, 0, false),
+            return Err(Error::Remote {
+                url: self.url.clone(),
+                what: "holds no backup: no manifest under this prefix (a mistyped bucket or prefix?)".into(),
             });
         };
         let (lo, hi) = (view.base(), view.head());
@@ -855,6 +868,7 @@ impl Destination for ObjectDestination {
         let changes = RemoteChanges {
             shared: self.shared.clone(),
             queue: view.counted().into(),
+            fetching: VecDeque::new(),
             current: VecDeque::new(),
             merger: Merger::default(),
             base: lo,
@@ -874,6 +888,8 @@ impl Destination for ObjectDestination {
 struct RemoteChanges {
     shared: Arc<Shared>,
     queue: VecDeque<Counted>,
+    /// Segments being fetched, in order, at most [`PREFETCH`].
+    fetching: VecDeque<(Counted, remote::Pending)>,
     current: VecDeque<(SegChange, String)>,
     merger: Merger,
     base: Seq,
@@ -887,6 +903,7 @@ impl RemoteChanges {
             if let Some((c, from)) = self.current.pop_front() {
                 if c.seq > self.upto {
                     self.queue.clear();
+                    self.fetching.clear();
                     self.current.clear();
                     continue;
                 }
@@ -903,9 +920,14 @@ impl RemoteChanges {
                     Err(what) => return Err(self.missing(format!("{what} (in {from})"))),
                 }
             }
-            if let Some(seg) = self.queue.pop_front() {
+            while self.fetching.len() < PREFETCH {
+                let Some(seg) = self.queue.pop_front() else { break };
+                let pending = self.shared.remote.get_later(&seg.name.name())?;
+                self.fetching.push_back((seg, pending));
+            }
+            if let Some((seg, pending)) = self.fetching.pop_front() {
                 let name = seg.name.name();
-                let changes = self.shared.read_segment(&name)?;
+                let changes = self.shared.segment_from(&name, pending.wait(&self.shared.remote)?)?;
                 for c in changes {
                     let counts = c.seq < seg.cutoff && (c.seq > self.base || (c.seq == self.base && seg.at_base));
                     if counts {
@@ -952,5 +974,102 @@ impl Iterator for RemoteChanges {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// A writer on the `object_store` crate's in-memory store: the
+    /// destination's own logic, without a server (the tests against a real
+    /// one are in `tests/object_store.rs`).
+    fn memory_writer() -> ObjectDestination {
+        let mut o = ObjectOptions::new(Access::Write, Key::from_bytes([3; 32]));
+        o.owner = Some([5; 16]);
+        ObjectDestination::open("memory:///node", &o).unwrap()
+    }
+
+    fn tx(v: u32) -> Vec<String> {
+        vec![format!("INSERT INTO t VALUES ({v})"), version::bump_statement(v)]
+    }
+
+    fn add(d: &ObjectDestination, v: u32) -> Added {
+        let t = tx(v);
+        let parts: Vec<&str> = t.iter().map(String::as_str).collect();
+        d.add_change(v, &parts).unwrap()
+    }
+
+    #[test]
+    fn usable_and_dropped_inside_another_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let d = memory_writer();
+            assert_eq!(add(&d, 1), Added::New(1));
+            assert_eq!(d.head().unwrap().version, 1);
+            drop(d);
+        });
+    }
+
+    #[test]
+    fn repeats_after_a_snapshot_count_and_the_ones_before_do_not() {
+        let d = memory_writer();
+        for v in 1..=3 {
+            add(&d, v);
+        }
+        assert_eq!(d.add_change(3, &["PRAGMA foreign_keys = OFF"]).unwrap(), Added::Repeated(3));
+        d.add_snapshot(3, &mut &b"image at 3"[..]).unwrap();
+        // After the snapshot, nothing to rewind; a repeat at its version counts.
+        assert!(matches!(d.rewind(), Err(Error::Rewind { .. })));
+        assert_eq!(d.add_change(3, &["PRAGMA foreign_keys = ON"]).unwrap(), Added::Repeated(3));
+        assert!(!d.head().unwrap().rewind_allowed);
+        add(&d, 4);
+        let mut image = Vec::new();
+        let source = d.restore_source(None, &mut image).unwrap();
+        assert_eq!(image, b"image at 3");
+        let changes: Vec<Change> = source.changes.map(Result::unwrap).collect();
+        let seqs: Vec<(Seq, usize)> = changes.iter().map(|c| (c.seq, c.transactions.len())).collect();
+        // The repeat before the snapshot is in the image; the one after it is replayed.
+        assert_eq!(seqs, vec![(3, 1), (4, 1)]);
+        assert_eq!(changes[0].transactions[0].statements, vec!["PRAGMA foreign_keys = ON".to_string()]);
+    }
+
+    #[test]
+    fn batches_follow_the_change_log_rules() {
+        let d = memory_writer();
+        add(&d, 1);
+        let change = |seq: Seq, txs: Vec<Vec<String>>| Change {
+            seq,
+            transactions: txs.into_iter().map(|statements| crate::Transaction { time_ms: 5, statements }).collect(),
+        };
+        d.add_changes(&[change(2, vec![tx(2), vec!["PRAGMA foreign_keys = ON".into()]]), change(3, vec![tx(3)])])
+            .unwrap();
+        assert_eq!(d.head().unwrap(), Head::new(3, Some(2), true));
+        // A batch with a gap stores nothing of itself.
+        let err = d.add_changes(&[change(4, vec![tx(4)]), change(6, vec![tx(6)])]).unwrap_err();
+        assert!(matches!(err, Error::Gap { .. }), "{err}");
+        assert_eq!(d.head().unwrap().version, 3);
+        let mut image = Vec::new();
+        let source = d.restore_source(Some(2), &mut image).unwrap();
+        assert_eq!(source.upto, 2);
+        let got: Vec<(Seq, usize)> =
+            source.changes.map(|c| c.map(|c| (c.seq, c.transactions.len()))).map(Result::unwrap).collect();
+        assert_eq!(got, vec![(1, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn a_reader_of_an_empty_prefix_says_so() {
+        let d = ObjectDestination::open(
+            "memory:///nothing",
+            &ObjectOptions::new(Access::ReadOnly, Key::from_bytes([1; 32])),
+        )
+        .unwrap();
+        let err = d.restore_source(None, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().starts_with("memory:///nothing: holds no backup"), "{err}");
+        let mut o = ObjectOptions::new(Access::Write, Key::from_bytes([1; 32]));
+        o.owner = None;
+        let err = ObjectDestination::open("memory:///x", &o).unwrap_err();
+        assert!(err.to_string().contains("store's id"), "{err}");
     }
 }

@@ -45,7 +45,8 @@ pub(super) enum Created {
 /// A prefix in an object store, with the runtime that drives its client.
 pub(super) struct Remote {
     store: Arc<dyn ObjectStore>,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     prefix: String,
     url: String,
 }
@@ -112,7 +113,12 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| refuse(format!("cannot start the object store's runtime: {e}")))?;
-        Ok(Remote { store: Arc::from(store), runtime, prefix: path.to_string(), url: url.trim_end_matches('/').into() })
+        Ok(Remote {
+            store: Arc::from(store),
+            runtime: Some(runtime),
+            prefix: path.to_string(),
+            url: url.trim_end_matches('/').into(),
+        })
     }
 
     /// The prefix as a URL, as messages name it.
@@ -140,7 +146,10 @@ impl Remote {
     /// Run `fut` on the destination's runtime and wait for it.
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::Remote { url: self.url.clone(), what: "the object store's runtime is gone".into() });
+        };
+        runtime.spawn(async move {
             let _ = tx.send(fut.await);
         });
         rx.recv()
@@ -170,24 +179,29 @@ impl Remote {
     /// Read `name` whole; `None` when it does not exist. Refused past
     /// [`MAX_WHOLE_OBJECT`].
     pub(super) fn get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.get_later(name)?.wait(self)
+    }
+
+    /// Start reading `name` whole, to be waited for with
+    /// [`Pending::wait`]: reads of many small objects overlap.
+    pub(super) fn get_later(&self, name: &str) -> Result<Pending> {
         let store = self.store.clone();
         let path = self.path(name);
-        let got = self.run(async move {
-            let got = store.get(&path).await?;
-            if got.meta.size > MAX_WHOLE_OBJECT {
-                return Ok(Err(got.meta.size));
-            }
-            got.bytes().await.map(|b| Ok(b.to_vec()))
-        })?;
-        match got {
-            Ok(Ok(bytes)) => Ok(Some(bytes)),
-            Ok(Err(size)) => Err(Error::Remote {
-                url: self.object_url(name),
-                what: format!("{size} bytes, more than any object this backup writes ({MAX_WHOLE_OBJECT})"),
-            }),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(name, &e)),
-        }
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::Remote { url: self.url.clone(), what: "the object store's runtime is gone".into() });
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let got = async {
+                let got = store.get(&path).await?;
+                if got.meta.size > MAX_WHOLE_OBJECT {
+                    return Ok(Err(got.meta.size));
+                }
+                got.bytes().await.map(|b| Ok(b.to_vec()))
+            };
+            let _ = tx.send(got.await);
+        });
+        Ok(Pending { name: name.to_string(), rx })
     }
 
     /// Stream `name` into `each`, piece by piece as the server sends it.
@@ -254,6 +268,42 @@ impl Remote {
         let path = self.path(name);
         let upload = self.run(async move { store.put_multipart(&path).await })?.map_err(|e| self.err(name, &e))?;
         Ok(Upload { remote: self, name: name.to_string(), upload: Some(upload), buf: Vec::new(), written: 0 })
+    }
+}
+
+impl Drop for Remote {
+    /// Stop the runtime without waiting: dropping a runtime the usual way
+    /// inside another runtime's task (the plugin's) would panic.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A read started by [`Remote::get_later`].
+pub(super) struct Pending {
+    name: String,
+    rx: std::sync::mpsc::Receiver<object_store::Result<std::result::Result<Vec<u8>, u64>>>,
+}
+
+impl Pending {
+    /// The object's bytes; `None` when it does not exist.
+    pub(super) fn wait(self, remote: &Remote) -> Result<Option<Vec<u8>>> {
+        let name = &self.name;
+        let got = self
+            .rx
+            .recv()
+            .map_err(|_| Error::Remote { url: remote.object_url(name), what: "the request was lost".into() })?;
+        match got {
+            Ok(Ok(bytes)) => Ok(Some(bytes)),
+            Ok(Err(size)) => Err(Error::Remote {
+                url: remote.object_url(name),
+                what: format!("{size} bytes, more than any object this backup writes ({MAX_WHOLE_OBJECT})"),
+            }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote.err(name, &e)),
+        }
     }
 }
 

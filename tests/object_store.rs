@@ -362,3 +362,40 @@ fn object_names_carry_versions_and_ids_only_and_sizes_fall_in_classes() {
         objects.iter().filter(|(n, _)| n.starts_with("segments/")).map(|(_, s)| *s).collect();
     assert!(sizes.len() <= 6, "{sizes:?}");
 }
+
+#[test]
+fn a_new_snapshot_removes_what_it_made_unnecessary_and_keeps_the_previous_one() {
+    let Some(g) = garage::garage() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let txns: Vec<Txn> = (1..=30).map(|v| (v, tx(v, "x"))).collect();
+    let remote = writer(g, dir.path(), "prune");
+    let mut done = 0;
+    for at in [10u32, 20, 25] {
+        add(&remote, &txns[done..at as usize]);
+        done = at as usize;
+        let image = support::reference(dir.path(), &format!("at{at}.sqlite3"), &txns[..done]);
+        remote.add_snapshot(at, &mut std::fs::File::open(&image).unwrap()).unwrap();
+    }
+    add(&remote, &txns[done..]);
+    drop(remote);
+    let raw = Raw::new(g);
+    let names: Vec<String> = raw.list("prune").into_iter().map(|(n, _)| n).collect();
+    let snapshots: Vec<&String> = names.iter().filter(|n| n.starts_with("snapshots/")).collect();
+    // The newest (25) and the previous (20); the one at 10 is gone.
+    assert_eq!(snapshots.len(), 2, "{names:?}");
+    assert!(snapshots[0].starts_with(&format!("snapshots/{:016x}", 20)), "{snapshots:?}");
+    assert!(snapshots[1].starts_with(&format!("snapshots/{:016x}", 25)), "{snapshots:?}");
+    // Segments the previous snapshot still needs stay (from version 20 on).
+    let lasts: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("segments/"))
+        .map(|n| u64::from_str_radix(n.split('-').nth(3).unwrap(), 16).unwrap())
+        .collect();
+    assert_eq!(lasts.iter().min(), Some(&20), "{lasts:?}");
+    assert_eq!(lasts.len(), 11, "{lasts:?}");
+    let source = reader(g, dir.path(), "prune");
+    let db = restore_remote(&source, dir.path(), "p.sqlite3", None).unwrap();
+    workload::assert_same_db(&db, &support::reference(dir.path(), "all.sqlite3", &txns));
+    let err = restore_remote(&source, dir.path(), "p22.sqlite3", Some(22)).unwrap_err();
+    assert!(matches!(err, Error::NotRestorable { asked: 22, .. }), "{err}");
+}

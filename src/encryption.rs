@@ -32,6 +32,10 @@
 //!   info string), so a wrong key is told apart from damage before any chunk
 //!   is opened. Random 128-bit salts make nonce reuse under one key
 //!   negligible without any state.
+//! - **What a restore needs**: the key file, or the `hsm_secret` (for the
+//!   mnemonic form, the words and passphrase it is rebuilt from); nothing
+//!   of the key is stored with the copy but a check value that tells a
+//!   wrong key from damage.
 //! - **Size classes**: an object that fits one chunk (up to 64 KiB) is
 //!   padded to 1 KiB or to two significant bits above it (1, 1.25, 1.5,
 //!   1.75 × a power of two); a larger one is 64 KiB chunks, their number
@@ -140,6 +144,10 @@ fn classify_hsm_secret(bytes: &[u8]) -> std::result::Result<HsmSecretForm<'_>, S
         return Err(format!("not an hsm_secret: {} bytes (a plain hsm_secret has 32)", bytes.len()));
     }
     let (passphrase_hash, rest) = bytes.split_at(32);
+    // The words as lightningd reads them: a C string, so a trailing NUL
+    // (or several) is not part of them.
+    let end = rest.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let rest = &rest[..end];
     let text =
         std::str::from_utf8(rest).map_err(|_| "not an hsm_secret: after 32 bytes, no mnemonic words".to_string())?;
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -833,6 +841,10 @@ mod tests {
         let mut m2 = vec![0u8; 32];
         m2.extend_from_slice(format!("{}\n", words.replace(' ', "  ")).as_bytes());
         assert_eq!(a.bytes, load(&m2).unwrap().bytes);
+        // Written as a C string.
+        let mut m3 = m.clone();
+        m3.push(0);
+        assert_eq!(a.bytes, load(&m3).unwrap().bytes);
         // With a passphrase (its hash first): another key.
         let mut p = vec![9u8; 32];
         p.extend_from_slice(words.as_bytes());

@@ -9,7 +9,7 @@
 //! Decisions:
 //!
 //! - **Key file**: 64 hexadecimal characters (a 256-bit key) and an optional
-//!   newline, nothing else. [`create_key_file`] writes a new random one,
+//!   newline, nothing else. `create_key_file` writes a new random one,
 //!   mode 0600, never over an existing file.
 //! - **`hsm_secret`**: the key is HKDF-SHA256 of the secret with a fixed,
 //!   versioned info string, so the node's own backup of `hsm_secret` (or
@@ -365,7 +365,7 @@ mod seal {
     }
 
     /// A streaming sealer: data written to it comes out sealed in chunks to
-    /// `out`, holding one chunk at a time; [`Sealer::finish`] pads and seals
+    /// `out`, holding one chunk at a time; [`Sealer::finish_into`] pads and seals
     /// the last chunk.
     pub struct Sealer<W: Write> {
         keys: Keys,

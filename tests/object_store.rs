@@ -152,6 +152,9 @@ fn a_node_replicated_to_object_storage_restores_from_the_remote_alone() {
     assert_eq!(summary.version, txns[359].0);
     assert_eq!(summary.snapshot.map(|s| s.0), Some(txns[239].0));
     assert!(summary.lease.as_deref().unwrap_or_default().contains(&"11".repeat(16)), "{summary:?}");
+    // Every byte under the prefix is counted.
+    let listed: u64 = Raw::new(g).list("replicate").iter().map(|(_, s)| s).sum();
+    assert_eq!(summary.stored_bytes, listed);
     let restored = restore_remote(&source, dir.path(), "restored.sqlite3", None).unwrap();
     let expected = support::reference(dir.path(), "expected.sqlite3", &txns);
     workload::assert_same_db(&restored, &expected);

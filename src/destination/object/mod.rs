@@ -213,6 +213,7 @@ struct View {
     segments: Vec<(SegmentName, u64)>,
     snapshots: Vec<(String, u64)>,
     lease_size: u64,
+    manifest_bytes: u64,
 }
 
 /// A segment whose changes count, and the bounds on them.
@@ -355,12 +356,14 @@ impl Shared {
             .filter_map(|(n, size)| SegmentName::parse(&n).map(|s| (s, size)))
             .collect();
         segments.sort();
+        let listed = self.remote.list(MANIFESTS)?;
+        let manifest_bytes = listed.iter().map(|(_, s)| s).sum();
         let mut manifests: Vec<ManifestName> =
-            self.remote.list(MANIFESTS)?.into_iter().filter_map(|(n, _)| ManifestName::parse(&n)).collect();
+            listed.into_iter().filter_map(|(n, _)| ManifestName::parse(&n)).collect();
         manifests.sort_by(|a, b| (a.number, &a.owner).cmp(&(b.number, &b.owner)));
         let snapshots: Vec<(String, u64)> =
             self.remote.list(SNAPSHOTS)?.into_iter().filter(|(n, _)| layout::is_snapshot_name(n)).collect();
-        let lease_size = self.remote.list(LEASE)?.into_iter().filter(|(n, _)| n == LEASE).map(|(_, s)| s).sum();
+        let lease_size = self.remote.size(LEASE)?.unwrap_or(0);
         let manifest = match manifests.last() {
             Some(top) => {
                 if let Some(twin) = manifests.iter().rev().nth(1).filter(|m| m.number == top.number) {
@@ -392,7 +395,7 @@ impl Shared {
             }
             None => None,
         };
-        Ok(View { manifest, manifests, segments, snapshots, lease_size })
+        Ok(View { manifest, manifests, segments, snapshots, lease_size, manifest_bytes })
     }
 }
 
@@ -461,7 +464,8 @@ impl ObjectDestination {
         let snapshot = view.manifest().and_then(|m| m.snapshot.as_ref());
         let stored_bytes = view.segments.iter().map(|(_, s)| s).sum::<u64>()
             + view.snapshots.iter().map(|(_, s)| s).sum::<u64>()
-            + view.lease_size;
+            + view.lease_size
+            + view.manifest_bytes;
         Ok(RemoteSummary {
             url: self.url.clone(),
             version: data_version(head),

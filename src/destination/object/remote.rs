@@ -252,6 +252,17 @@ impl Remote {
             .collect())
     }
 
+    /// The size of `name`; `None` when it does not exist.
+    pub(super) fn size(&self, name: &str) -> Result<Option<u64>> {
+        let store = self.store.clone();
+        let path = self.path(name);
+        match self.run(async move { store.head(&path).await })? {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(name, &e)),
+        }
+    }
+
     /// Remove `name` (gone already is fine).
     pub(super) fn delete(&self, name: &str) -> Result<()> {
         let store = self.store.clone();

@@ -32,7 +32,10 @@
 //!   previous snapshot stays, so a reader that took the previous manifest
 //!   still finds all it names).
 //!
-//! Decisions: the lease does not rest on conditional writes alone (Garage
+//! Decisions: a snapshot is accepted at the head, into an empty copy, or
+//! ahead of the head (a replica that fell behind a local store that
+//! compacted past it restarts from that snapshot), never behind it. The
+//! lease does not rest on conditional writes alone (Garage
 //! 2.5 overwrites on `If-None-Match: *`, where S3 and MinIO refuse): the
 //! writer writes it, reads it back and compares its token, and checks it
 //! again before every manifest. A lease of the same store id (the same node
@@ -772,11 +775,16 @@ impl Destination for ObjectDestination {
             Seq::from(version)
         } else if version == data_version(w.head) {
             w.head
+        } else if version > data_version(w.head) {
+            // A replica behind a local store that compacted past it: the
+            // copy restarts from the snapshot, the changes before it no
+            // longer count.
+            (w.head & !Seq::from(u32::MAX)) | Seq::from(version)
         } else {
             return Err(Error::SnapshotVersion {
                 version,
                 reason: format!(
-                    "the copy is at version {}; a snapshot must be taken at the head or into an empty copy",
+                    "the copy is at version {}; a snapshot must be taken at the head, ahead of it, or into an empty copy",
                     data_version(w.head)
                 ),
             });
@@ -1037,6 +1045,25 @@ mod tests {
         // The repeat before the snapshot is in the image; the one after it is replayed.
         assert_eq!(seqs, vec![(3, 1), (4, 1)]);
         assert_eq!(changes[0].transactions[0].statements, vec!["PRAGMA foreign_keys = ON".to_string()]);
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_head_restarts_the_copy_and_one_behind_is_refused() {
+        let d = memory_writer();
+        for v in 1..=3 {
+            add(&d, v);
+        }
+        let err = d.add_snapshot(2, &mut &b"old"[..]).unwrap_err();
+        assert!(matches!(err, Error::SnapshotVersion { version: 2, .. }), "{err}");
+        d.add_snapshot(10, &mut &b"image at 10"[..]).unwrap();
+        assert_eq!(d.head().unwrap(), Head::new(10, None, false));
+        assert!(matches!(d.add_change(5, &["x"]), Err(Error::Gap { .. })));
+        add(&d, 11);
+        let mut image = Vec::new();
+        let source = d.restore_source(None, &mut image).unwrap();
+        assert_eq!((image.as_slice(), source.upto), (&b"image at 10"[..], 11));
+        let seqs: Vec<Seq> = source.changes.map(|c| c.unwrap().seq).collect();
+        assert_eq!(seqs, vec![11]);
     }
 
     #[test]

@@ -791,7 +791,7 @@ impl Destination for ObjectDestination {
         };
         let name = layout::snapshot_name(seq, w.epoch, &w.owner);
         let upload = sh.remote.upload(&name)?;
-        let sealer = Sealer::new(&sh.key, &name, upload)?;
+        let sealer = Sealer::new(&sh.key, &name, upload).map_err(|e| sh.at(e))?;
         let mut encoder = zstd::stream::write::Encoder::new(sealer, 3).map_err(|e| sh.damaged(&name, e.to_string()))?;
         let mut counted = Counting { inner: &mut encoder, bytes: 0 };
         std::io::copy(image, &mut counted).map_err(|e| Error::Remote {

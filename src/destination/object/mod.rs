@@ -1090,6 +1090,39 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_after_a_lost_answer_finds_its_segment_and_another_change_is_refused() {
+        let d = memory_writer();
+        add(&d, 1);
+        let before = d.writer().unwrap().clone();
+        add(&d, 2);
+        // The answer to the segment of version 2 was lost: the writer is
+        // back where it was, and sends it again (the in-memory store refuses
+        // a create-only PUT over an existing object, as S3 does).
+        *d.writer().unwrap() = before.clone();
+        assert_eq!(add(&d, 2), Added::New(2));
+        assert_eq!(d.head().unwrap().version, 2);
+        // Another change under the same name is not taken for it.
+        *d.writer().unwrap() = before;
+        let other = ["INSERT INTO t VALUES (99)".to_string(), version::bump_statement(2)];
+        let parts: Vec<&str> = other.iter().map(String::as_str).collect();
+        let err = d.add_change(2, &parts).unwrap_err();
+        assert!(err.to_string().contains("another writer uses this store id"), "{err}");
+        assert_eq!(d.head().unwrap().version, 1);
+    }
+
+    #[test]
+    fn a_reader_writes_nothing() {
+        let d = ObjectDestination::open("memory:///r", &ObjectOptions::new(Access::ReadOnly, Key::from_bytes([1; 32])))
+            .unwrap();
+        let t = tx(1);
+        let parts: Vec<&str> = t.iter().map(String::as_str).collect();
+        let err = d.add_change(1, &parts).unwrap_err();
+        assert!(err.to_string().contains("opened for reading"), "{err}");
+        assert!(d.rewind().is_err() && d.add_snapshot(1, &mut &b""[..]).is_err());
+        assert!(d.shared.remote.list("").unwrap().is_empty());
+    }
+
+    #[test]
     fn a_reader_of_an_empty_prefix_says_so() {
         let d = ObjectDestination::open(
             "memory:///nothing",

@@ -399,3 +399,30 @@ impl Drop for Upload<'_> {
 pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn credentials_files_are_environment_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s3.env");
+        std::fs::write(
+            &path,
+            "# for the node\n\nAWS_ACCESS_KEY_ID=GK1\nexport AWS_SECRET_ACCESS_KEY=\"s e c\"\n AWS_REGION = 'garage' \n",
+        )
+        .unwrap();
+        let got = read_credentials(&path).unwrap();
+        let want: Vec<(String, String)> =
+            [("AWS_ACCESS_KEY_ID", "GK1"), ("AWS_SECRET_ACCESS_KEY", "s e c"), ("AWS_REGION", "garage")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(got, want);
+        std::fs::write(&path, "AWS_REGION=x\nnonsense\n").unwrap();
+        let err = read_credentials(&path).unwrap_err().to_string();
+        assert!(err.contains("s3.env") && err.contains("line 2"), "{err}");
+    }
+}

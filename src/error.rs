@@ -263,6 +263,67 @@ pub enum Error {
         /// Why it cannot be used.
         what: String,
     },
+
+    /// A key file or an `hsm_secret` that cannot give the key of a remote
+    /// copy, or a key file that cannot be created.
+    #[error("{}: {what}", path.display())]
+    Key {
+        /// The key file or `hsm_secret`.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+
+    /// A sealed object opened with a key other than the one it was sealed
+    /// with: its key check value differs.
+    #[error("{object}: sealed with another key, not the key given (another key file, or another node's hsm_secret)")]
+    WrongKey {
+        /// The object, as a URL.
+        object: String,
+    },
+
+    /// A sealed object whose bytes fail their authentication or layout:
+    /// altered, swapped with another object, or not a sealed object at all.
+    #[error("{object}: damaged: {what}")]
+    Damaged {
+        /// The object, as a URL.
+        object: String,
+        /// Which check failed, and where.
+        what: String,
+    },
+
+    /// A sealed object that ends before its last chunk.
+    #[error("{object}: truncated: {what}")]
+    Truncated {
+        /// The object, as a URL.
+        object: String,
+        /// Where it ends.
+        what: String,
+    },
+
+    /// An object store refused or failed a request, or its copy does not
+    /// hold together (a missing segment, a manifest naming nothing).
+    #[error("{url}: {what}")]
+    Remote {
+        /// The prefix or object, as a URL.
+        url: String,
+        /// What failed.
+        what: String,
+    },
+
+    /// The writer's lease on an object-store prefix is held by another
+    /// node's store.
+    #[error("{url}: another node's backup writes here (lease held by {holder} since {since}); give this node another prefix, or remove {lease} once that node is gone")]
+    LeaseHeld {
+        /// The prefix, as a URL.
+        url: String,
+        /// The holder: its host name and store id.
+        holder: String,
+        /// When the holder took the lease (UTC).
+        since: String,
+        /// The lease object, as a URL.
+        lease: String,
+    },
 }
 
 impl Error {

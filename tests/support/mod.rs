@@ -7,6 +7,8 @@
 #[cfg(all(feature = "cli", feature = "plugin"))]
 pub mod run;
 pub mod workload;
+// A Garage server on loopback, for the object-storage tests.
+pub mod garage;
 
 use cln_backup::restore::{self, Options};
 use cln_backup::Store;

@@ -100,6 +100,7 @@ fn remote_json(url: &str, kind: &str, s: &cln_backup::destination::Summary) -> V
         "rewind_allowed": s.head.rewind_allowed,
         "restorable": s.restorable.map(|(from, to)| json!({"from": from, "to": to})),
         "snapshot_version": s.snapshot_version,
+        "details": s.details.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -120,6 +121,9 @@ fn remote_text(url: &str, kind: &str, s: &cln_backup::destination::Summary) -> V
         Some((from, to)) => format!("Restorable:       versions {from} to {to}"),
         None => "Restorable:       not reported".to_string(),
     });
+    for (label, value) in &s.details {
+        out.push(format!("{:<18}{value}", format!("{label}:")));
+    }
     out
 }
 

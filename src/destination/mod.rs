@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use file::FileDestination;
 #[cfg(feature = "object-store")]
-pub use object::{ObjectDestination, ObjectOptions};
+pub use object::{ObjectDestination, ObjectOptions, RemoteSummary};
 pub use socket::{SocketDestination, SocketUrl};
 
 /// The locations this version serves, as its error messages list them.
@@ -83,13 +83,17 @@ pub struct Summary {
     pub restorable: Option<(u32, u32)>,
     /// The base snapshot's `data_version`, when the destination reports one.
     pub snapshot_version: Option<u32>,
+    /// Further facts the destination reports, as label and value, in the
+    /// order `info` shows them (object storage: segments, bytes stored, the
+    /// lease holder).
+    pub details: Vec<(String, String)>,
 }
 
 impl Summary {
     /// A summary with the head alone: what [`Destination::summary`]
     /// reports unless a destination says more.
     pub fn new(head: Head) -> Summary {
-        Summary { head, restorable: None, snapshot_version: None }
+        Summary { head, restorable: None, snapshot_version: None, details: Vec::new() }
     }
 }
 
@@ -208,6 +212,7 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
             head,
             restorable: Some((crate::version::data_version(status.restorable.0), status.version)),
             snapshot_version: status.snapshot.map(|s| s.version),
+            details: Vec::new(),
         })
     }
 }
@@ -394,6 +399,7 @@ fn open_object(url: &str, options: &OpenOptions) -> Result<Box<dyn Destination>>
     };
     let mut object_options = ObjectOptions::new(options.access, source.load()?);
     object_options.credentials_file = options.credentials_file.clone();
+    object_options.owner = options.owner;
     Ok(Box::new(ObjectDestination::open(url, &object_options)?))
 }
 

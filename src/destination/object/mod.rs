@@ -890,6 +890,24 @@ impl Destination for ObjectDestination {
         Ok(RestoreSource::new(upto, foreign_keys, Box::new(changes)))
     }
 
+    fn summary(&self) -> Result<super::Summary> {
+        let d = self.describe()?;
+        let head = self.head()?;
+        let mut summary = super::Summary::new(head);
+        summary.restorable = Some((data_version(d.restorable.0), data_version(d.restorable.1)));
+        summary.snapshot_version = d.snapshot.map(|(version, _, _)| version);
+        if let Some((_, size, stored)) = d.snapshot {
+            summary.details.push(("Snapshot bytes".into(), format!("{size} ({stored} stored)")));
+        }
+        summary.details.push(("Segments".into(), d.segments.to_string()));
+        summary.details.push(("Stored bytes".into(), d.stored_bytes.to_string()));
+        if let Some(n) = d.manifest {
+            summary.details.push(("Manifest".into(), n.to_string()));
+        }
+        summary.details.push(("Lease".into(), d.lease.unwrap_or_else(|| "none".into())));
+        Ok(summary)
+    }
+
     fn local_store(&self) -> Option<&Store> {
         None
     }

@@ -711,7 +711,7 @@ fn our_client_against_the_independent_python_server() {
         let head = dest.head().unwrap();
         assert_eq!((head.version, head.prev_version, head.rewind_allowed), (13, Some(12), true));
         assert_eq!(dest.rewind().unwrap(), 12);
-        dest.add_change(13, &refs(&[format!("INSERT INTO t VALUES (130)"), bump(13)])).unwrap();
+        dest.add_change(13, &refs(&["INSERT INTO t VALUES (130)".to_string(), bump(13)])).unwrap();
         let restored = dir.path().join("restored.sqlite3");
         restore::restore_from(dest.as_ref(), &restored, &restore::Options::default()).unwrap();
         let c = rusqlite::Connection::open(&restored).unwrap();
@@ -729,4 +729,57 @@ fn our_client_against_the_independent_python_server() {
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+// ---------------------------------------------------------------- SOCKS5 and IPv6
+
+#[test]
+fn a_socks5_proxy_is_asked_to_connect_to_the_name_unresolved() {
+    let (addr, proxy) = fake_server(|s| {
+        // Greeting: SOCKS5, one method, no authentication.
+        expect_bytes(s, &[5, 1, 0]);
+        s.write_all(&[5, 0]).unwrap();
+        // CONNECT to the name itself (type 3), which only the proxy resolves.
+        let name = b"backupxyz.onion";
+        let mut req = vec![5, 1, 0, 3, name.len() as u8];
+        req.extend_from_slice(name);
+        req.extend_from_slice(&8700u16.to_be_bytes());
+        expect_bytes(s, &req);
+        s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0x1f, 0x90]).unwrap();
+        // From here on the proxy carries the protocol.
+        expect_bytes(s, &[4, 0, 0, 0, 0]);
+        s.write_all(&metadata_pkt(3, 2, 2)).unwrap();
+    });
+    let url = format!("socket:backupxyz.onion:8700?proxy=socks5:{addr}");
+    let dest = open(&url);
+    proxy.join().unwrap();
+    assert_eq!(dest.location(), url);
+
+    // A proxy that cannot reach the target: its reply code, in words.
+    let (addr, proxy) = fake_server(|s| {
+        expect_bytes(s, &[5, 1, 0]);
+        s.write_all(&[5, 0]).unwrap();
+        let mut req = [0u8; 4 + 1 + 15 + 2];
+        s.read_exact(&mut req).unwrap();
+        s.write_all(&[5, 4, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+    });
+    let url = format!("socket:backupxyz.onion:8700?proxy=socks5:{addr}");
+    let e = destination::open(&url, Access::Write).unwrap_err().to_string();
+    proxy.join().unwrap();
+    assert!(e.starts_with(&url) && e.contains("SOCKS5") && e.contains("host unreachable"), "{e}");
+}
+
+#[test]
+fn an_ipv6_server_and_url() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        missing("no IPv6 loopback on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let server = Server::start(&store, "[::1]:0", &[]);
+    assert!(server.addr.starts_with("[::1]:"), "{}", server.addr);
+    let dest = open(&server.url());
+    dest.add_change(1, &[bump(1).as_str()]).unwrap();
+    assert_eq!(dest.head().unwrap().version, 1);
 }

@@ -607,6 +607,7 @@ fn a_server_killed_mid_stream_loses_no_acknowledged_change() {
     let outcome = client.join().unwrap();
     let last_ok = rx_ok.try_iter().last().unwrap_or(acked).max(acked);
     let head = open(&server.url()).head().unwrap().version;
+    eprintln!("after the kill: acknowledged up to {last_ok}, server at {head}, client outcome {outcome:?}");
     match outcome {
         None => assert_eq!((last_ok, head), (600, 600), "the client recovered and finished"),
         Some((v, e)) => {

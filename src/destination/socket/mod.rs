@@ -428,20 +428,26 @@ fn nack_text(payload: &[u8]) -> String {
     }
 }
 
-/// Pauses between reconnection attempts: doubling from
+/// Pauses between reconnection attempts: none before the first (a server
+/// that closed an idle connection is back at once), then doubling from
 /// [`FIRST_RETRY_DELAY`] to [`MAX_RETRY_DELAY`], within [`RECONNECT_BUDGET`].
 struct Backoff {
     started: Instant,
     delay: Duration,
+    first: bool,
 }
 
 impl Backoff {
     fn new() -> Backoff {
-        Backoff { started: Instant::now(), delay: FIRST_RETRY_DELAY }
+        Backoff { started: Instant::now(), delay: FIRST_RETRY_DELAY, first: true }
     }
 
     /// Pause before the next attempt; false when the budget is spent.
     fn wait(&mut self, url: &str, why: &Wire) -> bool {
+        if std::mem::take(&mut self.first) {
+            tracing::info!(url, "connection lost ({why}); reconnecting");
+            return true;
+        }
         if self.started.elapsed() + self.delay > RECONNECT_BUDGET {
             tracing::error!(url, "giving up reconnecting after {}s: {why}", self.started.elapsed().as_secs());
             return false;

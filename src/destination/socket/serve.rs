@@ -60,7 +60,8 @@ impl Default for ServeOptions {
 }
 
 impl ServeOptions {
-    /// No token, snapshots staged beside the store, [`IDLE_TIMEOUT`].
+    /// No token, snapshots staged beside the store, connections closed
+    /// after 15 minutes of silence.
     pub fn new() -> ServeOptions {
         ServeOptions::default()
     }

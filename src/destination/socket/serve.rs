@@ -36,7 +36,8 @@ pub(crate) const MAX_TOKEN: usize = 4096;
 /// next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// How long the rest of a packet may take once its header arrived.
+/// How long the rest of a packet may take once its header arrived, and how
+/// long a write to the client may wait for it to read.
 pub const PACKET_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How [`serve_connection`] serves.
@@ -95,6 +96,8 @@ pub fn serve_connection(store: &Store, stream: &TcpStream, options: &ServeOption
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "peer".into());
     let fail = |what: String| Error::Protocol { peer: peer.clone(), what };
     let _ = stream.set_nodelay(true);
+    // A client that stops reading (during a restore) must not hold the server.
+    let _ = stream.set_write_timeout(Some(PACKET_TIMEOUT));
     let mut conn = Connection {
         store,
         stream,
@@ -103,7 +106,10 @@ pub fn serve_connection(store: &Store, stream: &TcpStream, options: &ServeOption
         served: Served::default(),
         scratch: match &options.scratch_dir {
             Some(d) => d.clone(),
-            None => store.path().parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
+            None => match store.path().parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
         },
     };
     let mut authorised = options.token.is_none();

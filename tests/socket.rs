@@ -784,3 +784,46 @@ fn an_ipv6_server_and_url() {
     dest.add_change(1, &[bump(1).as_str()]).unwrap();
     assert_eq!(dest.head().unwrap().version, 1);
 }
+
+#[test]
+fn one_connection_at_a_time_the_next_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let server = Server::start(&store, "127.0.0.1:0", &[]);
+    let first = open(&server.url());
+    assert_eq!(first.head().unwrap().version, 0);
+    // A second client connects (into the backlog) and asks while the first is served.
+    let mut second = TcpStream::connect(&server.addr).unwrap();
+    second.write_all(&pkt(4, &[])).unwrap();
+    first.add_change(1, &[bump(1).as_str()]).unwrap();
+    drop(first);
+    // Served only once the first closed: it sees the first's change.
+    assert_eq!(read_pkt(&mut second), (8, metadata_pkt(1, 0, 1)[5..].to_vec()));
+}
+
+#[test]
+fn a_store_named_without_a_directory_stages_snapshots_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::create(dir.path().join("here.redb")).unwrap();
+    let mut child = run::command()
+        .current_dir(dir.path())
+        .args(["server", "--listen", "127.0.0.1:0", "here.redb"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let result = std::panic::catch_unwind(|| {
+        let dest = open(&format!("socket:{addr}"));
+        let image = sqlite_image(dir.path(), 4);
+        assert_eq!(dest.add_snapshot(4, &mut &image[..]).unwrap().version, 4);
+        assert_eq!(dest.head().unwrap().version, 4);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -827,3 +827,48 @@ fn a_store_named_without_a_directory_stages_snapshots_in_the_working_directory()
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn a_restore_across_the_u32_wrap_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let server = Server::start(&store, "127.0.0.1:0", &[]);
+    let start = u32::MAX - 3;
+    let image_path = dir.path().join("node.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&image_path).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE vars (name TEXT, val TEXT, intval INTEGER, blobval BLOB, PRIMARY KEY (name));
+             INSERT INTO vars (name, intval) VALUES ('data_version', {start});
+             CREATE TABLE t (v INTEGER);
+             CREATE TRIGGER data_version_u32 AFTER UPDATE OF intval ON vars
+             WHEN NEW.name = 'data_version' AND NEW.intval > 4294967295
+             BEGIN UPDATE vars SET intval = NEW.intval - 4294967296 WHERE name = 'data_version'; END;"
+        ))
+        .unwrap();
+    }
+    let dest = open(&server.url());
+    dest.add_snapshot(start, &mut std::fs::File::open(&image_path).unwrap()).unwrap();
+    let local = Store::create(dir.path().join("local.redb")).unwrap();
+    local.add_snapshot(start, &mut std::fs::File::open(&image_path).unwrap()).unwrap();
+    let mut v = start;
+    for n in 0..8 {
+        v = v.wrapping_add(1);
+        let t = vec![format!("INSERT INTO t VALUES ({n})"), bump(v)];
+        dest.add_change(v, &refs(&t)).unwrap();
+        local.add_change(v, &t).unwrap();
+    }
+    assert!(v < 10, "wrapped");
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = (out.path().join("server.sqlite3"), out.path().join("local.sqlite3"));
+    let report = restore::restore_from(dest.as_ref(), &a, &restore::Options::default()).unwrap();
+    assert_eq!(report.version, v);
+    assert!(report.seq > u64::from(u32::MAX), "the restore's version runs on past the wrap");
+    restore::restore_store(&local, &b, &restore::Options::default()).unwrap();
+    assert!(compare::compare_databases(&a, &b, compare::Labels::RESTORED_AND_EXPECTED).unwrap().is_none());
+    // A version before the wrap, named by its data_version.
+    let early = out.path().join("early.sqlite3");
+    let opts = restore::Options { to_version: Some(u64::from(u32::MAX)), ..Default::default() };
+    let report = restore::restore_from(dest.as_ref(), &early, &opts).unwrap();
+    assert_eq!(report.version, u32::MAX);
+}

@@ -872,3 +872,30 @@ fn a_restore_across_the_u32_wrap_through_the_server() {
     let report = restore::restore_from(dest.as_ref(), &early, &opts).unwrap();
     assert_eq!(report.version, u32::MAX);
 }
+
+#[test]
+fn a_connection_the_server_closed_is_replaced_before_sending() {
+    // The server closes the first connection (as after a long silence); a
+    // repeated-version report sent next must go on a new connection, since
+    // one lost after sending could not be told stored or not.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        expect_bytes(&mut s, &[4, 0, 0, 0, 0]);
+        s.write_all(&metadata_pkt(5, 4, 3)).unwrap();
+        drop(s);
+        closed_tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        expect_bytes(&mut s, &[4, 0, 0, 0, 0]);
+        s.write_all(&metadata_pkt(5, 4, 3)).unwrap();
+        let (t, p) = read_pkt(&mut s);
+        assert_eq!((t, &p[..4]), (1, &5u32.to_be_bytes()[..]));
+        s.write_all(&pkt(6, &5u32.to_be_bytes())).unwrap();
+    });
+    let dest = open(&format!("socket:{addr}"));
+    closed_rx.recv().unwrap();
+    assert_eq!(dest.add_change(5, &["PRAGMA foreign_keys = ON;"]).unwrap(), cln_backup::Added::Repeated(5));
+    server.join().unwrap();
+}

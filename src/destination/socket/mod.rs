@@ -260,6 +260,13 @@ impl SocketDestination {
     ) -> Result<Meta> {
         let mut backoff = Backoff::new();
         let mut sent = false;
+        // A connection the server closed meanwhile (idle too long, restarted)
+        // is replaced before anything is sent on it, so that nothing sent is
+        // in doubt.
+        if conn.stream.as_ref().is_some_and(|s| !still_open(s)) {
+            tracing::info!(url = %self.url.url, "the server closed the connection; reconnecting");
+            conn.stream = None;
+        }
         loop {
             if conn.stream.is_none() {
                 match self.open() {
@@ -378,6 +385,16 @@ pub(crate) fn trim_token(t: &[u8]) -> &[u8] {
     let start = t.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(t.len());
     let end = t.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
     &t[start..end.max(start)]
+}
+
+/// Whether `stream` is still open: nothing to read (the server sends
+/// nothing unasked), and no end of stream or error waiting.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && open
 }
 
 /// Connect to the first address of `at` that answers.

@@ -899,3 +899,31 @@ fn a_connection_the_server_closed_is_replaced_before_sending() {
     assert_eq!(dest.add_change(5, &["PRAGMA foreign_keys = ON;"]).unwrap(), cln_backup::Added::Repeated(5));
     server.join().unwrap();
 }
+
+#[test]
+fn a_restore_stream_cut_short_is_an_error_and_places_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = sqlite_image(dir.path(), 7);
+    let sent = image.clone();
+    let (addr, server) = fake_server(move |s| {
+        expect_bytes(s, &[4, 0, 0, 0, 0]);
+        s.write_all(&metadata_pkt(9, 8, 3)).unwrap();
+        expect_bytes(s, &[4, 0, 0, 0, 0]);
+        s.write_all(&metadata_pkt(9, 8, 3)).unwrap();
+        expect_bytes(s, &[5, 0, 0, 0, 0]);
+        let mut snap = 7u32.to_be_bytes().to_vec();
+        snap.extend_from_slice(&zlib(&sent));
+        s.write_all(&pkt(2, &snap)).unwrap();
+        s.write_all(&change_pkt(8, &tx(8))).unwrap();
+        let c9 = change_pkt(9, &tx(9));
+        s.write_all(&c9[..c9.len() - 4]).unwrap();
+    });
+    let dest = open(&format!("socket:{addr}"));
+    let out = dir.path().join("restored.sqlite3");
+    let e = restore::restore_from(dest.as_ref(), &out, &restore::Options::default()).unwrap_err().to_string();
+    server.join().unwrap();
+    assert!(e.contains(&format!("socket:{addr}")) && e.contains("truncated"), "{e}");
+    assert!(!out.exists(), "nothing placed");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".cln-backup")), "{left:?}");
+}

@@ -704,3 +704,56 @@ impl Iterator for RestoreStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn meta(version: u32, prev_version: u32, count: u64) -> Meta {
+        Meta { version, prev_version, count }
+    }
+
+    #[test]
+    fn only_a_prev_version_one_below_the_head_is_rewindable() {
+        assert!(meta(13, 12, 4).rewindable());
+        assert!(meta(0, u32::MAX, 4).rewindable(), "across the wrap");
+        // Ours after a rewind or a snapshot; the Python server's marker after a rewind.
+        assert!(!meta(12, 12, 4).rewindable());
+        assert!(!meta(12, 0, 4).rewindable());
+        // The Python server before any change, and after its init snapshot.
+        assert!(!meta(0, 0, 0).rewindable());
+        assert!(!meta(10, 0, 1).rewindable());
+    }
+
+    #[test]
+    fn metadata_is_twenty_bytes_of_protocol_one() {
+        let mut p = 1u32.to_be_bytes().to_vec();
+        p.extend_from_slice(&7u32.to_be_bytes());
+        p.extend_from_slice(&6u32.to_be_bytes());
+        p.extend_from_slice(&9u64.to_be_bytes());
+        assert_eq!(Meta::parse(&p).unwrap(), meta(7, 6, 9));
+        assert!(Meta::parse(&p[..19]).is_err());
+        p[3] = 2;
+        assert!(Meta::parse(&p).unwrap_err().to_string().contains("protocol 2"));
+    }
+
+    #[test]
+    fn versions_extend_past_the_wrap_from_the_base() {
+        assert_eq!(extend(10, 12), 12);
+        assert_eq!(extend(u64::from(u32::MAX - 1), 3), u64::from(u32::MAX) + 4);
+        assert_eq!(extend(5, 5), 5);
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_nack_reasons_read() {
+        assert_eq!(trim_token(b"  s3cret\r\n"), b"s3cret");
+        assert_eq!(trim_token(b"\n\n"), b"");
+        assert_eq!(trim_token(b"a b"), b"a b");
+        let mut p = 4u32.to_be_bytes().to_vec();
+        assert_eq!(nack_text(&p), "NACK at version 4");
+        p.extend_from_slice(b"wrong token");
+        assert_eq!(nack_text(&p), "wrong token (server at version 4)");
+        assert_eq!(nack_text(&[]), "NACK");
+    }
+}

@@ -389,3 +389,22 @@ impl Connection<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal_and_never_when_empty() {
+        assert!(token_matches(b"correct horse\n", b"correct horse"));
+        assert!(!token_matches(b"correct horse", b"correct hors"));
+        assert!(!token_matches(b"correct horse", b""));
+        assert!(!token_matches(b"\n", b""), "an empty expected token matches nothing");
+    }
+
+    #[test]
+    fn a_nack_carries_the_version_then_the_reason() {
+        assert_eq!(nack(3, "no"), [7, 0, 0, 0, 6, 0, 0, 0, 3, b'n', b'o']);
+    }
+}

@@ -927,3 +927,23 @@ fn a_restore_stream_cut_short_is_an_error_and_places_nothing() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with(".cln-backup")), "{left:?}");
 }
+
+#[test]
+fn a_quiet_connection_yields_to_a_waiting_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let server = Server::start(&store, "127.0.0.1:0", &["--yield-after", "0"]);
+    // A node's plugin, connected and quiet (or gone without closing).
+    let quiet = open(&server.url());
+    assert_eq!(quiet.head().unwrap().version, 0);
+    // Another client is served once the quiet one was closed for it.
+    let mut other = TcpStream::connect(&server.addr).unwrap();
+    other.set_read_timeout(Some(std::time::Duration::from_secs(120))).unwrap();
+    other.write_all(&pkt(4, &[])).unwrap();
+    assert_eq!(read_pkt(&mut other), (8, metadata_pkt(0, 0, 0)[5..].to_vec()));
+    drop(other);
+    // The quiet client's next change goes through on a new connection.
+    quiet.add_change(1, &[bump(1).as_str()]).unwrap();
+    assert_eq!(quiet.head().unwrap().version, 1);
+    assert!(server.log().contains("another client waits"), "{}", server.log());
+}

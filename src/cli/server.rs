@@ -14,8 +14,9 @@ use std::path::PathBuf;
     long_about = "Serve STORE to backup clients over the socket protocol (the Python backup \
         plugin's socket:host:port backend, and cln-backup's own).\n\n\
         Each change a client sends is acknowledged only once the store has it on disk. \
-        One connection is served at a time; others wait until it closes. The listening \
-        address is printed on stdout once the server is ready.\n\n\
+        One connection is served at a time; others wait until it closes, or until it \
+        has been quiet for --yield-after seconds. The listening address is printed on \
+        stdout once the server is ready.\n\n\
         The server listens on loopback by default: reach it through an SSH tunnel, a \
         VPN or a Tor onion service. Listening on another address needs --allow-remote, \
         and then a --token-file is strongly advised: the protocol has no encryption.\n\n\
@@ -37,6 +38,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Close a connection quiet for this many seconds when another client
+    /// waits (a node whose old connection vanished, an operator's restore).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub yield_after: u64,
+
     /// The store: a path or a file:// URL.
     #[arg(value_name = "STORE")]
     pub store: PathBuf,
@@ -48,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         listen: args.listen,
         allow_remote: args.allow_remote,
         token_file: args.token_file,
+        yield_after: std::time::Duration::from_secs(args.yield_after),
         store,
     })
 }

@@ -2,10 +2,16 @@
 //! time, signals, logging.
 //!
 //! Owns the listening socket (loopback unless remote listening was asked
-//! for), the order of clients (one served, the rest waiting in the
-//! backlog), the token file, and a clean stop on SIGINT or SIGTERM. It must
-//! not interpret packets: `cln_backup::destination::serve_connection`
+//! for), the order of clients (one served, the rest waiting, in the order
+//! they came), the token file, and a clean stop on SIGINT or SIGTERM. It
+//! must not interpret packets: `cln_backup::destination::serve_connection`
 //! answers each connection over the store.
+//!
+//! While a connection is quiet, the server accepts the clients that came
+//! meanwhile (they wait, unanswered, in a queue) so that it can tell the
+//! library one waits: a connection quiet for `--yield-after` is then closed
+//! and the next client served. A vanished client (a node that lost power)
+//! thus holds the server only until its node comes back.
 //!
 //! A stop signal shuts the current connection down: a change being stored
 //! completes (the store's write is one transaction) but is not
@@ -15,6 +21,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use cln_backup::destination::{serve_connection, ServeOptions};
 use cln_backup::Store;
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -32,7 +39,26 @@ pub struct Config {
     pub listen: String,
     pub allow_remote: bool,
     pub token_file: Option<PathBuf>,
+    pub yield_after: Duration,
     pub store: PathBuf,
+}
+
+/// Clients accepted while another was served, in the order they came.
+type Queue = Arc<Mutex<VecDeque<(TcpStream, SocketAddr)>>>;
+
+/// Accept every client waiting on `listener` into `queue`.
+fn accept_waiting(listener: &TcpListener, queue: &Queue) {
+    loop {
+        match listener.accept() {
+            Ok(c) => lock(queue).push_back(c),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!("accepting a connection failed: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Serve until a stop signal.
@@ -60,13 +86,23 @@ pub fn run(config: Config) -> Result<()> {
     let listener = TcpListener::bind(&addrs[..]).with_context(|| format!("{}: cannot listen", config.listen))?;
     let local = listener.local_addr().with_context(|| format!("{}: cannot listen", config.listen))?;
     listener.set_nonblocking(true).with_context(|| format!("{local}: cannot listen"))?;
+    let listener = Arc::new(listener);
 
     let stop = Arc::new(AtomicBool::new(false));
     let current: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
     watch_signals(stop.clone(), current.clone())?;
 
+    let queue: Queue = Arc::new(Mutex::new(VecDeque::new()));
     let mut options = ServeOptions::new();
     options.token = token;
+    options.yield_after = config.yield_after;
+    options.others_waiting = Some({
+        let (listener, queue) = (listener.clone(), queue.clone());
+        Arc::new(move || {
+            accept_waiting(&listener, &queue);
+            !lock(&queue).is_empty()
+        })
+    });
     tracing::info!(
         "serving {} on {local}{}",
         config.store.display(),
@@ -77,17 +113,21 @@ pub fn run(config: Config) -> Result<()> {
     writeln!(out, "listening on {local}").and_then(|()| out.flush()).context("stdout")?;
 
     while !stop.load(Ordering::SeqCst) {
-        let (stream, peer) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
-                std::thread::sleep(ACCEPT_POLL);
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!("accepting a connection failed: {e}");
-                std::thread::sleep(ACCEPT_POLL);
-                continue;
-            }
+        let next = lock(&queue).pop_front();
+        let (stream, peer) = match next {
+            Some(c) => c,
+            None => match listener.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                    std::thread::sleep(ACCEPT_POLL);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("accepting a connection failed: {e}");
+                    std::thread::sleep(ACCEPT_POLL);
+                    continue;
+                }
+            },
         };
         if stream.set_nonblocking(false).is_err() {
             continue;
@@ -103,7 +143,7 @@ pub fn run(config: Config) -> Result<()> {
         match serve_connection(&store, &stream, &options) {
             Ok(served) => tracing::info!(
                 "connection from {peer} closed{}: {} changes, {} snapshots, {} rewinds, {} restores, {} refused",
-                if served.idle { " (idle)" } else { "" },
+                if served.idle { " (quiet while another client waited)" } else { "" },
                 served.changes,
                 served.snapshots,
                 served.rewinds,
@@ -121,7 +161,7 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn lock(m: &Mutex<Option<TcpStream>>) -> std::sync::MutexGuard<'_, Option<TcpStream>> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

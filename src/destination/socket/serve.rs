@@ -28,20 +28,27 @@ use std::time::Duration;
 /// Longest pre-shared token accepted.
 pub(crate) const MAX_TOKEN: usize = 4096;
 
-/// How long a connection may stay silent between packets before the server
-/// closes it, by default. The plugin keeps its connection open and may be
-/// idle for long; the limit is there so that a client that vanished without
-/// closing (a power cut) does not hold the one connection the server
-/// serves. A client whose idle connection was closed reconnects on its
-/// next request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long a connection may stay silent, by default, before the server
+/// closes it when another client is waiting. The plugin keeps its
+/// connection open and may be quiet for long (lightningd writes little
+/// between blocks); it is closed only when someone else wants the server,
+/// typically the same node restarted while its old connection vanished
+/// without closing (a power cut). A client whose quiet connection was
+/// closed reconnects on its next request.
+pub const YIELD_AFTER: Duration = Duration::from_secs(60);
+
+/// How often a quiet connection looks for waiting clients.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// How long the rest of a packet may take once its header arrived, and how
 /// long a write to the client may wait for it to read.
 pub const PACKET_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Whether other clients wait for the server (see [`ServeOptions::others_waiting`]).
+pub type OthersWaiting = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// How [`serve_connection`] serves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServeOptions {
     /// The pre-shared token every connection must send first (surrounding
@@ -50,19 +57,46 @@ pub struct ServeOptions {
     /// Where snapshots are staged while they arrive and while a restore
     /// compresses one; the store's directory when `None`.
     pub scratch_dir: Option<PathBuf>,
-    /// Silence between packets after which the connection is closed.
+    /// Silence between packets after which the connection is closed
+    /// whether or not others wait; `None` (the default) never closes a
+    /// quiet connection on its own.
     pub idle_timeout: Option<Duration>,
+    /// Silence after which the connection is closed when
+    /// [`others_waiting`](ServeOptions::others_waiting) says another client
+    /// waits (60 seconds by default).
+    pub yield_after: Duration,
+    /// Asked about once a second while the connection is quiet: whether
+    /// another client waits for the server. `None`: never.
+    pub others_waiting: Option<OthersWaiting>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("scratch_dir", &self.scratch_dir)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("yield_after", &self.yield_after)
+            .field("others_waiting", &self.others_waiting.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { token: None, scratch_dir: None, idle_timeout: Some(IDLE_TIMEOUT) }
+        ServeOptions {
+            token: None,
+            scratch_dir: None,
+            idle_timeout: None,
+            yield_after: YIELD_AFTER,
+            others_waiting: None,
+        }
     }
 }
 
 impl ServeOptions {
-    /// No token, snapshots staged beside the store, connections closed
-    /// after 15 minutes of silence.
+    /// No token, snapshots staged beside the store, a quiet connection
+    /// closed after 60 seconds only when another client waits.
     pub fn new() -> ServeOptions {
         ServeOptions::default()
     }
@@ -82,14 +116,15 @@ pub struct Served {
     pub restores: u64,
     /// Requests answered NACK (refused by the store).
     pub refused: u64,
-    /// Whether the connection was closed for being idle.
+    /// Whether the connection was closed for being quiet (another client
+    /// waited, or [`ServeOptions::idle_timeout`] passed).
     pub idle: bool,
 }
 
 /// Serve one connection over `store` until the client closes it.
 ///
-/// `Ok` when the client closed the connection (or it was idle for
-/// [`ServeOptions::idle_timeout`]); an error naming the peer when the
+/// `Ok` when the client closed the connection, or it was closed for being
+/// quiet (see [`ServeOptions::yield_after`]); an error naming the peer when the
 /// connection failed or was closed by us for a packet that breaks the
 /// protocol or a missing or wrong token.
 pub fn serve_connection(store: &Store, stream: &TcpStream, options: &ServeOptions) -> Result<Served> {
@@ -114,14 +149,18 @@ pub fn serve_connection(store: &Store, stream: &TcpStream, options: &ServeOption
     };
     let mut authorised = options.token.is_none();
     loop {
-        let _ = stream.set_read_timeout(options.idle_timeout);
-        let h = match packet::read_header(&mut conn.reader) {
-            Ok(h) => h,
-            Err(Wire::Closed) => return Ok(conn.served),
-            Err(Wire::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        match wait_for_packet(stream, &conn.reader, options) {
+            Ok(Wait::Packet) => {}
+            Ok(Wait::Closed) => return Ok(conn.served),
+            Ok(Wait::Quiet) => {
                 conn.served.idle = true;
                 return Ok(conn.served);
             }
+            Err(e) => return Err(fail(format!("connection error: {e}"))),
+        }
+        let h = match packet::read_header(&mut conn.reader) {
+            Ok(h) => h,
+            Err(Wire::Closed) => return Ok(conn.served),
             Err(w) => {
                 conn.nack_if_possible(&w);
                 return Err(fail(w.to_string()));
@@ -152,6 +191,48 @@ pub fn serve_connection(store: &Store, stream: &TcpStream, options: &ServeOption
                 return Err(fail(w.to_string()));
             }
             Err(Fatal::Store(e)) => return Err(fail(e.to_string())),
+        }
+    }
+}
+
+/// What waiting for the next packet found.
+enum Wait {
+    /// Its first byte is there.
+    Packet,
+    /// The client closed the connection.
+    Closed,
+    /// The connection was quiet long enough to be closed.
+    Quiet,
+}
+
+/// Wait for the next packet's first byte, looking every [`IDLE_TICK`]
+/// whether the connection has been quiet long enough to be closed.
+fn wait_for_packet(
+    stream: &TcpStream,
+    reader: &BufReader<&TcpStream>,
+    options: &ServeOptions,
+) -> std::io::Result<Wait> {
+    if !reader.buffer().is_empty() {
+        return Ok(Wait::Packet);
+    }
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(IDLE_TICK))?;
+    loop {
+        match stream.peek(&mut [0u8; 1]) {
+            Ok(0) => return Ok(Wait::Closed),
+            Ok(_) => return Ok(Wait::Packet),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                let quiet = started.elapsed();
+                if options.idle_timeout.is_some_and(|limit| quiet >= limit) {
+                    return Ok(Wait::Quiet);
+                }
+                if quiet >= options.yield_after && options.others_waiting.as_ref().is_some_and(|waiting| waiting()) {
+                    tracing::info!("closing a connection quiet for {}s: another client waits", quiet.as_secs());
+                    return Ok(Wait::Quiet);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

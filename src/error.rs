@@ -324,6 +324,17 @@ pub enum Error {
         /// The lease object, as a URL.
         lease: String,
     },
+
+    /// A socket-protocol peer broke the protocol (a packet of an unknown
+    /// type, over its limit, truncated, or that does not decode), sent no
+    /// token or a wrong one, or the connection to it failed.
+    #[error("{peer}: {what}")]
+    Protocol {
+        /// The peer's address, or the URL it was reached at.
+        peer: String,
+        /// What it sent, or what failed.
+        what: String,
+    },
 }
 
 impl Error {

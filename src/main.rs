@@ -9,6 +9,7 @@
 
 mod cli;
 mod plugin;
+mod server;
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -18,11 +19,12 @@ fn main() -> ExitCode {
     if started_by_lightningd() {
         return plugin_main();
     }
-    init_logging();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => return usage_error(e),
     };
+    // A server logs each connection by default; other commands warnings only.
+    init_logging(if matches!(args.command, cli::Command::Server(_)) { "info" } else { "warn" });
     match args.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -91,10 +93,10 @@ fn plugin_main() -> ExitCode {
     }
 }
 
-/// Logging to stderr; `RUST_LOG` chooses the level, warnings by default.
-fn init_logging() {
+/// Logging to stderr; `RUST_LOG` chooses the level, `default` otherwise.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only on a terminal: a log file or journal gets plain text.
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();

@@ -24,6 +24,7 @@ mod import;
 mod info;
 mod init;
 mod restore;
+mod server;
 mod verify;
 
 /// Declares the subcommand enum and its dispatch from one list of
@@ -55,6 +56,7 @@ subcommands! {
     Compact => compact,
     Import => import,
     Export => export,
+    Server => server,
 }
 
 /// Durable, exact backups of a Core Lightning node's database.

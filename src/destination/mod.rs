@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 pub use file::FileDestination;
 #[cfg(feature = "object-store")]
 pub use object::{ObjectDestination, ObjectOptions, RemoteSummary};
+pub use socket::{serve_connection, HostPort, ServeOptions, Served};
 pub use socket::{SocketDestination, SocketUrl};
 
 /// The locations this version serves, as its error messages list them.

@@ -127,7 +127,7 @@ fn extra_node(parent: &std::path::Path, plugin: &std::path::Path, kind: &str) ->
             Store::create(&store).unwrap();
             let port = free_port();
             let child = std::process::Command::new(plugin)
-                .args(["server", "--bind", &format!("127.0.0.1:{port}")])
+                .args(["server", "--listen", &format!("127.0.0.1:{port}")])
                 .arg(&store)
                 .env_remove("LIGHTNINGD_PLUGIN")
                 .spawn()
@@ -148,7 +148,7 @@ fn extra_node(parent: &std::path::Path, plugin: &std::path::Path, kind: &str) ->
             let key = parent.join(format!("{kind}.key"));
             // A throwaway key for the run: unique, not secret.
             let seed = format!("{} {:?} {kind}", std::process::id(), std::time::SystemTime::now());
-            std::fs::write(&key, blake3::hash(seed.as_bytes()).as_bytes()).unwrap();
+            std::fs::write(&key, format!("{}\n", blake3::hash(seed.as_bytes()).to_hex())).unwrap();
             let mut e = Entry::new(format!("{url}/{kind}-{}", std::process::id()));
             e.key = Some(cln_backup::encryption::KeySource::KeyFile(key));
             e.mode = if kind == "s3-sync" { Mode::Sync } else { Mode::Async };

@@ -70,7 +70,8 @@ pub struct Args {
     /// thread soon after each change, never stopping the node when it fails.
     #[arg(long = "async", value_name = "DEST")]
     pub async_dests: Vec<PathBuf>,
-    /// Object storage: a file holding the 32-byte encryption key.
+    /// Object storage: a file holding the encryption key (64 hex characters);
+    /// created with a new random key when it does not exist.
     #[arg(long, value_name = "FILE", conflicts_with = "hsm_secret")]
     pub key_file: Option<PathBuf>,
     /// Object storage: derive the encryption key from this hsm_secret (default DIR/hsm_secret).
@@ -119,6 +120,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => None,
     };
+    if let (true, Some(KeySource::KeyFile(path))) = (object, &key) {
+        new_key_file(path)?;
+    }
     let credentials_file = args.credentials_file.as_deref().map(absolute).transpose()?;
     let token_file = args.token_file.as_deref().map(absolute).transpose()?;
     let listed = || dests.iter().map(|d| d.arg.as_str()).collect::<Vec<_>>().join(" ");
@@ -386,6 +390,29 @@ fn read_data_version(path: &Path) -> Result<u32, String> {
         }
         Err(e) => Err(format!("cannot read data_version: SQLite: {e}")),
     }
+}
+
+/// `--key-file F` naming no file yet: make one with a new random key, and
+/// say that it must be kept (decision: `init` creates the key rather than
+/// asking for one made elsewhere, so that a user never invents a weak key;
+/// it is never replaced, and a failed `init` leaves it for the next try).
+#[cfg(feature = "object-store")]
+fn new_key_file(path: &std::path::Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    cln_backup::encryption::create_key_file(path)?;
+    eprintln!(
+        "created the key file {}: keep a copy away from this machine and the bucket; without it the remote copy \
+         cannot be restored",
+        path.display()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "object-store"))]
+fn new_key_file(_path: &std::path::Path) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

@@ -639,6 +639,20 @@ fn the_plugin_backs_up_to_our_server_and_a_restore_equals_the_node() {
         let t = load.next_txn();
         node.apply(&t).unwrap_or_else(|e| panic!("{}: {e}", t.0));
     }
+    // With the server as the only destination, backup-compact is the
+    // server's compaction (COMPACT), and returns its statistics.
+    let before = node.data_version();
+    let stats = node.rpc("backup-compact", serde_json::json!({})).unwrap_or_else(|e| panic!("{e}"));
+    let snapshot = stats["snapshot_version"].as_u64().unwrap_or_else(|| panic!("no snapshot_version in {stats}"));
+    assert!(snapshot > 0 && snapshot < u64::from(before), "{stats}");
+    // An operator's request while the node's connection is open and quiet
+    // is served once the server closes the quiet one (--yield-after), and
+    // the node's next write reconnects.
+    assert_eq!(open(&server.url()).head().unwrap().version, before);
+    for _ in 0..20 {
+        let t = load.next_txn();
+        node.apply(&t).unwrap_or_else(|e| panic!("{}: {e}", t.0));
+    }
     let version = node.data_version();
     node.stop();
     let dest = open(&server.url());
@@ -647,6 +661,11 @@ fn the_plugin_backs_up_to_our_server_and_a_restore_equals_the_node() {
     let restored = out.path().join("restored.sqlite3");
     restore::restore_from(dest.as_ref(), &restored, &restore::Options::default()).unwrap();
     workload::assert_same_db(&restored, &node_dir.db());
+    drop(dest);
+    let mut server = server;
+    server.kill();
+    let status = Store::open_read_only(&store).unwrap().status().unwrap();
+    assert_eq!(status.snapshot.map(|s| u64::from(s.version)), Some(snapshot), "the server's store was compacted");
 }
 
 // ---------------------------------------------------------------- independent peer

@@ -40,7 +40,9 @@ pub struct Args {
 
     /// Close a connection quiet for this many seconds when another client
     /// waits (a node whose old connection vanished, an operator's restore).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    /// Well below a client's 60-second wait for an answer, so that the
+    /// waiting client is served before it gives up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub yield_after: u64,
 
     /// The store: a path or a file:// URL.

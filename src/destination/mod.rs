@@ -200,6 +200,15 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// `backup-status`, compaction.
     fn local_store(&self) -> Option<&Store>;
 
+    /// Ask a destination that compacts itself (a backup server) to do so
+    /// now, returning its statistics; `None` for a destination that has no
+    /// such request (a local store is compacted through
+    /// [`local_store`](Destination::local_store), object storage by the
+    /// snapshots it is sent).
+    fn compact_remote(&self) -> Option<Result<serde_json::Value>> {
+        None
+    }
+
     /// What the destination holds, for `info` and `backup-status`. By
     /// default the head alone (a local store adds its restorable range and
     /// snapshot); a destination that knows more overrides it.

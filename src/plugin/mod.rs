@@ -374,7 +374,17 @@ fn redact(url: &str) -> String {
 /// one left behind the new snapshot could only be caught up by a
 /// destination that takes a snapshot over its log, which a local store
 /// does not. Sync destinations hold the head already.
+///
+/// A backup server (`socket:`) compacts its own store when asked: with no
+/// local store, `backup-compact` returns the server's statistics, as the
+/// Python plugin did; beside a local store, each server is asked after the
+/// local compaction and its answer (or error) is listed under `servers`.
 fn compact(st: &State) -> anyhow::Result<Value> {
+    if st.plan.primary.is_none() {
+        if let Some(answer) = st.plan.sync.iter().find_map(|d| d.compact_remote()) {
+            return Ok(answer?);
+        }
+    }
     let store = st.store()?;
     for replica in &st.plan.replicas {
         if !replica.flush() {
@@ -388,5 +398,20 @@ fn compact(st: &State) -> anyhow::Result<Value> {
         }
     }
     let stats = cln_backup::compact::compact(store, None)?;
-    Ok(serde_json::to_value(stats)?)
+    let mut value = serde_json::to_value(stats)?;
+    let servers: Vec<Value> = st
+        .plan
+        .sync
+        .iter()
+        .filter_map(|d| {
+            d.compact_remote().map(|answer| match answer {
+                Ok(stats) => json!({"url": d.location(), "stats": stats}),
+                Err(e) => json!({"url": d.location(), "error": e.to_string()}),
+            })
+        })
+        .collect();
+    if let (false, Some(map)) = (servers.is_empty(), value.as_object_mut()) {
+        map.insert("servers".into(), Value::Array(servers));
+    }
+    Ok(value)
 }

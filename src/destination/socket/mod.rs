@@ -588,6 +588,10 @@ impl Destination for SocketDestination {
         Ok(RestoreSource::new(upto, true, Box::new(stream)))
     }
 
+    fn compact_remote(&self) -> Option<Result<serde_json::Value>> {
+        Some(self.compact())
+    }
+
     fn local_store(&self) -> Option<&Store> {
         None
     }

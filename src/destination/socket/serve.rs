@@ -35,7 +35,7 @@ pub(crate) const MAX_TOKEN: usize = 4096;
 /// typically the same node restarted while its old connection vanished
 /// without closing (a power cut). A client whose quiet connection was
 /// closed reconnects on its next request.
-pub const YIELD_AFTER: Duration = Duration::from_secs(60);
+pub const YIELD_AFTER: Duration = Duration::from_secs(5);
 
 /// How often a quiet connection looks for waiting clients.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -63,7 +63,7 @@ pub struct ServeOptions {
     pub idle_timeout: Option<Duration>,
     /// Silence after which the connection is closed when
     /// [`others_waiting`](ServeOptions::others_waiting) says another client
-    /// waits (60 seconds by default).
+    /// waits (5 seconds by default: well below a client's 60-second wait for an answer).
     pub yield_after: Duration,
     /// Asked about once a second while the connection is quiet: whether
     /// another client waits for the server. `None`: never.
@@ -96,7 +96,7 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// No token, snapshots staged beside the store, a quiet connection
-    /// closed after 60 seconds only when another client waits.
+    /// closed after 5 seconds only when another client waits.
     pub fn new() -> ServeOptions {
         ServeOptions::default()
     }

@@ -23,10 +23,11 @@
 //!   run. KIND is `local` (the local store alone: the plugin row, nothing
 //!   added), `local-sync` and `local-async` (a second local store), `socket`
 //!   (a `cln-backup server` started on loopback, on a store beside the
-//!   others; sync), `s3-sync` and `s3-async` (object storage at the URL in
-//!   `CLN_BACKUP_BENCH_S3_URL`, for example `s3://bench/node`, endpoint and
-//!   credentials from the `AWS_*` environment variables, a key file made
-//!   for the run).
+//!   others; sync), `s3-sync` and `s3-async` (object storage: a Garage
+//!   started on loopback as the tests start it, or the URL in
+//!   `CLN_BACKUP_BENCH_S3_URL`, for example `s3://bench/node`, with
+//!   endpoint and credentials from the `AWS_*` environment variables; a
+//!   key file made for the run).
 //!
 //! - `--dir DIR`: where every file goes (`--dir /dev/shm` measures on tmpfs,
 //!   without the disk); the working directory by default.
@@ -47,6 +48,8 @@
 //! `pwrite64` calls by the `fdatasync` calls (one per commit).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../tests/support/garage.rs"]
+mod garage;
 #[path = "../tests/support/sim.rs"]
 mod sim;
 #[path = "../tests/support/workload.rs"]
@@ -142,15 +145,24 @@ fn extra_node(parent: &std::path::Path, plugin: &std::path::Path, kind: &str) ->
             entries.push(Entry::new(format!("socket:127.0.0.1:{port}")));
         }
         "s3-sync" | "s3-async" => {
-            let url = std::env::var("CLN_BACKUP_BENCH_S3_URL").unwrap_or_else(|_| {
-                panic!("--dest {kind} needs CLN_BACKUP_BENCH_S3_URL (s3://bucket/prefix) and AWS_*")
-            });
+            // The URL given, or a Garage started on loopback as the tests
+            // start it.
+            let (url, credentials) = match std::env::var("CLN_BACKUP_BENCH_S3_URL") {
+                Ok(url) => (url, None),
+                Err(_) => {
+                    let g = garage::garage().unwrap_or_else(|| {
+                        panic!("--dest {kind} needs Garage, or CLN_BACKUP_BENCH_S3_URL (s3://bucket/prefix) and AWS_*")
+                    });
+                    (g.url("bench"), Some(g.credentials_file(parent)))
+                }
+            };
             let key = parent.join(format!("{kind}.key"));
             // A throwaway key for the run: unique, not secret.
             let seed = format!("{} {:?} {kind}", std::process::id(), std::time::SystemTime::now());
             std::fs::write(&key, format!("{}\n", blake3::hash(seed.as_bytes()).to_hex())).unwrap();
             let mut e = Entry::new(format!("{url}/{kind}-{}", std::process::id()));
             e.key = Some(cln_backup::encryption::KeySource::KeyFile(key));
+            e.credentials_file = credentials;
             e.mode = if kind == "s3-sync" { Mode::Sync } else { Mode::Async };
             entries.push(e);
         }

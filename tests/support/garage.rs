@@ -1,7 +1,9 @@
 //! A Garage server on loopback for the object-storage tests: one per test
 //! binary, started on first use in a temporary directory with a single
 //! node (replication factor 1), its S3 API and RPC bound to free ports of
-//! 127.0.0.1, a bucket and a key allowed to read and write it.
+//! 127.0.0.1, a bucket and a key allowed to read and write it, and
+//! `data_fsync`/`metadata_fsync` on, as the README asks of a backup server,
+//! so that an acknowledged PUT is on disk.
 //!
 //! Owns finding the `garage` binary (on `PATH`, then `~/.cargo/bin`),
 //! starting it so that it stops with the test process (it runs under a
@@ -85,6 +87,8 @@ impl Garage {
                 "metadata_dir = \"{meta}\"\n\
                  data_dir = \"{data}\"\n\
                  db_engine = \"sqlite\"\n\
+                 data_fsync = true\n\
+                 metadata_fsync = true\n\
                  replication_factor = 1\n\
                  rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
                  rpc_public_addr = \"127.0.0.1:{rpc}\"\n\

@@ -120,9 +120,6 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => None,
     };
-    if let (true, Some(KeySource::KeyFile(path))) = (object, &key) {
-        new_key_file(path)?;
-    }
     let credentials_file = args.credentials_file.as_deref().map(absolute).transpose()?;
     let token_file = args.token_file.as_deref().map(absolute).transpose()?;
     let listed = || dests.iter().map(|d| d.arg.as_str()).collect::<Vec<_>>().join(" ");
@@ -190,7 +187,21 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(dir)) => dir.path().join("init.redb"),
         (None, None) => bail!("no destination to create"),
     };
-    let store = Store::create(&store_path)?;
+    // A key file named but missing is made now, once every check passed,
+    // and removed again if init fails (nothing durable is sealed with it).
+    let new_key = match (object, &key) {
+        (true, Some(KeySource::KeyFile(path))) if new_key_file(path)? => Some(path.clone()),
+        _ => None,
+    };
+    let store = match Store::create(&store_path) {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(path) = &new_key {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
     let mut created = Vec::new();
     let result = fill(&store, &store_path, local.is_some(), args.lightning_dir.as_deref()).and_then(|mut out| {
         for (d, e) in dests.iter().zip(&entries).skip(usize::from(local.is_some())) {
@@ -221,7 +232,7 @@ pub fn run(args: Args) -> Result<()> {
     drop(store);
     if result.is_err() {
         // Leave no half-made store: init can then simply be run again.
-        let made = local.iter().chain(&created);
+        let made = local.iter().chain(&created).chain(&new_key);
         for path in made {
             if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!("could not remove {} after a failed init: {e}", path.display());
@@ -230,6 +241,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     for line in result? {
         println!("{line}");
+    }
+    if let Some(path) = &new_key {
+        println!(
+            "Created the key file {}: keep a copy away from this machine and the bucket; without it the remote \
+             copy cannot be restored",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -393,26 +411,21 @@ fn read_data_version(path: &Path) -> Result<u32, String> {
 }
 
 /// `--key-file F` naming no file yet: make one with a new random key, and
-/// say that it must be kept (decision: `init` creates the key rather than
+/// return whether it was made (decision: `init` creates the key rather than
 /// asking for one made elsewhere, so that a user never invents a weak key;
-/// it is never replaced, and a failed `init` leaves it for the next try).
+/// an existing file is never replaced).
 #[cfg(feature = "object-store")]
-fn new_key_file(path: &std::path::Path) -> Result<()> {
+fn new_key_file(path: &std::path::Path) -> Result<bool> {
     if std::fs::symlink_metadata(path).is_ok() {
-        return Ok(());
+        return Ok(false);
     }
     cln_backup::encryption::create_key_file(path)?;
-    eprintln!(
-        "created the key file {}: keep a copy away from this machine and the bucket; without it the remote copy \
-         cannot be restored",
-        path.display()
-    );
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(not(feature = "object-store"))]
-fn new_key_file(_path: &std::path::Path) -> Result<()> {
-    Ok(())
+fn new_key_file(_path: &std::path::Path) -> Result<bool> {
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -120,9 +120,6 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => None,
     };
-    if let (true, Some(KeySource::KeyFile(path))) = (object, &key) {
-        new_key_file(path)?;
-    }
     let credentials_file = args.credentials_file.as_deref().map(absolute).transpose()?;
     let token_file = args.token_file.as_deref().map(absolute).transpose()?;
     let listed = || dests.iter().map(|d| d.arg.as_str()).collect::<Vec<_>>().join(" ");
@@ -178,6 +175,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
+
+    // The key is made only once the arguments and DIR passed every check:
+    // a refused command line leaves no new key file behind.
+    if let (true, Some(KeySource::KeyFile(path))) = (object, &key) {
+        new_key_file(path)?;
+    }
 
     // The store everything is caught up from: the local DEST, or a scratch
     // one (a socket: server alone gets the snapshot from it).

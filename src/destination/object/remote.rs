@@ -49,6 +49,9 @@ pub(super) struct Remote {
     runtime: Option<tokio::runtime::Runtime>,
     prefix: String,
     url: String,
+    /// An S3 client given no access key, web identity or container
+    /// credentials: the crate asks the instance metadata service instead.
+    metadata_credentials: bool,
 }
 
 impl std::fmt::Debug for Remote {
@@ -105,6 +108,17 @@ impl Remote {
             options.retain(|(o, _)| *o != k);
             options.push((k, v.clone()));
         }
+        let metadata_credentials = parsed.scheme() == "s3"
+            && !options.iter().any(|(k, _)| {
+                [
+                    "aws_access_key_id",
+                    "aws_web_identity_token_file",
+                    "aws_container_credentials_relative_uri",
+                    "aws_container_credentials_full_uri",
+                    "aws_skip_signature",
+                ]
+                .contains(&k.as_str())
+            });
         let (store, path) = object_store::parse_url_opts(&parsed, options)
             .map_err(|e| refuse(format!("cannot use this object store: {}", one_line(&e.to_string()))))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,6 +132,7 @@ impl Remote {
             runtime: Some(runtime),
             prefix: path.to_string(),
             url: url.trim_end_matches('/').into(),
+            metadata_credentials,
         })
     }
 
@@ -140,7 +155,20 @@ impl Remote {
     }
 
     fn err(&self, name: &str, e: &object_store::Error) -> Error {
-        Error::Remote { url: self.object_url(name), what: one_line(&e.to_string()) }
+        let what = one_line(&e.to_string());
+        // Decision: with no credentials given, the crate's fallback to the
+        // instance metadata service fails with a request to an address the
+        // user never named; say instead what is missing, keeping the cause.
+        if self.metadata_credentials && what.contains("/latest/") {
+            return Error::Remote {
+                url: self.url.clone(),
+                what: format!(
+                    "no credentials: no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment or the \
+                     credentials file, and the instance metadata service asked instead failed ({what})"
+                ),
+            };
+        }
+        Error::Remote { url: self.object_url(name), what }
     }
 
     /// Run `fut` on the destination's runtime and wait for it.

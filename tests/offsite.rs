@@ -566,7 +566,8 @@ fn a_socket_server_killed_under_the_plugin_loses_nothing_the_node_committed() {
     eprintln!("killed at {at_kill}; the node committed up to {reached}; stopped by {stopped:?}");
     match stopped {
         Some((v, Stop::Refused(msg))) => {
-            assert_eq!(v, reached + 1, "the refused change is the one after the last committed");
+            // The next transaction, or a lone report at the committed version.
+            assert!(v == reached + 1 || v == reached, "refused {v} after committing {reached}");
             assert!(msg.contains(&socket), "{msg} does not name {socket}");
         }
         Some((v, other)) => panic!("the plugin failed otherwise at {v}: {other}"),

@@ -516,6 +516,7 @@ fn a_wrong_key_no_key_or_wrong_credentials_is_one_line_and_writes_nothing() {
     let out = cli(&[&"restore", &copy.url, &out_db, &"--key-file", &copy.key, &"--credentials-file", &bad]);
     let line = run::assert_fails(&out, &[] as &[&Path], &[&copy.url]);
     eprintln!("bad credentials: {line}");
+    assert!(!line.contains("<?xml"), "the server's error document, not its message: {line}");
     assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 0);
     // The right key and credentials still restore it.
     run::assert_ok(&cli(&[

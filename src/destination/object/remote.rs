@@ -424,7 +424,24 @@ impl Drop for Upload<'_> {
 }
 
 /// An error's text on one line.
+/// An S3 error document in it (`<?xml ...><Error><Code>...`) is shortened
+/// to its code and message: the rest repeats the bucket and the request.
 pub(super) fn one_line(s: &str) -> String {
+    let s = match s.find("<?xml") {
+        Some(at) => {
+            let tag = |name: &str| {
+                let open = format!("<{name}>");
+                let from = s[at..].find(&open)? + at + open.len();
+                let to = s[from..].find("</")? + from;
+                Some(s[from..to].to_string())
+            };
+            match (tag("Code"), tag("Message")) {
+                (Some(code), Some(message)) => format!("{}{code}: {message}", &s[..at]),
+                _ => s.to_string(),
+            }
+        }
+        None => s.to_string(),
+    };
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -432,6 +449,19 @@ pub(super) fn one_line(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn an_s3_error_document_is_shortened_to_its_code_and_message() {
+        let text = "Error performing GET http://h/b in 1ms - Server returned non-2xx status code: 403 Forbidden: \
+                    <?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                    <Message>Forbidden: Invalid signature</Message><Resource>/b</Resource></Error>";
+        assert_eq!(
+            one_line(text),
+            "Error performing GET http://h/b in 1ms - Server returned non-2xx status code: 403 Forbidden: \
+             AccessDenied: Forbidden: Invalid signature"
+        );
+        assert_eq!(one_line("a\n  b <?xml nothing"), "a b <?xml nothing");
+    }
 
     #[test]
     fn credentials_files_are_environment_files() {

@@ -112,6 +112,41 @@ pub(crate) fn describe_owner(uid: u32, gid: u32) -> String {
     format!("{uid}:{gid} ({user}:{group})")
 }
 
+/// The temporaries and scratch directories this process has not placed or
+/// removed yet, with what each is for, so that a front end stopped by a
+/// signal can remove them before it exits ([`remove_unfinished`]).
+static UNFINISHED: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<(PathBuf, PathBuf)>> {
+    UNFINISHED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn forget(path: &Path) {
+    unfinished().retain(|(p, _)| p != path);
+}
+
+/// Remove every temporary file (with its SQLite side files) and scratch
+/// directory this process made and has not placed or removed, and return
+/// the targets of the files removed. For a front end stopped by a signal,
+/// just before it exits (decision: an interrupted command leaves nothing,
+/// instead of leaving its temporaries to the next run's clean-up). The
+/// registry stays locked, so that nothing is registered meanwhile: call it
+/// only on the way out.
+pub fn remove_unfinished() -> Vec<PathBuf> {
+    let mut list = unfinished();
+    let mut targets = Vec::new();
+    for (path, target) in list.drain(..) {
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        } else if std::fs::remove_file(&path).is_ok() {
+            remove_with_side_files(&path);
+            targets.push(target);
+        }
+    }
+    std::mem::forget(list);
+    targets
+}
+
 /// A temporary file beside its target. Dropped before it was placed, it is
 /// removed, with its SQLite side files. Outside the library it is scratch
 /// space beside a target (`init`'s copy of a live database); putting it in
@@ -135,7 +170,8 @@ impl TempFile {
             let path = dir.join(temp_name(purpose));
             match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => {
-                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false })
+                    unfinished().push((path.clone(), target.to_path_buf()));
+                    return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), placed: false });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(&dir, e)),
@@ -151,6 +187,7 @@ impl TempFile {
         let dir = parent_dir(target);
         remove_leftovers(&dir);
         let path = dir.join(temp_name(purpose));
+        unfinished().push((path.clone(), target.to_path_buf()));
         Ok(TempFile { path, target: target.to_path_buf(), file: None, placed: false })
     }
 
@@ -212,10 +249,10 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         self.file = None;
-        if self.placed {
-            return;
+        if !self.placed {
+            remove_with_side_files(&self.path);
         }
-        remove_with_side_files(&self.path);
+        forget(&self.path);
     }
 }
 
@@ -235,7 +272,10 @@ impl ScratchDir {
         for _ in 0..16 {
             let path = dir.join(temp_name(purpose));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(ScratchDir { path }),
+                Ok(()) => {
+                    unfinished().push((path.clone(), path.clone()));
+                    return Ok(ScratchDir { path });
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(&dir, e)),
             }
@@ -252,6 +292,7 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        forget(&self.path);
     }
 }
 

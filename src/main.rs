@@ -24,7 +24,12 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     // A server logs each connection by default; other commands warnings only.
-    init_logging(if matches!(args.command, cli::Command::Server(_)) { "info" } else { "warn" });
+    let server = matches!(args.command, cli::Command::Server(_));
+    init_logging(if server { "info" } else { "warn" });
+    // The server stops cleanly by itself on these signals.
+    if !server {
+        stop_on_signals();
+    }
     match args.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -90,6 +95,53 @@ fn plugin_main() -> ExitCode {
             eprintln!("cln-backup: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM during a command: remove the temporaries it
+/// made, say on one line what was interrupted, and exit with 130 (SIGINT)
+/// or 143 (SIGTERM), as a shell reports a process the signal stopped.
+/// Decision: without this the default action killed the process silently
+/// and left a half-written temporary beside a restore's DEST until the next
+/// run; what a command already placed (whole, synced files) stays.
+fn stop_on_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    // The watching thread installs the handlers and says so before the
+    // command starts, so that no signal falls between the two; if it cannot
+    // run, none is installed and the signals keep their default action.
+    let (ready, installed) = std::sync::mpsc::sync_channel::<bool>(1);
+    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = ready.send(false);
+            return;
+        };
+        let (name, code) = runtime.block_on(async {
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                let _ = ready.send(false);
+                return std::future::pending().await;
+            };
+            let _ = ready.send(true);
+            tokio::select! {
+                _ = int.recv() => ("SIGINT", 130),
+                _ = term.recv() => ("SIGTERM", 143),
+            }
+        });
+        let removed = cln_backup::atomic_file::remove_unfinished();
+        let what = removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        if what.is_empty() {
+            eprintln!("error: interrupted by {name}");
+        } else {
+            eprintln!(
+                "error: {what}: interrupted by {name}; nothing was written there (the unfinished file is removed)"
+            );
+        }
+        std::process::exit(code);
+    });
+    match spawned.map(|_| installed.recv()) {
+        Ok(Ok(true)) => {}
+        _ => tracing::warn!(
+            "cannot watch for SIGINT and SIGTERM: an interrupted command leaves its temporaries to the next run"
+        ),
     }
 }
 

@@ -505,11 +505,16 @@ mod plugin {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(&b.display().to_string()), "{err}");
         // An object-store destination whose key cannot be read: the same.
-        let key = backups.path().join("missing.key");
+        // (A key file that does not exist is created by init: this one
+        // exists, elsewhere, and is not a key.)
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("not-a.key");
+        std::fs::write(&key, "not a key\n").unwrap();
         let out = cli(&[&"init", &"--lightning-dir", &dir.network(), &a, &"s3://bucket/node", &"--key-file", &key]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&key.display().to_string()), "{err}");
         assert!(!a.exists(), "init left {}", a.display());
         assert!(!dir.network().join(LOCK_FILE_NAME).exists());
         assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0);

@@ -47,7 +47,8 @@ fn remote_schemes_are_refused_naming_the_scheme() {
     // refused naming the URL and the rule.
     for url in ["s3://bucket/node.redb", "gs://bucket/node.redb", "az://container/node.redb"] {
         let out = command().args(["init", "--key-file", "key", url]).current_dir(dir.path()).output().unwrap();
-        assert_fails(&out, &[url], &["a replica of a local store", "list the local store first"]);
+        assert_fails(&out, &[url], &["a replica of a local store", "give a local store (a path) among the DESTs"]);
+        assert!(!dir.path().join("key").exists(), "a refused init made a key file");
     }
     for (url, scheme) in [
         ("https://example.com/node.redb", "https:"),

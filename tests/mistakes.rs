@@ -211,9 +211,16 @@ fn big_dbak(path: &Path, n: u32) {
 }
 
 /// Start `cln-backup args` with `TMPDIR=tmpdir`, wait until a temporary or
-/// scratch directory of `purpose` appears in `dir`, send SIGINT, and return
-/// whether the run was interrupted (rather than done first).
-fn interrupt_when_writing(args: &[&dyn AsRef<std::ffi::OsStr>], tmpdir: &Path, dir: &Path, purpose: &str) -> bool {
+/// scratch directory of `purpose` appears in `dir`, send `signal` (`-KILL`,
+/// `-INT`), and return whether the run was interrupted (rather than done
+/// first).
+fn interrupt_when_writing(
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    tmpdir: &Path,
+    dir: &Path,
+    purpose: &str,
+    signal: &str,
+) -> bool {
     let child = command()
         .args(args)
         .env("TMPDIR", tmpdir)
@@ -227,15 +234,16 @@ fn interrupt_when_writing(args: &[&dyn AsRef<std::ffi::OsStr>], tmpdir: &Path, d
         assert!(std::time::Instant::now() < deadline, "no temporary {prefix}* appeared in {}", dir.display());
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     !child.wait_with_output().unwrap().status.success()
 }
 
-/// verify replays into a scratch directory in $TMPDIR. Interrupted
-/// (Ctrl-C kills the command line without unwinding), it left a `.tmpXXXX`
-/// directory there that nothing ever removed. It is now named as the
-/// temporaries beside a target are, and the next run removes it the same way.
+/// verify replays into a scratch directory in $TMPDIR. Killed (SIGKILL
+/// cannot be caught), it left a `.tmpXXXX` directory there that nothing
+/// ever removed. It is now named as the temporaries beside a target are,
+/// and the next run removes it the same way. Ctrl-C (SIGINT) is caught:
+/// the run removes it itself.
 #[test]
 fn an_interrupted_verify_leaves_nothing_the_next_run_does_not_remove() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,7 +256,7 @@ fn an_interrupted_verify_leaves_nothing_the_next_run_does_not_remove() {
 
     let mut interrupted = false;
     for _ in 0..3 {
-        if interrupt_when_writing(&[&"verify", &store], &tmp, &tmp, "verify") {
+        if interrupt_when_writing(&[&"verify", &store], &tmp, &tmp, "verify", "-KILL") {
             interrupted = true;
             break;
         }
@@ -262,6 +270,16 @@ fn an_interrupted_verify_leaves_nothing_the_next_run_does_not_remove() {
     assert_ok(&out);
     assert!(stderr(&out).contains("left by an interrupted cln-backup run"), "{}", stderr(&out));
     assert!(names(&tmp).is_empty(), "left behind: {:?}", names(&tmp));
+
+    let mut interrupted = false;
+    for _ in 0..3 {
+        if interrupt_when_writing(&[&"verify", &store], &tmp, &tmp, "verify", "-INT") {
+            interrupted = true;
+            break;
+        }
+    }
+    assert!(interrupted, "verify always finished before it could be interrupted");
+    assert!(names(&tmp).is_empty(), "Ctrl-C left behind: {:?}", names(&tmp));
 }
 
 /// Not root, a restore into a directory of another user says once who owns

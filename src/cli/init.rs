@@ -110,6 +110,12 @@ pub fn run(args: Args) -> Result<()> {
         dests.insert(0, primary);
     }
     let object = dests.iter().any(|d| matches!(d.location, Location::Object(_)));
+    // The lock's own rule says "list the local store first", which is the
+    // lock's wording: on this command line the order does not matter.
+    if object && !dests.iter().any(|d| matches!(d.location, Location::File(_))) {
+        let url = dests.iter().find(|d| matches!(d.location, Location::Object(_))).map_or("", |d| d.arg.as_str());
+        bail!("{url}: object storage is a replica of a local store: give a local store (a path) among the DESTs too");
+    }
     let key = match (&args.key_file, &args.hsm_secret, &args.lightning_dir) {
         (Some(f), _, _) => Some(KeySource::KeyFile(absolute(f)?)),
         (None, Some(f), _) => Some(KeySource::HsmSecret(absolute(f)?)),
@@ -175,6 +181,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
+
+    // The key is made only once the arguments and DIR passed every check:
+    // a refused command line leaves no new key file behind.
+    if let (true, Some(KeySource::KeyFile(path))) = (object, &key) {
+        new_key_file(path)?;
+    }
 
     // The store everything is caught up from: the local DEST, or a scratch
     // one (a socket: server alone gets the snapshot from it).

@@ -48,9 +48,23 @@ pub(super) fn check_magic(path: &Path) -> Result<()> {
         if same >= 7 {
             return Err(Error::corrupt(path, "its redb file header is damaged"));
         }
-        return Err(Error::NotAStore { path: path.to_path_buf(), reason: "it is not a redb database".into() });
+        return Err(Error::NotAStore { path: path.to_path_buf(), reason: what_else(path, &magic).into() });
     }
     Ok(())
+}
+
+/// What a file that is not a store is instead, for the two files people
+/// give by mistake: the node's SQLite database and a legacy `.dbak` backup
+/// (decision: named, because "not a redb database" leaves a new user
+/// guessing what a store is).
+fn what_else(path: &Path, magic: &[u8; 9]) -> &'static str {
+    if magic.starts_with(b"SQLite fo") {
+        "it is an SQLite database, such as a node's lightningd.sqlite3, not a backup store"
+    } else if crate::legacy::is_dbak(path) {
+        "it is a legacy .dbak backup of the Python plugin, not a store; import it into a store first"
+    } else {
+        "it is not a redb database"
+    }
 }
 
 /// An error opening a file that has redb's magic: a lock held elsewhere or an

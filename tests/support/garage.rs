@@ -117,6 +117,9 @@ impl Garage {
             .spawn()
             .expect("start garage server");
         let g = Garage { dir, config, binary, endpoint: format!("http://127.0.0.1:{s3}"), _keeper: keeper };
+        // `node id` answers from the metadata directory before the server
+        // listens; `status` needs its RPC port, as the layout commands do.
+        g.until_ok(&["status"]);
         let node = g.until_ok(&["node", "id", "-q"]);
         let node = node.trim().split('@').next().unwrap_or_default().to_string();
         g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);

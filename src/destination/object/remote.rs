@@ -49,6 +49,9 @@ pub(super) struct Remote {
     runtime: Option<tokio::runtime::Runtime>,
     prefix: String,
     url: String,
+    /// An S3 client given no access key, web identity or container
+    /// credentials: the crate asks the instance metadata service instead.
+    metadata_credentials: bool,
 }
 
 impl std::fmt::Debug for Remote {
@@ -105,6 +108,17 @@ impl Remote {
             options.retain(|(o, _)| *o != k);
             options.push((k, v.clone()));
         }
+        let metadata_credentials = parsed.scheme() == "s3"
+            && !options.iter().any(|(k, _)| {
+                [
+                    "aws_access_key_id",
+                    "aws_web_identity_token_file",
+                    "aws_container_credentials_relative_uri",
+                    "aws_container_credentials_full_uri",
+                    "aws_skip_signature",
+                ]
+                .contains(&k.as_str())
+            });
         let (store, path) = object_store::parse_url_opts(&parsed, options)
             .map_err(|e| refuse(format!("cannot use this object store: {}", one_line(&e.to_string()))))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,6 +132,7 @@ impl Remote {
             runtime: Some(runtime),
             prefix: path.to_string(),
             url: url.trim_end_matches('/').into(),
+            metadata_credentials,
         })
     }
 
@@ -140,7 +155,20 @@ impl Remote {
     }
 
     fn err(&self, name: &str, e: &object_store::Error) -> Error {
-        Error::Remote { url: self.object_url(name), what: one_line(&e.to_string()) }
+        let what = one_line(&e.to_string());
+        // Decision: with no credentials given, the crate's fallback to the
+        // instance metadata service fails with a request to an address the
+        // user never named; say instead what is missing, keeping the cause.
+        if self.metadata_credentials && what.contains("/latest/") {
+            return Error::Remote {
+                url: self.url.clone(),
+                what: format!(
+                    "no credentials: no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment or the \
+                     credentials file, and the instance metadata service asked instead failed ({what})"
+                ),
+            };
+        }
+        Error::Remote { url: self.object_url(name), what }
     }
 
     /// Run `fut` on the destination's runtime and wait for it.
@@ -396,7 +424,24 @@ impl Drop for Upload<'_> {
 }
 
 /// An error's text on one line.
+/// An S3 error document in it (`<?xml ...><Error><Code>...`) is shortened
+/// to its code and message: the rest repeats the bucket and the request.
 pub(super) fn one_line(s: &str) -> String {
+    let s = match s.find("<?xml") {
+        Some(at) => {
+            let tag = |name: &str| {
+                let open = format!("<{name}>");
+                let from = s[at..].find(&open)? + at + open.len();
+                let to = s[from..].find("</")? + from;
+                Some(s[from..to].to_string())
+            };
+            match (tag("Code"), tag("Message")) {
+                (Some(code), Some(message)) => format!("{}{code}: {message}", &s[..at]),
+                _ => s.to_string(),
+            }
+        }
+        None => s.to_string(),
+    };
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -404,6 +449,19 @@ pub(super) fn one_line(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn an_s3_error_document_is_shortened_to_its_code_and_message() {
+        let text = "Error performing GET http://h/b in 1ms - Server returned non-2xx status code: 403 Forbidden: \
+                    <?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                    <Message>Forbidden: Invalid signature</Message><Resource>/b</Resource></Error>";
+        assert_eq!(
+            one_line(text),
+            "Error performing GET http://h/b in 1ms - Server returned non-2xx status code: 403 Forbidden: \
+             AccessDenied: Forbidden: Invalid signature"
+        );
+        assert_eq!(one_line("a\n  b <?xml nothing"), "a b <?xml nothing");
+    }
 
     #[test]
     fn credentials_files_are_environment_files() {

@@ -328,7 +328,7 @@ fn three_destinations_each_restore_the_node_alone() {
         &credentials,
     ]);
     run::assert_ok(&out);
-    assert!(run::stderr(&out).contains(&format!("created the key file {}", key.display())), "{}", run::stderr(&out));
+    assert!(run::stdout(&out).contains(&format!("Created the key file {}", key.display())), "{}", run::stdout(&out));
     let key_text = std::fs::read_to_string(&key).unwrap();
     assert_eq!(key_text.trim().len(), 64, "{key_text:?}");
 

@@ -182,12 +182,6 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
 
-    // The key is made only once the arguments and DIR passed every check:
-    // a refused command line leaves no new key file behind.
-    if let (true, Some(KeySource::KeyFile(path))) = (object, &key) {
-        new_key_file(path)?;
-    }
-
     // The store everything is caught up from: the local DEST, or a scratch
     // one (a socket: server alone gets the snapshot from it).
     let scratch = match local {

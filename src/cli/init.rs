@@ -70,19 +70,10 @@ pub struct Args {
     /// thread soon after each change, never stopping the node when it fails.
     #[arg(long = "async", value_name = "DEST")]
     pub async_dests: Vec<PathBuf>,
-    /// Object storage: a file holding the encryption key (64 hex characters);
-    /// created with a new random key when it does not exist.
-    #[arg(long, value_name = "FILE", conflicts_with = "hsm_secret")]
-    pub key_file: Option<PathBuf>,
-    /// Object storage: derive the encryption key from this hsm_secret (default DIR/hsm_secret).
-    #[arg(long, value_name = "FILE")]
-    pub hsm_secret: Option<PathBuf>,
-    /// Object storage: a file of AWS_*=value lines, read before the environment.
-    #[arg(long, value_name = "FILE")]
-    pub credentials_file: Option<PathBuf>,
-    /// socket: a file holding the server's pre-shared token.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    /// Keys, credentials and tokens of the remote DESTs (for object storage
+    /// the key defaults to DIR/hsm_secret).
+    #[command(flatten)]
+    pub remote: super::RemoteArgs,
 }
 
 /// One DEST, as given and as parsed.
@@ -116,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
         let url = dests.iter().find(|d| matches!(d.location, Location::Object(_))).map_or("", |d| d.arg.as_str());
         bail!("{url}: object storage is a replica of a local store: give a local store (a path) among the DESTs too");
     }
-    let key = match (&args.key_file, &args.hsm_secret, &args.lightning_dir) {
+    let key = match (&args.remote.key_file, &args.remote.hsm_secret, &args.lightning_dir) {
         (Some(f), _, _) => Some(KeySource::KeyFile(absolute(f)?)),
         (None, Some(f), _) => Some(KeySource::HsmSecret(absolute(f)?)),
         (None, None, Some(dir)) if object => Some(KeySource::HsmSecret(absolute(&dir.join("hsm_secret"))?)),
@@ -126,10 +117,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => None,
     };
-    let credentials_file = args.credentials_file.as_deref().map(absolute).transpose()?;
-    let token_file = args.token_file.as_deref().map(absolute).transpose()?;
+    let credentials_file = args.remote.credentials_file.as_deref().map(absolute).transpose()?;
+    let token_file = args.remote.token_file.as_deref().map(absolute).transpose()?;
     let listed = || dests.iter().map(|d| d.arg.as_str()).collect::<Vec<_>>().join(" ");
-    if !object && (args.key_file.is_some() || args.hsm_secret.is_some() || credentials_file.is_some()) {
+    if !object && (args.remote.key_file.is_some() || args.remote.hsm_secret.is_some() || credentials_file.is_some()) {
         bail!(
             "{}: --key-file, --hsm-secret and --credentials-file are for object-storage DESTs, and none is given",
             listed()
@@ -459,7 +450,7 @@ mod tests {
         let a = parse(&["init", "a", "b", "--async", "b", "--hsm-secret", "/h"]).unwrap();
         assert_eq!(a.dests, vec![PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(a.async_dests, vec![PathBuf::from("b")]);
-        assert_eq!(a.hsm_secret, Some(PathBuf::from("/h")));
+        assert_eq!(a.remote.hsm_secret, Some(PathBuf::from("/h")));
         assert_eq!(
             parse(&["init", "a", "--key-file", "k", "--hsm-secret", "h"]).unwrap_err().kind(),
             clap::error::ErrorKind::ArgumentConflict

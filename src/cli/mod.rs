@@ -82,14 +82,16 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// What a remote SOURCE needs beyond its URL: shared by `restore`, `info`
-/// and `verify`.
+/// What a remote SOURCE or DEST needs beyond its URL: shared by `init`,
+/// `restore`, `info` and `verify`.
 #[derive(Debug, Default, clap::Args)]
 pub struct RemoteArgs {
-    /// Object storage: a file holding the 32-byte encryption key.
+    /// Object storage: a file holding the encryption key (64 hex characters;
+    /// `init` creates it with a new random key when it does not exist).
     #[arg(long, value_name = "FILE", conflicts_with = "hsm_secret")]
     pub key_file: Option<PathBuf>,
-    /// Object storage: derive the encryption key from this hsm_secret.
+    /// Object storage: derive the encryption key from this hsm_secret
+    /// (`init`: DIR/hsm_secret by default).
     #[arg(long, value_name = "FILE")]
     pub hsm_secret: Option<PathBuf>,
     /// Object storage: a file of AWS_*=value lines, read before the environment.

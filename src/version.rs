@@ -94,6 +94,23 @@ pub fn range_text(lo: Seq, hi: Seq, has_snapshot: bool) -> String {
     }
 }
 
+/// The store version a restore to `to_version` (a `data_version`, or an
+/// extended store version; the head `hi` when `None`) reaches within the
+/// restorable range `lo..=hi`: the highest version at or below it after the
+/// last u32 wrap. Outside the range it is [`Error::NotRestorable`], naming
+/// the range as [`range_text`] words it. The one lookup behind every
+/// restore source: a store's reader, a `.dbak` plan, a socket server's
+/// stream, an object-store copy.
+pub(crate) fn target(lo: Seq, hi: Seq, has_snapshot: bool, to_version: Option<u64>) -> crate::Result<Seq> {
+    let Some(asked) = to_version else {
+        return Ok(hi);
+    };
+    match seq_at_or_below(hi, asked) {
+        Some(seq) if seq >= lo => Ok(seq),
+        _ => Err(crate::Error::NotRestorable { asked, range: range_text(lo, hi, has_snapshot) }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,16 +50,7 @@ impl Plan {
     /// The store version a restore to `to_version` (a data_version, or an
     /// extended version) means, refused when the file does not hold it.
     pub fn target(&self, to_version: Option<u64>) -> Result<Seq> {
-        let Some(v) = to_version else {
-            return Ok(self.head);
-        };
-        match version::seq_at_or_below(self.head, v) {
-            Some(seq) if seq >= self.base => Ok(seq),
-            _ => Err(Error::NotRestorable {
-                asked: v,
-                range: crate::version::range_text(self.base, self.head, self.snapshot.is_some()),
-            }),
-        }
+        version::target(self.base, self.head, self.snapshot.is_some(), to_version)
     }
 }
 

@@ -79,13 +79,7 @@ impl Reader<'_> {
     /// [`restorable`](Reader::restorable).
     pub fn target(&self, to_version: Option<u64>) -> Result<Seq> {
         let (lo, hi) = self.restorable();
-        match to_version {
-            None => Ok(hi),
-            Some(v) => match crate::version::seq_at_or_below(hi, v) {
-                Some(seq) if seq >= lo => Ok(seq),
-                _ => Err(self.not_restorable(v)),
-            },
-        }
+        crate::version::target(lo, hi, self.snapshot().is_some(), to_version)
     }
 
     /// Refuse a store version outside [`restorable`](Reader::restorable),

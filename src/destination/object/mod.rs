@@ -846,18 +846,7 @@ impl Destination for ObjectDestination {
             });
         };
         let (lo, hi) = (view.base(), view.head());
-        let upto = match to_version {
-            None => hi,
-            Some(v) => match version::seq_at_or_below(hi, v) {
-                Some(seq) if seq >= lo => seq,
-                _ => {
-                    return Err(Error::NotRestorable {
-                        asked: v,
-                        range: version::range_text(lo, hi, manifest.snapshot.is_some()),
-                    })
-                }
-            },
-        };
+        let upto = version::target(lo, hi, manifest.snapshot.is_some(), to_version)?;
         if let Some(snap) = &manifest.snapshot {
             let name = snap.name.clone();
             let mut out = Counting { inner: image, bytes: 0 };

@@ -568,19 +568,7 @@ impl Destination for SocketDestination {
         // The head, in the numbering that starts at the base: past a u32
         // wrap it is one epoch above.
         let head_seq = extend(start, head.version);
-        let upto = match to_version {
-            None => head_seq,
-            Some(asked) => {
-                let seq = if asked > u64::from(u32::MAX) { asked } else { extend(start, asked as u32) };
-                if seq < start || seq > head_seq {
-                    return Err(Error::NotRestorable {
-                        asked,
-                        range: version::range_text(start, head_seq, has_snapshot),
-                    });
-                }
-                seq
-            }
-        };
+        let upto = version::target(start, head_seq, has_snapshot, to_version)?;
         let mut stream = RestoreStream { r, url: self.url.url.clone(), pending: None, last: start, upto, done };
         if let Some((v, statements)) = first {
             stream.take_change(v, statements)?;

@@ -607,6 +607,12 @@ impl AsyncReplica {
             || (lag > 0 && inner.behind_since.is_some_and(|t| t.elapsed() >= self.shared.options.max_lag))
     }
 
+    /// How many times the replica started failing or recovered: cheap
+    /// to read on every write, to tell whether its state changed.
+    pub fn transitions(&self) -> u64 {
+        self.shared.lock().status.transitions
+    }
+
     /// Where the replica stands.
     pub fn status(&self) -> ReplicaStatus {
         let inner = self.shared.lock();

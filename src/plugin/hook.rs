@@ -172,10 +172,10 @@ impl DbWrite {
         };
         self.logged_transitions.resize(plan.replicas.len(), 0);
         for (replica, logged) in plan.replicas.iter().zip(self.logged_transitions.iter_mut()) {
-            let status = replica.status();
-            if status.transitions == *logged {
+            if replica.transitions() == *logged {
                 continue;
             }
+            let status = replica.status();
             *logged = status.transitions;
             logs.push(match status.last_error {
                 Some(e) => LogLine {

@@ -11,10 +11,147 @@
 
 use crate::error::{Error, Result};
 use crate::replay::{self, Progress};
-use crate::store::Store;
+use crate::store::{Status, Store};
 use crate::version::data_version;
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Which snapshots a compaction keeps, and so how far back a restore can go.
+///
+/// Every change since the oldest snapshot kept is kept too, so a restore can
+/// reach any version from the oldest snapshot to the head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Snapshots kept, the new one included (at least 1; default
+    /// [`Retention::DEFAULT_KEEP`]).
+    pub keep_snapshots: usize,
+    /// Snapshots older than this (by the time they were stored) are dropped
+    /// even when fewer than `keep_snapshots` are left; the newest is always
+    /// kept. `None`: no limit.
+    pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    /// Snapshots kept by default: the new one and the two before it, so that
+    /// one compaction never takes away a restore point of the interval before it.
+    pub const DEFAULT_KEEP: usize = 3;
+
+    /// Keep `keep_snapshots` (at least 1), with no age limit.
+    pub fn new(keep_snapshots: usize, max_age: Option<Duration>) -> Retention {
+        Retention { keep_snapshots: keep_snapshots.max(1), max_age }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { keep_snapshots: Retention::DEFAULT_KEEP, max_age: None }
+    }
+}
+
+/// How to compact.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// What to keep.
+    pub retention: Retention,
+    /// Progress of the replay, in changes.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options").field("retention", &self.retention).finish_non_exhaustive()
+    }
+}
+
+/// When an automatic compaction is due: after `after_changes` changes since
+/// the newest snapshot, or once those changes' stored bytes exceed
+/// `after_ratio` times the snapshot's stored bytes (whichever comes first).
+/// `0` / `0.0` turns a trigger off.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Policy {
+    /// Changes since the newest snapshot that trigger a compaction.
+    pub after_changes: u64,
+    /// Stored bytes of the changes since the newest snapshot, as a multiple
+    /// of the snapshot's stored bytes, that trigger a compaction.
+    pub after_ratio: f64,
+    /// Changes' stored bytes that trigger a compaction of a store without a
+    /// snapshot yet (the ratio has nothing to compare with).
+    pub first_after_bytes: u64,
+}
+
+impl Policy {
+    /// Default change count: at about 2 changes a second (a busy routing
+    /// node), a compaction every few hours, and a restore that replays at
+    /// most this many changes on top of a snapshot.
+    pub const DEFAULT_AFTER_CHANGES: u64 = 50_000;
+    /// Default ratio: compact once the log since the snapshot has grown as
+    /// large as the snapshot, so compaction work stays proportional to what
+    /// the node writes.
+    pub const DEFAULT_AFTER_RATIO: f64 = 1.0;
+    /// Default first-compaction size: 64 MiB of stored changes.
+    pub const DEFAULT_FIRST_AFTER_BYTES: u64 = 64 << 20;
+
+    /// A policy with these triggers.
+    pub fn new(after_changes: u64, after_ratio: f64) -> Policy {
+        Policy { after_changes, after_ratio, first_after_bytes: Policy::DEFAULT_FIRST_AFTER_BYTES }
+    }
+
+    /// No automatic compaction.
+    pub fn off() -> Policy {
+        Policy { after_changes: 0, after_ratio: 0.0, first_after_bytes: 0 }
+    }
+
+    /// Whether any trigger is on.
+    pub fn is_on(&self) -> bool {
+        self.after_changes > 0 || self.after_ratio > 0.0
+    }
+
+    /// What is left before the next compaction is due, for a store whose
+    /// status is `s`; `due` is set when it is due now.
+    pub fn next(&self, s: &Status) -> Next {
+        let changes = s.changes_since_snapshot;
+        let bytes = s.bytes_since_snapshot;
+        let changes_left = (self.after_changes > 0).then(|| self.after_changes.saturating_sub(changes));
+        let bytes_limit = match &s.snapshot {
+            Some(snap) if self.after_ratio > 0.0 => Some((snap.stored_bytes as f64 * self.after_ratio) as u64),
+            None if self.after_ratio > 0.0 && self.first_after_bytes > 0 => Some(self.first_after_bytes),
+            _ => None,
+        };
+        let bytes_left = bytes_limit.map(|limit| limit.saturating_sub(bytes));
+        // Fewer than two changes since the snapshot leave nothing to fold.
+        let foldable = changes >= 2;
+        let due = if !foldable {
+            None
+        } else if changes_left == Some(0) {
+            Some(format!("{changes} changes since the last snapshot (the limit is {})", self.after_changes))
+        } else if let (Some(0), Some(limit)) = (bytes_left, bytes_limit) {
+            Some(format!("{bytes} bytes of changes since the last snapshot (the limit is {limit})"))
+        } else {
+            None
+        };
+        Next { due, changes_left, bytes_left }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(Policy::DEFAULT_AFTER_CHANGES, Policy::DEFAULT_AFTER_RATIO)
+    }
+}
+
+/// What [`Policy::next`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Next {
+    /// Why a compaction is due now, or `None`.
+    pub due: Option<String>,
+    /// Changes left before the change-count trigger (`None`: that trigger is off).
+    pub changes_left: Option<u64>,
+    /// Stored bytes of changes left before the size trigger (`None`: off).
+    pub bytes_left: Option<u64>,
+}
 
 /// What a compaction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,20 +161,29 @@ pub struct Stats {
     pub compacted: bool,
     /// `data_version` of the new snapshot (`None` when nothing was folded).
     pub snapshot_version: Option<u32>,
+    /// `data_version` of each snapshot kept, oldest first.
+    pub snapshots_kept: Vec<u32>,
+    /// Snapshots dropped by the retention rules.
+    pub snapshots_dropped: u64,
     /// Change records in the store before the compaction.
     pub changes_before: u64,
-    /// Change records left after it (those after the new snapshot).
+    /// Change records left after it (those after the oldest snapshot kept).
     pub changes_after: u64,
     /// Bytes of the store file before the compaction.
     pub bytes_before: u64,
     /// Bytes of the store file after it.
     pub bytes_after: u64,
+    /// Bytes of the file's pages in use after it (the rest is free space
+    /// inside the file).
+    pub bytes_in_use: u64,
+    /// Time spent waiting for a compaction already running, in milliseconds.
+    pub waited_ms: u64,
     /// Wall-clock time the compaction took, in milliseconds.
     pub duration_ms: u64,
 }
 
-/// Compact `store`: snapshot at head-1, prune what it replaces.
-pub fn compact(store: &Store, progress: Option<&Progress>) -> Result<Stats> {
+/// Compact `store`: snapshot at head-1, keep what `opts.retention` says.
+pub fn compact(store: &Store, opts: &Options) -> Result<Stats> {
     let started = Instant::now();
     let before = store.status()?;
     let reader = store.reader()?;
@@ -46,10 +192,14 @@ pub fn compact(store: &Store, progress: Option<&Progress>) -> Result<Stats> {
     let nothing = Stats {
         compacted: false,
         snapshot_version: None,
+        snapshots_kept: before.snapshots.iter().map(|s| s.version).collect(),
+        snapshots_dropped: 0,
         changes_before: before.changes,
         changes_after: before.changes,
         bytes_before: before.file_bytes,
         bytes_after: before.file_bytes,
+        bytes_in_use: before.file_bytes,
+        waited_ms: 0,
         duration_ms: 0,
     };
     if head == 0 || head - 1 <= lo || reader.change_count() < 2 {
@@ -57,7 +207,7 @@ pub fn compact(store: &Store, progress: Option<&Progress>) -> Result<Stats> {
     }
     let point = head - 1;
     let tmp = crate::atomic_file::TempFile::create(store.path(), "compact")?;
-    let (replayed, last_hash) = replay::replay_store_chained(&reader, point, tmp.path(), progress)?;
+    let (replayed, last_hash) = replay::replay_store_chained(&reader, point, tmp.path(), opts.progress.as_ref())?;
     drop(reader);
     let mut image = std::fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
     let record = store.publish_compaction(point, last_hash, replayed.foreign_keys, &mut image, started)?;
@@ -65,10 +215,14 @@ pub fn compact(store: &Store, progress: Option<&Progress>) -> Result<Stats> {
     Ok(Stats {
         compacted: true,
         snapshot_version: Some(data_version(point)),
+        snapshots_kept: after.snapshots.iter().map(|s| s.version).collect(),
+        snapshots_dropped: 0,
         changes_before: record.changes_before,
         changes_after: record.changes_after,
         bytes_before: before.file_bytes,
         bytes_after: after.file_bytes,
+        bytes_in_use: after.file_bytes,
+        waited_ms: 0,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -122,7 +276,7 @@ mod tests {
         let head_before = restored(&store, dir.path(), "head-before.sqlite3", None);
         let nine_before = restored(&store, dir.path(), "9-before.sqlite3", Some(9));
 
-        let stats = compact(&store, None).unwrap();
+        let stats = compact(&store, &super::Options::default()).unwrap();
         let after = store.status().unwrap();
         assert!(stats.compacted);
         assert_eq!(stats.snapshot_version, Some(9));
@@ -150,16 +304,16 @@ mod tests {
     fn fewer_than_two_changes_after_the_snapshot_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(dir.path(), 1);
-        let stats = compact(&store, None).unwrap();
+        let stats = compact(&store, &super::Options::default()).unwrap();
         assert!(!stats.compacted);
         assert_eq!((stats.snapshot_version, stats.changes_before, stats.changes_after), (None, 1, 1));
         assert_eq!(store.status().unwrap().snapshot, None);
 
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(dir.path(), 3);
-        assert_eq!(compact(&store, None).unwrap().snapshot_version, Some(2));
+        assert_eq!(compact(&store, &super::Options::default()).unwrap().snapshot_version, Some(2));
         // One change after the snapshot at 2: nothing left to fold.
-        let stats = compact(&store, None).unwrap();
+        let stats = compact(&store, &super::Options::default()).unwrap();
         assert!(!stats.compacted);
         assert_eq!((stats.changes_before, stats.changes_after), (1, 1));
         assert_eq!(store.status().unwrap().snapshot.map(|s| s.version), Some(2));
@@ -169,12 +323,12 @@ mod tests {
     fn a_second_compaction_folds_the_changes_after_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(dir.path(), 5);
-        compact(&store, None).unwrap();
+        compact(&store, &super::Options::default()).unwrap();
         for v in 6..=8 {
             store.add_change(v, &[format!("INSERT INTO t VALUES ({v})"), bump_statement(v)]).unwrap();
         }
         let head_before = restored(&store, dir.path(), "before.sqlite3", None);
-        let stats = compact(&store, None).unwrap();
+        let stats = compact(&store, &super::Options::default()).unwrap();
         assert_eq!(stats.snapshot_version, Some(7));
         assert_eq!((stats.changes_before, stats.changes_after), (4, 1));
         assert_eq!(store.status().unwrap().restorable, (7, 8));

@@ -159,6 +159,15 @@ pub enum Error {
         range: String,
     },
 
+    /// A time was asked for that the store holds no version at.
+    #[error("no version of this backup was received at or before {asked} (restorable: {range})")]
+    TimeNotRestorable {
+        /// The time asked for, ISO 8601 UTC.
+        asked: String,
+        /// The versions the backup can restore, with their times.
+        range: String,
+    },
+
     /// Another writer changed the log while a compaction was being prepared.
     #[error("the change log moved under the compaction (version {version} changed); nothing was pruned, try again")]
     CompactionRaced {

@@ -39,7 +39,7 @@
 //! assert_eq!(store.version(), 3);
 //!
 //! // Fold the old changes into a base snapshot; the last one stays a change.
-//! let stats = compact::compact(&store, None)?;
+//! let stats = compact::compact(&store, &Default::default())?;
 //! assert_eq!(stats.snapshot_version, Some(2));
 //!
 //! // Rebuild the database, checked and renamed into place whole.
@@ -83,6 +83,7 @@ mod record;
 pub mod replay;
 pub mod restore;
 pub mod store;
+pub mod timespec;
 pub mod version;
 
 pub use compact::Stats as CompactStats;

@@ -88,10 +88,10 @@ pub(crate) fn replay_store_chained(
     {
         let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-        reader.copy_snapshot(&mut w)?;
+        reader.copy_snapshot_for(upto, &mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Error::io(path, e))?;
     }
-    let fk = foreign_keys_at_start(reader.snapshot().as_ref());
+    let fk = foreign_keys_at_start(reader.snapshot_for(upto).as_ref());
     let changes = reader.changes(upto)?;
     let failed = || Error::corrupt(reader.path(), "reading the change log failed unexpectedly");
     let (replayed, changes) = run(path, fk, changes, upto, progress, failed)?;
@@ -506,7 +506,7 @@ mod tests {
         drop(reader);
 
         // A snapshot taken with foreign keys off starts the replay with them off.
-        crate::compact::compact(&store, None).unwrap();
+        crate::compact::compact(&store, &Default::default()).unwrap();
         let reader = store.reader().unwrap();
         let snapshot = reader.snapshot().unwrap();
         assert_eq!((snapshot.version, snapshot.foreign_keys), (3, false));

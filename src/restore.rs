@@ -33,6 +33,11 @@ pub struct Options {
     /// Restore this version (a `data_version`, or an extended store version)
     /// instead of the head.
     pub to_version: Option<u64>,
+    /// Restore the newest version the store had received at this time
+    /// (milliseconds since the Unix epoch) instead of the head; see
+    /// [`Reader::target_time`](crate::Reader::target_time). Only a store
+    /// keeps record times; it takes precedence over `to_version`.
+    pub to_time_ms: Option<u64>,
     /// Replace an existing destination.
     pub force: bool,
     /// Progress callback.
@@ -326,10 +331,13 @@ pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Re
 /// `DIR/lightningd.sqlite3`).
 pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Report> {
     let reader = store.reader()?;
-    let seq = reader.target(opts.to_version)?;
+    let seq = match opts.to_time_ms {
+        Some(ms) => reader.target_time(ms)?,
+        None => reader.target(opts.to_version)?,
+    };
     restore_with(store.path(), dest, opts, |image| {
-        reader.copy_snapshot(image)?;
-        Ok((seq, replay::foreign_keys_at_start(reader.snapshot().as_ref()), reader.changes(seq)?))
+        reader.copy_snapshot_for(seq, image)?;
+        Ok((seq, replay::foreign_keys_at_start(reader.snapshot_for(seq).as_ref()), reader.changes(seq)?))
     })
 }
 

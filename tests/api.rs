@@ -133,7 +133,7 @@ fn root_report_names_are_the_modules_reports() {
     for v in 1..=4 {
         store.add_change(v, &transaction(v)).unwrap();
     }
-    let stats: CompactStats = compact::compact(&store, None).unwrap();
+    let stats: CompactStats = compact::compact(&store, &Default::default()).unwrap();
     assert!(stats.compacted);
     assert_eq!((stats.snapshot_version, stats.changes_before, stats.changes_after), (Some(3), 4, 1));
     let dest = dir.path().join("lightningd.sqlite3");

@@ -27,7 +27,7 @@ fn build_store(dir: &Path) -> PathBuf {
     let txns = Workload::generate(11, 380);
     let store = Store::create(&path).unwrap();
     add_all(&store, &txns[..40]);
-    assert!(cln_backup::compact::compact(&store, None).unwrap().compacted);
+    assert!(cln_backup::compact::compact(&store, &Default::default()).unwrap().compacted);
     add_all(&store, &txns[40..]);
     let status = store.status().unwrap();
     assert!(status.snapshot.is_some());

@@ -150,7 +150,7 @@ fn bad_locks_are_refused_naming_the_file() {
 fn catch_up_sends_the_snapshot_then_the_changes_and_repeated_reports() {
     let dir = tempfile::tempdir().unwrap();
     let primary = store_with(&dir.path().join("p.redb"), 10);
-    cln_backup::compact::compact(&primary, None).unwrap();
+    cln_backup::compact::compact(&primary, &Default::default()).unwrap();
     primary.add_change(11, &tx(11, "INSERT INTO t VALUES (11)")).unwrap();
     // An empty replica gets the snapshot (at 9) and the changes after it.
     let empty = FileDestination::new(Store::create(dir.path().join("r.redb")).unwrap());

@@ -636,7 +636,7 @@ fn python_reader_accepts_our_export() {
     assert!(DbakReader::open(&plain).unwrap().scan().unwrap().iter().all(|r| r.kind == Kind::Transaction));
 
     // With a snapshot: compact first, so the export starts with a type-2 record.
-    cln_backup::compact::compact(&store, None).unwrap();
+    cln_backup::compact::compact(&store, &Default::default()).unwrap();
     let snap = store.status().unwrap().snapshot.unwrap();
     let compacted = check(&store, "compacted");
     let mut file = DbakReader::open(&compacted).unwrap();

@@ -263,7 +263,7 @@ impl Harness<'_> {
             Op::Compact => {
                 let m = &self.model;
                 let expect = m.head >= 1 && m.head - 1 > m.base;
-                let stats = compact::compact(&self.store, None).unwrap();
+                let stats = compact::compact(&self.store, &Default::default()).unwrap();
                 assert_eq!(stats.compacted, expect, "{step}: compacted");
                 if expect {
                     let m = &mut self.model;

@@ -43,7 +43,7 @@ fn build_store(dir: &Path) -> (PathBuf, Vec<Txn>) {
     let txns = Workload::generate(SEED, 420);
     let store = Store::create(&path).unwrap();
     add_all(&store, &txns[..60]);
-    let stats = cln_backup::compact::compact(&store, None).unwrap();
+    let stats = cln_backup::compact::compact(&store, &Default::default()).unwrap();
     assert!(stats.compacted);
     add_all(&store, &txns[60..]);
     drop(store);
@@ -297,7 +297,7 @@ fn a_read_only_store_refuses_every_write() {
     refused(store.rewind().unwrap_err());
     refused(store.add_snapshot(head, &mut std::io::empty()).unwrap_err());
     refused(store.bulk_load().unwrap_err());
-    refused(cln_backup::compact::compact(&store, None).unwrap_err());
+    refused(cln_backup::compact::compact(&store, &Default::default()).unwrap_err());
     refused(store.shrink_file().unwrap_err());
     // Reading still works.
     let reader = store.reader().unwrap();

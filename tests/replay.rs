@@ -266,7 +266,7 @@ fn compaction_keeps_restores_identical_and_last_change_rewindable() {
     let mut txns: Vec<Txn> = (0..60).map(|_| w.next_txn()).collect();
     add_all(&store, &txns);
 
-    let stats = compact::compact(&store, None).unwrap();
+    let stats = compact::compact(&store, &Default::default()).unwrap();
     assert!(stats.compacted);
     assert_eq!(stats.snapshot_version, Some(w.version() - 1));
     assert_eq!(stats.changes_after, 1);
@@ -291,7 +291,7 @@ fn compaction_keeps_restores_identical_and_last_change_rewindable() {
     let rebuild = w.rebuild_channels();
     add_all(&store, &rebuild[..2]);
     txns.extend(rebuild[..2].iter().cloned());
-    let stats = compact::compact(&store, None).unwrap();
+    let stats = compact::compact(&store, &Default::default()).unwrap();
     assert_eq!(stats.snapshot_version, Some(rebuild[0].0));
     let st = store.status().unwrap();
     assert_eq!(st.snapshot.as_ref().map(|s| s.foreign_keys), Some(false));
@@ -314,7 +314,7 @@ fn compaction_keeps_restores_identical_and_last_change_rewindable() {
 
     // Compacting again (foreign keys on at the point) changes nothing either,
     // and survives reopening.
-    let stats = compact::compact(&store, None).unwrap();
+    let stats = compact::compact(&store, &Default::default()).unwrap();
     assert!(stats.compacted);
     drop(store);
     let store = Store::open(dir.path().join("node.redb")).unwrap();

@@ -477,7 +477,7 @@ fn long_logs_seal_into_segments_and_stay_exact() {
     workload::assert_same_db(&restore_to(&store, dir.path(), "at-150.sqlite3", Some(150)), &want_early);
 
     // Compaction folds every segment into the snapshot; the last change stays rewindable.
-    let stats = cln_backup::compact::compact(&store, None).unwrap();
+    let stats = cln_backup::compact::compact(&store, &Default::default()).unwrap();
     assert_eq!((stats.changes_before, stats.changes_after), (700, 1));
     workload::assert_same_db(&restore_to(&store, dir.path(), "compacted.sqlite3", None), &want);
     assert_eq!(store.rewind().unwrap(), 699);
@@ -542,7 +542,7 @@ fn committed_operations_leave_memory_as_a_reopen_finds_the_file() {
 
     // Compaction: a new snapshot, fewer records, the last one still appendable.
     add_all(&store, &txns[56..]);
-    let stats = cln_backup::compact::compact(&store, None).unwrap();
+    let stats = cln_backup::compact::compact(&store, &Default::default()).unwrap();
     assert!(stats.compacted);
     matches_a_fresh_open(&store, dir.path(), "compaction");
     store.add_change(txns[69].0, &lone).unwrap();

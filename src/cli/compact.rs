@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let len = store.reader()?.change_count();
     let bar = progress_bar(len, "compact");
-    let stats = compact::compact(&store, progress_callback(&bar).as_ref());
+    let stats = compact::compact(&store, &compact::Options { progress: progress_callback(&bar), ..Default::default() });
     finish_bar(bar);
     let stats = stats?;
     if !stats.compacted {

@@ -89,7 +89,7 @@ pub fn refuse_empty(source: &Source, to_version: Option<u64>) -> Result<()> {
         Source::Store(store) => {
             let reader = store.reader()?;
             let seq = reader.target(to_version).map_err(|e| naming(store.path(), e))?;
-            (store.path().to_path_buf(), seq == 0 && reader.snapshot().is_none(), reader.head())
+            (store.path().to_path_buf(), seq == 0 && reader.snapshot_for(seq).is_none(), reader.head())
         }
         Source::Legacy(path) => {
             // Reading the plan scans the file: only when a version is asked
@@ -123,7 +123,7 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
         Source::Store(store) => {
             let len = store.reader()?.change_count();
             let bar = progress_bar(len, "restore");
-            let opts = Options { to_version, force, progress: progress_callback(&bar) };
+            let opts = Options { to_version, to_time_ms: None, force, progress: progress_callback(&bar) };
             let report = lib::restore_store(store, dest, &opts);
             finish_bar(bar);
             report.map_err(with_flags)
@@ -132,13 +132,13 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
             // The header's record count: near enough for a bar.
             let records = cln_backup::legacy::DbakReader::open(path).map(|f| f.header().version_count);
             let bar = progress_bar(records.unwrap_or(0), "restore");
-            let opts = Options { to_version, force, progress: progress_callback(&bar) };
+            let opts = Options { to_version, to_time_ms: None, force, progress: progress_callback(&bar) };
             let report = cln_backup::legacy::restore_dbak(path, dest, &opts);
             finish_bar(bar);
             report.map_err(with_flags)
         }
         Source::Remote(from) => {
-            let opts = Options { to_version, force, progress: None };
+            let opts = Options { to_version, to_time_ms: None, force, progress: None };
             lib::restore_from(from.as_ref(), dest, &opts).map_err(|e| naming(Path::new(from.location()), with_flags(e)))
         }
     }

@@ -809,7 +809,7 @@ mod tests {
         for v in 2..=6 {
             primary.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)]).unwrap();
         }
-        crate::compact::compact(&primary, None).unwrap();
+        crate::compact::compact(&primary, &Default::default()).unwrap();
         // The replica (at 1) is below the primary's snapshot (at 5), and a
         // local store takes a snapshot only at its head or when empty.
         let err = catch_up(&primary, &replica).unwrap_err().to_string();

@@ -53,7 +53,7 @@ pub fn export_dump(
         path: done.path,
         ownership: done.ownership,
         version: data_version(upto),
-        snapshot_version: reader.snapshot().map(|s| s.version),
+        snapshot_version: reader.snapshot_for(upto).map(|s| s.version),
         records: replayed.changes,
         bytes: done.bytes,
     })

@@ -32,12 +32,12 @@ pub fn export_sql(
     progress: Option<&Progress>,
 ) -> Result<ExportReport> {
     let output = Output::new(reader, upto, out, force)?;
-    let snapshot = reader.snapshot();
+    let snapshot = reader.snapshot_for(upto);
     let tmp_path = output.path().to_path_buf();
     let io = |e| Error::io(&tmp_path, e);
     let mut file = output.tmp.reopen()?;
     let mut w = BufWriter::with_capacity(1 << 20, &mut file);
-    let (lo, _) = reader.restorable();
+    let lo = snapshot.as_ref().map(|s| s.seq).unwrap_or(0);
     writeln!(
         w,
         "-- cln-backup change log of {}, versions {} to {}",

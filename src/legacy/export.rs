@@ -38,7 +38,7 @@ pub fn export_dbak(
     progress: Option<&Progress>,
 ) -> Result<ExportReport> {
     let output = Output::new(reader, upto, out, force)?;
-    let snapshot = reader.snapshot();
+    let snapshot = reader.snapshot_for(upto);
     let start = snapshot.as_ref().map(|s| s.seq).unwrap_or(0);
     if start >> 32 != upto >> 32 {
         return Err(Error::legacy(
@@ -53,7 +53,7 @@ pub fn export_dbak(
     let file = output.tmp.reopen()?;
     let mut w = DbakWriter::new(file, output.path())?;
     if let Some(snap) = &snapshot {
-        w.add_snapshot_with(snap.version, snap.size, |out| reader.copy_snapshot(out))?;
+        w.add_snapshot_with(snap.version, snap.size, |out| reader.copy_snapshot_for(upto, out))?;
     }
     let mut changes = 0u64;
     for change in reader.changes(upto)? {

@@ -397,7 +397,7 @@ fn compact(st: &State) -> anyhow::Result<Value> {
             );
         }
     }
-    let stats = cln_backup::compact::compact(store, None)?;
+    let stats = cln_backup::compact::compact(store, &Default::default())?;
     let mut value = serde_json::to_value(stats)?;
     let servers: Vec<Value> = st
         .plan

@@ -169,22 +169,61 @@ pub struct SnapshotHeader {
     /// Whether replay continues with foreign keys enforced (false only when a
     /// compaction point fell between lone `PRAGMA foreign_keys = OFF` and `ON`).
     pub foreign_keys: bool,
+    /// When the snapshot was stored, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// When the store received the version the image holds (its change
+    /// record's time), or [`TIME_NOT_RECORDED`]: what `--to-time` compares.
+    /// A snapshot offered whole (`init`, an import) has the time it was stored.
+    pub version_time_ms: u64,
 }
 
+/// The first header layout, without `version_time_ms`.
 #[derive(Serialize, Deserialize)]
+struct SnapshotHeaderV1 {
+    size: u64,
+    chunks: u32,
+    stored_bytes: u64,
+    content_hash: Hash,
+    anchor: Hash,
+    foreign_keys: bool,
+    created_ms: u64,
+}
+
+#[derive(Deserialize)]
 enum SnapshotEnvelope {
-    V1(SnapshotHeader),
+    V1(SnapshotHeaderV1),
+    V2(SnapshotHeader),
+}
+
+/// [`SnapshotEnvelope::V2`] borrowed for writing: the same bytes (variant
+/// index 1, then the header), without a variant this build never writes.
+struct SnapshotV2Ref<'a>(&'a SnapshotHeader);
+
+impl Serialize for SnapshotV2Ref<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_variant("SnapshotEnvelope", 1, "V2", self.0)
+    }
 }
 
 impl SnapshotHeader {
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
-        postcard::to_stdvec(&SnapshotEnvelope::V1(self.clone()))
-            .map_err(|e| format!("snapshot header does not encode: {e}"))
+        postcard::to_stdvec(&SnapshotV2Ref(self)).map_err(|e| format!("snapshot header does not encode: {e}"))
     }
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         match postcard::from_bytes::<SnapshotEnvelope>(bytes) {
-            Ok(SnapshotEnvelope::V1(h)) => Ok(h),
+            Ok(SnapshotEnvelope::V2(h)) => Ok(h),
+            // Written before headers kept the version's time: the time the
+            // snapshot was stored is the closest known bound.
+            Ok(SnapshotEnvelope::V1(h)) => Ok(SnapshotHeader {
+                size: h.size,
+                chunks: h.chunks,
+                stored_bytes: h.stored_bytes,
+                content_hash: h.content_hash,
+                anchor: h.anchor,
+                foreign_keys: h.foreign_keys,
+                created_ms: h.created_ms,
+                version_time_ms: h.created_ms,
+            }),
             Err(e) => Err(format!("snapshot header does not decode: {e}")),
         }
     }
@@ -283,6 +322,36 @@ mod tests {
         assert!(!back.check(&[4; 32], 42), "another predecessor");
         assert!(!back.check(&[3; 32], 43), "another version");
         assert_eq!(back.decode(42).unwrap().transactions[0].statements, vec!["SELECT 1"]);
+    }
+
+    #[test]
+    fn snapshot_headers_round_trip_and_the_first_layout_still_reads() {
+        let h = SnapshotHeader {
+            size: 10,
+            chunks: 1,
+            stored_bytes: 5,
+            content_hash: [1; 32],
+            anchor: [2; 32],
+            foreign_keys: false,
+            created_ms: 1_700_000_000_000,
+            version_time_ms: 1_699_999_999_000,
+        };
+        assert_eq!(SnapshotHeader::from_bytes(&h.to_bytes().unwrap()).unwrap(), h);
+        #[derive(Serialize)]
+        enum Old {
+            V1(SnapshotHeaderV1),
+        }
+        let old = Old::V1(SnapshotHeaderV1 {
+            size: 10,
+            chunks: 1,
+            stored_bytes: 5,
+            content_hash: [1; 32],
+            anchor: [2; 32],
+            foreign_keys: false,
+            created_ms: 1_700_000_000_000,
+        });
+        let back = SnapshotHeader::from_bytes(&postcard::to_stdvec(&old).unwrap()).unwrap();
+        assert_eq!(back, SnapshotHeader { version_time_ms: 1_700_000_000_000, ..h });
     }
 
     #[test]

@@ -86,8 +86,12 @@ impl Store {
     /// Give space freed by pruning back to the file system. Needs exclusive use.
     pub fn shrink_file(&mut self) -> Result<bool> {
         let path = self.path.clone();
-        guarded(&path, || match &mut self.db {
-            Db::Write(db) => db.compact().map_err(|e| Error::redb(&path, redb::Error::from(e))),
+        let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner());
+        guarded(&path, || match db {
+            Db::Write(db) => match std::sync::Arc::get_mut(db) {
+                Some(db) => db.compact().map_err(|e| Error::redb(&path, redb::Error::from(e))),
+                None => Err(Error::redb(&path, redb::Error::TransactionInProgress)),
+            },
             _ => Err(Error::ReadOnly { path: path.clone() }),
         })
     }

@@ -56,19 +56,20 @@ use state::State;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tables::{KEY_FORMAT, KEY_META};
 
 /// The redb handle behind a store, and whether it may be written.
+#[derive(Clone)]
 enum Db {
     /// [`Store::create`] or [`Store::open`]: redb's exclusive lock, writable.
-    Write(redb::Database),
+    Write(Arc<redb::Database>),
     /// [`Store::open_read_only`] of a cleanly closed file: a shared lock, the
     /// file opened read-only.
-    Read(redb::ReadOnlyDatabase),
+    Read(Arc<redb::ReadOnlyDatabase>),
     /// [`Store::open_read_only`] of a file whose writer died without closing
     /// it: redb's repair ran over an [`overlay::Overlay`], in memory.
-    Recovered(redb::Database),
+    Recovered(Arc<redb::Database>),
     /// Only while the store is dropped.
     Closed,
 }
@@ -76,15 +77,20 @@ enum Db {
 /// An open store. Safe to share between threads: writes are serialised.
 pub struct Store {
     path: PathBuf,
-    db: Db,
+    /// Replaced whole, under the state lock, when a compaction puts a
+    /// rewritten file in place (see `rewrite`); every write takes it after
+    /// taking the state lock.
+    db: RwLock<Db>,
     state: Mutex<State>,
+    /// Held by a running compaction (and a bulk load): one at a time.
+    compacting: Mutex<()>,
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
         // redb flushes and unlocks on drop; a store that met a damaged page may
         // fail there too, and that must stay as quiet as the failure itself.
-        let db = std::mem::replace(&mut self.db, Db::Closed);
+        let db = std::mem::replace(&mut *self.db.write().unwrap_or_else(|p| p.into_inner()), Db::Closed);
         let _ = guarded(&self.path, move || {
             drop(db);
             Ok(())
@@ -143,7 +149,7 @@ impl Store {
             }
             txn.commit().map_err(|e| Error::redb(&path, e))?;
             crate::atomic_file::sync_parent(&path)?;
-            Store::from_db(path, Db::Write(db))
+            Store::from_db(path, Db::Write(Arc::new(db)))
         })
     }
 
@@ -169,7 +175,7 @@ impl Store {
                 .set_check_integrity_on_open(check)
                 .open(&path)
                 .map_err(|e| file::open_error(&path, e))?;
-            let store = Store::from_db(path, Db::Write(db))?;
+            let store = Store::from_db(path, Db::Write(Arc::new(db)))?;
             store.upgrade_format()?;
             Ok(store)
         })
@@ -223,12 +229,12 @@ impl Store {
         guarded(&path.clone(), move || {
             let builder = file::builder();
             match builder.open_read_only(&path) {
-                Ok(db) => Store::from_db(path, Db::Read(db)),
+                Ok(db) => Store::from_db(path, Db::Read(Arc::new(db))),
                 Err(redb::DatabaseError::RepairAborted) => {
                     let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
                     let overlay = overlay::Overlay::new(file).map_err(|e| Error::io(&path, e))?;
                     let db = builder.create_with_backend(overlay).map_err(|e| file::open_error(&path, e))?;
-                    Store::from_db(path, Db::Recovered(db))
+                    Store::from_db(path, Db::Recovered(Arc::new(db)))
                 }
                 Err(e) => Err(file::open_error(&path, e)),
             }
@@ -237,7 +243,7 @@ impl Store {
 
     fn from_db(path: PathBuf, db: Db) -> Result<Store> {
         guarded(&path.clone(), move || {
-            let store = Store { path, db, state: Mutex::new(State::empty()) };
+            let store = Store { path, db: RwLock::new(db), state: Mutex::new(State::empty()), compacting: Mutex::new(()) };
             let txn = store.begin_read()?;
             let state = state::load_state(&store.path, &txn, true)?;
             drop(txn);
@@ -253,11 +259,16 @@ impl Store {
 
     /// Whether the store was opened with [`Store::open_read_only`].
     pub fn is_read_only(&self) -> bool {
-        !matches!(self.db, Db::Write(_))
+        !matches!(self.db(), Db::Write(_))
+    }
+
+    /// The current database handle (cheap: a reference count).
+    fn db(&self) -> Db {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction> {
-        let txn = match &self.db {
+        let txn = match self.db() {
             Db::Write(db) | Db::Recovered(db) => db.begin_read(),
             Db::Read(db) => db.begin_read(),
             Db::Closed => return Err(Error::redb(&self.path, redb::Error::DatabaseClosed)),
@@ -265,12 +276,18 @@ impl Store {
         txn.map_err(|e| self.err(e))
     }
 
-    /// The database, for a write; refused on a read-only store.
-    fn writer(&self) -> Result<&redb::Database> {
-        match &self.db {
+    /// The database, for a write; refused on a read-only store. Taken after
+    /// the state lock by every write (see [`Store::db`]).
+    fn writer(&self) -> Result<Arc<redb::Database>> {
+        match self.db() {
             Db::Write(db) => Ok(db),
             _ => Err(Error::ReadOnly { path: self.path.clone() }),
         }
+    }
+
+    /// Whether a compaction is running on this store now.
+    pub fn is_compacting(&self) -> bool {
+        self.compacting.try_lock().is_err()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -62,12 +62,24 @@ impl Reader<'_> {
         self.state.head
     }
 
-    /// The base snapshot, if any.
+    /// The newest snapshot, if any: where a restore to the head starts.
     pub fn snapshot(&self) -> Option<SnapshotInfo> {
         self.state.snapshot_info()
     }
 
-    /// Lowest and highest store version a restore can produce from this view.
+    /// Every snapshot the store keeps, oldest first.
+    pub fn snapshots(&self) -> Vec<SnapshotInfo> {
+        self.state.snapshot_infos()
+    }
+
+    /// The newest snapshot at or below `seq`: where a restore to `seq`
+    /// starts (`None`: from an empty database).
+    pub fn snapshot_for(&self, seq: Seq) -> Option<SnapshotInfo> {
+        self.state.snapshot_for(seq).map(super::state::info)
+    }
+
+    /// Lowest and highest store version a restore can produce from this
+    /// view: from the oldest snapshot kept (or 0) to the head.
     pub fn restorable(&self) -> (Seq, Seq) {
         self.state.restorable()
     }
@@ -103,35 +115,146 @@ impl Reader<'_> {
         self.state.changes
     }
 
-    /// Write the snapshot's SQLite image to `out`, checking its content hash.
-    /// Returns the bytes written (0 when there is no snapshot).
+    /// Write the newest snapshot's SQLite image to `out`, checking its
+    /// content hash. Returns the bytes written (0 when there is no snapshot).
+    /// It pairs with [`changes`](Reader::changes) up to the head; for an
+    /// older version, see [`copy_snapshot_for`](Reader::copy_snapshot_for).
     pub fn copy_snapshot(&self, out: &mut dyn Write) -> Result<u64> {
-        guarded(&self.store.path, || match &self.state.snapshot {
+        self.copy_snapshot_for(self.state.head, out)
+    }
+
+    /// Write the image of [`snapshot_for(upto)`](Reader::snapshot_for) to
+    /// `out`, checking its content hash: the start of a restore to `upto`,
+    /// which [`changes(upto)`](Reader::changes) continues. Returns the bytes
+    /// written (0 when the restore starts from an empty database).
+    pub fn copy_snapshot_for(&self, upto: Seq, out: &mut dyn Write) -> Result<u64> {
+        guarded(&self.store.path, || match self.state.snapshot_for(upto) {
             Some((seq, header)) => snapshot::copy(&self.store.path, self.txn()?, *seq, header, out),
             None => Ok(0),
         })
     }
 
-    /// The change records after the snapshot up to and including `upto`, in
-    /// order, each checked against the hash chain before it is decoded.
+    /// The change records after [`snapshot_for(upto)`](Reader::snapshot_for)
+    /// up to and including `upto`, in order, each checked against the hash
+    /// chain before it is decoded: what a restore to `upto` replays on top
+    /// of that snapshot.
     pub fn changes(&self, upto: Seq) -> Result<Changes> {
         guarded(&self.store.path, || self.changes_inner(upto))
     }
 
+    /// Every change record kept, from the oldest snapshot (or the start of
+    /// the log) to the head, each checked against the hash chain: what
+    /// `verify` walks. A newer snapshot's version is passed through, not
+    /// started from.
+    pub fn log(&self) -> Result<Changes> {
+        guarded(&self.store.path, || self.changes_from(self.state.snapshots.first(), self.state.head))
+    }
+
     fn changes_inner(&self, upto: Seq) -> Result<Changes> {
+        self.changes_from(self.state.snapshot_for(upto), upto)
+    }
+
+    /// The records after the snapshot `from` (or from the start of the log)
+    /// up to `upto`.
+    fn changes_from(&self, from: Option<&(Seq, crate::record::SnapshotHeader)>, upto: Seq) -> Result<Changes> {
         let tail = self.txn()?.open_table(CHANGES).map_err(|e| self.store.err(e))?;
         let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.store.path))?;
         let sealed = self.txn()?.open_table(SEALED).map_err(|e| self.store.err(e))?;
-        let start = self.state.base();
+        let (start, prev_hash) = match from {
+            Some((seq, h)) => (*seq, h.anchor),
+            None => (0, self.state.origin()),
+        };
         Ok(Changes {
             path: self.store.path.clone(),
             records: Records::new(&tail, recent.as_ref(), &sealed, start, upto).map_err(|e| e.at(&self.store.path))?,
             upto,
-            prev_hash: self.state.origin(),
+            prev_hash,
             prev_seq: None,
             start,
+            // A record at the snapshot's own version whose hash is the anchor
+            // is the change the image already holds (kept for replays from
+            // an older snapshot): skipped. One that chains from the anchor
+            // holds reports made after the snapshot: replayed.
+            skip_start: true,
             ended: false,
         })
+    }
+
+    /// When the store received the change at `seq` (its record's first
+    /// transaction), or the time of a snapshot's version where the record
+    /// is not kept; [`TIME_NOT_RECORDED`](crate::TIME_NOT_RECORDED) when the
+    /// source recorded none (an import). Refused outside
+    /// [`restorable`](Reader::restorable).
+    pub fn time_of(&self, seq: Seq) -> Result<u64> {
+        guarded(&self.store.path, || {
+            self.check_restorable(seq)?;
+            match record_in(&self.store.path, self.txn()?, seq)? {
+                Some(bytes) => {
+                    let rec = StoredChange::from_bytes(&bytes)
+                        .map_err(|e| Error::corrupt(&self.store.path, format!("version {}: {e}", data_version(seq))))?;
+                    // At the floor, a record holds reports made after the
+                    // snapshot: the version's time is the snapshot's.
+                    match (seq == self.state.base(), self.state.snapshot_for(seq)) {
+                        (true, Some((s, h))) if *s == seq => Ok(h.version_time_ms),
+                        _ => Ok(rec.parts.first().map(|p| p.time_ms).unwrap_or(crate::record::TIME_NOT_RECORDED)),
+                    }
+                }
+                None => match self.state.snapshot_for(seq) {
+                    Some((s, h)) if *s == seq => Ok(h.version_time_ms),
+                    _ => Err(Error::corrupt(
+                        &self.store.path,
+                        format!("change record for version {} is missing", data_version(seq)),
+                    )),
+                },
+            }
+        })
+    }
+
+    /// The store version a restore to the time `time_ms` (milliseconds since
+    /// the Unix epoch) reaches: the newest version the store had received at
+    /// that time. Record times never go back (see [`Store::add_change`]), so
+    /// this is a binary search. Refused with [`Error::TimeNotRestorable`]
+    /// when `time_ms` is before the oldest restorable version's time, or
+    /// when that version's time is not known.
+    pub fn target_time(&self, time_ms: u64) -> Result<Seq> {
+        let (lo, hi) = self.restorable();
+        let lo_time = self.time_of(lo)?;
+        if lo_time == crate::record::TIME_NOT_RECORDED || time_ms < lo_time {
+            return Err(self.time_not_restorable(time_ms, lo_time));
+        }
+        // Invariant: time_of(found) <= time_ms; the answer is in found..=hi.
+        let (mut found, mut above) = (lo, hi + 1);
+        while above - found > 1 {
+            let mid = found + (above - found) / 2;
+            if self.time_of(mid)? <= time_ms {
+                found = mid;
+            } else {
+                above = mid;
+            }
+        }
+        Ok(found)
+    }
+
+    fn time_not_restorable(&self, asked_ms: u64, lo_time: u64) -> Error {
+        let (lo, hi) = self.restorable();
+        let hi_time = self.time_of(hi).unwrap_or(crate::record::TIME_NOT_RECORDED);
+        let when = |ms: u64| {
+            if ms == crate::record::TIME_NOT_RECORDED {
+                "time not recorded".to_string()
+            } else {
+                crate::record::utc_iso8601(ms, true)
+            }
+        };
+        Error::TimeNotRestorable {
+            asked: crate::record::utc_iso8601(asked_ms, true),
+            range: format!(
+                "version {} ({}) to version {} ({})",
+                data_version(lo),
+                when(lo_time),
+                data_version(hi),
+                when(hi_time)
+            ),
+        }
     }
 
     /// The change records after `after` (a store version at or above the
@@ -171,6 +294,7 @@ impl Reader<'_> {
                 prev_hash,
                 prev_seq: None,
                 start: after,
+                skip_start: false,
                 ended: false,
             })
         })
@@ -208,6 +332,9 @@ pub struct Changes {
     prev_hash: Hash,
     prev_seq: Option<Seq>,
     start: Seq,
+    /// The record at `start`, if there is one, is the change a snapshot
+    /// there already holds: checked against the anchor and not yielded.
+    skip_start: bool,
     /// Set once the iteration has ended, by running out or by an error.
     ended: bool,
 }
@@ -218,7 +345,19 @@ impl Changes {
         self.prev_hash
     }
 
-    fn step(&mut self, seq: Seq, bytes: &[u8]) -> Result<Change> {
+    fn step(&mut self, seq: Seq, bytes: &[u8]) -> Result<Option<Change>> {
+        if self.skip_start && self.prev_seq.is_none() && seq == self.start {
+            let rec = StoredChange::from_bytes(bytes)
+                .map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq))))?;
+            if rec.hash == self.prev_hash {
+                self.prev_seq = Some(seq);
+                return Ok(None);
+            }
+        }
+        self.step_record(seq, bytes).map(Some)
+    }
+
+    fn step_record(&mut self, seq: Seq, bytes: &[u8]) -> Result<Change> {
         let expected_seq = match self.prev_seq {
             Some(p) => p + 1,
             None => seq.max(self.start),
@@ -254,31 +393,40 @@ impl Iterator for Changes {
         if self.ended {
             return None;
         }
-        let item = guarded(&path, || match self.records.next_record().map_err(|e| e.at(&self.path))? {
-            Some((seq, bytes)) => self.step(seq, &bytes).map(Some),
-            None => {
-                self.ended = true;
-                // Every version after the snapshot up to `upto` has a record:
-                // a log that stops short lost records at its end (a damaged
-                // page can hide them from the iteration).
-                let reached = self.prev_seq.unwrap_or(self.start);
-                if reached < self.upto {
-                    return Err(Error::corrupt(
-                        &self.path,
-                        format!(
-                            "the change records after version {} are missing (the log reaches version {})",
-                            data_version(reached),
-                            data_version(self.upto)
-                        ),
-                    ));
-                }
-                Ok(None)
+        let item = guarded(&path, || loop {
+            let Some((seq, bytes)) = self.records.next_record().map_err(|e| e.at(&self.path))? else {
+                break self.end();
+            };
+            if let Some(change) = self.step(seq, &bytes)? {
+                break Ok(Some(change));
             }
         });
         if item.is_err() {
             self.ended = true;
         }
         item.transpose()
+    }
+}
+
+impl Changes {
+    /// The iteration ran out of records: it must have reached `upto`.
+    fn end(&mut self) -> Result<Option<Change>> {
+        self.ended = true;
+        // Every version after the snapshot up to `upto` has a record: a log
+        // that stops short lost records at its end (a damaged page can hide
+        // them from the iteration).
+        let reached = self.prev_seq.unwrap_or(self.start);
+        if reached < self.upto {
+            return Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "the change records after version {} are missing (the log reaches version {})",
+                    data_version(reached),
+                    data_version(self.upto)
+                ),
+            ));
+        }
+        Ok(None)
     }
 }
 

@@ -27,6 +27,10 @@ pub struct SnapshotInfo {
     pub stored_bytes: u64,
     /// When the snapshot was stored, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// When the store received the version the image holds, in milliseconds
+    /// since the Unix epoch ([`TIME_NOT_RECORDED`](crate::TIME_NOT_RECORDED)
+    /// when unknown).
+    pub version_time_ms: u64,
     /// Whether replay after the snapshot starts with foreign keys on (as
     /// lightningd had them at that version).
     pub foreign_keys: bool,
@@ -48,10 +52,16 @@ pub struct Status {
     pub prev_version: Option<u32>,
     /// Whether [`Store::rewind`] would be accepted now.
     pub rewind_allowed: bool,
-    /// Change records held.
+    /// Change records held (from the oldest snapshot to the head).
     pub changes: u64,
-    /// The base snapshot, if the store has one.
+    /// Changes after the newest snapshot (what a restore to the head replays).
+    pub changes_since_snapshot: u64,
+    /// Stored bytes of the changes after the newest snapshot.
+    pub bytes_since_snapshot: u64,
+    /// The newest snapshot, if the store has one.
     pub snapshot: Option<SnapshotInfo>,
+    /// Every snapshot kept, oldest first.
+    pub snapshots: Vec<SnapshotInfo>,
     /// Lowest and highest store version a restore can produce.
     pub restorable: (Seq, Seq),
     /// Length of the store file in bytes.
@@ -60,6 +70,8 @@ pub struct Status {
     pub created_ms: u64,
     /// The last compaction published into the store, if any.
     pub last_compaction: Option<CompactionRecord>,
+    /// Whether a compaction is running now.
+    pub compacting: bool,
 }
 
 impl Store {
@@ -84,12 +96,24 @@ impl Store {
                 .map(|l| data_version(l.seq - 1)),
             rewind_allowed,
             changes: st.changes,
+            changes_since_snapshot: st.changes_since_snapshot(),
+            bytes_since_snapshot: st.bytes_since_snapshot,
             snapshot: st.snapshot_info(),
+            snapshots: st.snapshot_infos(),
             restorable: st.restorable(),
             file_bytes,
             created_ms: st.meta.created_ms,
             last_compaction: st.meta.last_compaction.clone(),
+            compacting: self.is_compacting(),
         })
+    }
+
+    /// Changes after the newest snapshot and their stored bytes, as
+    /// [`Status`] reports them, without reading the file's length: what an
+    /// automatic compaction policy checks after each write.
+    pub fn since_snapshot(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.changes_since_snapshot(), st.bytes_since_snapshot)
     }
 
     /// The head's `data_version`.

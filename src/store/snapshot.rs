@@ -131,6 +131,7 @@ pub(super) fn install(
     seq: Seq,
     staged: &Staged,
     foreign_keys: bool,
+    version_time_ms: u64,
     anchor: impl FnOnce(&Hash) -> Hash,
 ) -> Result<SnapshotHeader> {
     let err = |e: redb::Error| Error::redb(path, e);
@@ -145,29 +146,13 @@ pub(super) fn install(
         anchor: anchor(&staged.content_hash),
         foreign_keys,
         created_ms: now_ms(),
+        version_time_ms,
     };
     let bytes = header.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
     snaps.insert(seq, bytes.as_slice()).map_err(|e| err(e.into()))?;
     drop(snaps);
     super::log::prune_through(txn, seq).map_err(|e| e.at(path))?;
     Ok(header)
-}
-
-/// Within `txn`: store `image` as the snapshot at `seq` and install it, all
-/// at once. Returns the header written.
-pub(super) fn publish(
-    path: &Path,
-    txn: &WriteTransaction,
-    seq: Seq,
-    image: &mut dyn Read,
-    foreign_keys: bool,
-    anchor: impl FnOnce(&Hash) -> Hash,
-) -> Result<SnapshotHeader> {
-    remove_chunks_of(path, txn, |_| false)?;
-    let mut writer = ChunkWriter::new(path);
-    while writer.write(txn, seq, image, u32::MAX)? {}
-    let staged = writer.finish();
-    install(path, txn, seq, &staged, foreign_keys, anchor)
 }
 
 /// Stream the snapshot at `seq` into `out`, checking sizes and the content hash.

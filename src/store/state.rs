@@ -34,11 +34,21 @@ pub(super) struct Last {
 pub(super) struct State {
     pub meta: Meta,
     pub head: Seq,
-    pub snapshot: Option<(Seq, SnapshotHeader)>,
+    /// The snapshots, oldest first. The oldest is the log's floor: change
+    /// records are kept from it to the head.
+    pub snapshots: Vec<(Seq, SnapshotHeader)>,
     pub last: Option<Last>,
     /// The hash the next new record chains from.
     pub tip: Hash,
+    /// Change records from the floor to the head.
     pub changes: u64,
+    /// The time of the newest record's last part (or of the newest
+    /// snapshot's version): a new record's time is never below it.
+    pub last_time_ms: u64,
+    /// Stored bytes of the change records after the newest snapshot. Counted
+    /// when the store is opened and kept by the writes; a reader's view
+    /// leaves it 0 (counting it reads every record).
+    pub bytes_since_snapshot: u64,
     /// Writes installed since the store was opened: a write planned outside
     /// the state lock is installed only if no other write came in between.
     /// Not part of what the tables say, so never compared.
@@ -49,20 +59,50 @@ impl State {
     /// A placeholder until the first load.
     pub fn empty() -> State {
         let meta = Meta { store_id: [0; 16], created_ms: 0, rewound_at: None, last_compaction: None };
-        State { meta, head: 0, snapshot: None, last: None, tip: [0; 32], changes: 0, generation: 0 }
+        State {
+            meta,
+            head: 0,
+            snapshots: Vec::new(),
+            last: None,
+            tip: [0; 32],
+            changes: 0,
+            last_time_ms: 0,
+            bytes_since_snapshot: 0,
+            generation: 0,
+        }
     }
 
-    /// The hash the first record after the base chains from.
+    /// The hash the first record after the floor chains from.
     pub fn origin(&self) -> Hash {
-        match &self.snapshot {
+        match self.snapshots.first() {
             Some((_, h)) => h.anchor,
             None => genesis_hash(&self.meta.store_id),
         }
     }
 
-    /// The version the log starts from: the snapshot's, or 0.
+    /// The version the log starts from (the floor): the oldest snapshot's, or 0.
     pub fn base(&self) -> Seq {
-        self.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0)
+        self.snapshots.first().map(|(s, _)| *s).unwrap_or(0)
+    }
+
+    /// The newest snapshot.
+    pub fn newest(&self) -> Option<&(Seq, SnapshotHeader)> {
+        self.snapshots.last()
+    }
+
+    /// The newest snapshot's version, or 0: a rewind may not go below it.
+    pub fn newest_seq(&self) -> Seq {
+        self.newest().map(|(s, _)| *s).unwrap_or(0)
+    }
+
+    /// The newest snapshot at or below `seq`: where a restore to `seq` starts.
+    pub fn snapshot_for(&self, seq: Seq) -> Option<&(Seq, SnapshotHeader)> {
+        self.snapshots.iter().rev().find(|(s, _)| *s <= seq)
+    }
+
+    /// Changes after the newest snapshot.
+    pub fn changes_since_snapshot(&self) -> u64 {
+        self.head - self.newest_seq()
     }
 
     pub fn rewind_refusal(&self) -> Option<&'static str> {
@@ -77,25 +117,41 @@ impl State {
             // one) can only hold lone PRAGMA reports: lightningd had committed them.
             return Some("the last record only holds repeated-version reports");
         }
+        if last.seq <= self.newest_seq() {
+            // A newer snapshot holds this version: lightningd had committed it.
+            return Some("the last change is part of a snapshot");
+        }
         if last.parts > 1 {
             return Some("the last version holds repeated-version reports, so lightningd had committed it");
         }
         None
     }
 
+    /// The newest snapshot, as status reports it.
     pub fn snapshot_info(&self) -> Option<SnapshotInfo> {
-        self.snapshot.as_ref().map(|(seq, h)| SnapshotInfo {
-            seq: *seq,
-            version: data_version(*seq),
-            size: h.size,
-            stored_bytes: h.stored_bytes,
-            created_ms: h.created_ms,
-            foreign_keys: h.foreign_keys,
-        })
+        self.newest().map(info)
+    }
+
+    /// Every snapshot, oldest first, as status reports them.
+    pub fn snapshot_infos(&self) -> Vec<SnapshotInfo> {
+        self.snapshots.iter().map(info).collect()
     }
 
     pub fn restorable(&self) -> (Seq, Seq) {
-        (self.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0), self.head)
+        (self.base(), self.head)
+    }
+}
+
+/// A snapshot as status reports it.
+pub(super) fn info((seq, h): &(Seq, SnapshotHeader)) -> SnapshotInfo {
+    SnapshotInfo {
+        seq: *seq,
+        version: data_version(*seq),
+        size: h.size,
+        stored_bytes: h.stored_bytes,
+        created_ms: h.created_ms,
+        version_time_ms: h.version_time_ms,
+        foreign_keys: h.foreign_keys,
     }
 }
 
@@ -139,10 +195,11 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
     let meta = Meta::from_bytes(meta.value()).map_err(|e| Error::corrupt(path, e))?;
 
     let snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
-    let snapshot = match snaps.last().map_err(|e| err(e.into()))? {
-        Some((k, v)) => Some((k.value(), SnapshotHeader::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?)),
-        None => None,
-    };
+    let mut snapshots = Vec::new();
+    for entry in snaps.iter().map_err(|e| err(e.into()))? {
+        let (k, v) = entry.map_err(|e| err(e.into()))?;
+        snapshots.push((k.value(), SnapshotHeader::from_bytes(v.value()).map_err(|e| Error::corrupt(path, e))?));
+    }
     let tail = txn.open_table(CHANGES).map_err(|e| err(e.into()))?;
     let recent = log::open_recent(txn).map_err(|e| e.at(path))?;
     let sealed = txn.open_table(SEALED).map_err(|e| err(e.into()))?;
@@ -170,15 +227,27 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
         (Some(first), Some((last, _))) if *last >= first => last - first + 1,
         _ => 0,
     };
-    let mut st = State { meta, head: 0, snapshot, last: None, tip: [0; 32], changes, generation: 0 };
+    let mut st = State { snapshots, changes, ..State::empty() };
+    st.meta = meta;
     let origin = st.origin();
-    st.head = st.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
+    st.head = st.newest_seq();
     st.tip = origin;
+    st.last_time_ms = st.newest().map(|(_, h)| h.version_time_ms).unwrap_or(0);
     if let Some((seq, rec)) = last {
         let from = before.map(|(_, r)| r.hash).unwrap_or(origin);
         st.head = st.head.max(seq);
         st.tip = rec.hash;
+        st.last_time_ms = st.last_time_ms.max(rec.parts.iter().map(|p| p.time_ms).max().unwrap_or(0));
         st.last = Some(Last { seq, from, parts: rec.parts.len() });
+    }
+    if at_open {
+        let after = st.newest_seq();
+        let from = if st.newest().is_some() { after + 1 } else { 0 };
+        let mut records =
+            log::Records::new(&tail, recent.as_ref(), &sealed, from, st.head).map_err(|e| e.at(path))?;
+        while let Some((_, bytes)) = records.next_record().map_err(|e| e.at(path))? {
+            st.bytes_since_snapshot += bytes.len() as u64;
+        }
     }
     Ok(st)
 }
@@ -199,7 +268,7 @@ mod tests {
 
     /// Every field the tables determine (all but `generation`), as one value.
     fn fields(st: &State) -> impl PartialEq + std::fmt::Debug {
-        (st.meta.clone(), st.head, st.snapshot.clone(), st.last.clone(), st.tip, st.changes)
+        (st.meta.clone(), st.head, st.snapshots.clone(), st.last.clone(), st.tip, st.changes, st.last_time_ms)
     }
 
     /// The state derived from the tables, now and after a reopen, equals the
@@ -333,7 +402,7 @@ mod tests {
         let image = vec![7u8; 10_000];
         store.add_snapshot(4, &mut image.as_slice()).unwrap();
         let (store, st) = check(store);
-        let (seq, header) = st.snapshot.clone().unwrap();
+        let (seq, header) = st.newest().cloned().unwrap();
         assert_eq!((seq, st.head, st.changes, st.last.clone()), (4, 4, 0, None));
         assert_eq!(st.tip, header.anchor);
         assert!(st.rewind_refusal().is_some());

@@ -40,7 +40,7 @@
 use super::log;
 use super::read::record_in;
 use super::state::{Last, State};
-use super::tables::{CHANGES, KEY_META, META, RECENT, SEALED};
+use super::tables::{CHANGES, KEY_META, META, RECENT, SEALED, SNAPSHOTS};
 use super::{guarded, snapshot, SnapshotInfo, Store};
 use crate::error::{Error, Result};
 use crate::record::{codec, now_ms, snapshot_anchor, CompactionRecord, Hash, Meta, StoredChange, StoredPart};
@@ -70,6 +70,9 @@ pub(super) struct Planned {
     bytes: Vec<u8>,
     added: Added,
     next: State,
+    /// A snapshot whose version's record this write changes: its anchor no
+    /// longer matches, so it is dropped with this write (see `plan_change`).
+    drop_snapshot: Option<Seq>,
 }
 
 /// The statements of one change, encoded (see [`codec::encode`]); an
@@ -97,6 +100,10 @@ pub(super) fn plan_change<S: AsRef<str>>(
     let head = st.head;
     let next = version::next(head);
     let mut after = st.clone();
+    // Record times never go back, so a time names one point of the log even
+    // when the clock was set back (an unknown time stays unknown).
+    let time_ms = if time_ms == crate::record::TIME_NOT_RECORDED { time_ms } else { time_ms.max(st.last_time_ms) };
+    after.last_time_ms = after.last_time_ms.max(time_ms);
     if version == data_version(next) {
         let expected_from = version.wrapping_sub(1);
         if version::transaction_bump(statements) != Some(expected_from) {
@@ -110,27 +117,46 @@ pub(super) fn plan_change<S: AsRef<str>>(
         after.tip = rec.hash;
         after.head = next;
         after.changes += 1;
-        Ok(Planned { seq: next, bytes, added: Added::New(next), next: after })
+        after.bytes_since_snapshot += bytes.len() as u64;
+        Ok(Planned { seq: next, bytes, added: Added::New(next), next: after, drop_snapshot: None })
     } else if version == data_version(head) {
         if version::transaction_bump(statements).is_some() {
             return Err(Error::RepeatWithBump { version });
         }
         let part = StoredPart { time_ms, statements: encoded? };
-        let (rec, from, new_record) = match &st.last {
+        let (rec, from, old_bytes) = match &st.last {
             Some(last) if last.seq == head => {
                 let mut stored = existing(head)?;
+                let old = stored.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
                 stored.parts.push(part);
-                (StoredChange::new(&last.from, head, stored.parts), last.from, false)
+                (StoredChange::new(&last.from, head, stored.parts), last.from, Some(old))
             }
-            _ => (StoredChange::new(&st.tip, head, vec![part]), st.tip, true),
+            _ => (StoredChange::new(&st.tip, head, vec![part]), st.tip, None),
         };
         let bytes = rec.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
         after.last = Some(Last { seq: head, from, parts: rec.parts.len() });
         after.tip = rec.hash;
-        if new_record {
+        if old_bytes.is_none() {
             after.changes += 1;
         }
-        Ok(Planned { seq: head, bytes, added: Added::Repeated(head), next: after })
+        if head > st.newest_seq() || st.newest().is_none() {
+            after.bytes_since_snapshot += bytes.len() as u64;
+            after.bytes_since_snapshot -= old_bytes.unwrap_or(0).min(after.bytes_since_snapshot);
+        }
+        // Decision: a snapshot newer than the floor whose version's record
+        // grows (a rewind back onto it, then a lone PRAGMA report) is dropped
+        // with the write. Its anchor was that record's hash, which changes;
+        // the versions it covered stay restorable from the snapshot before
+        // it and the log kept since. At the floor the record is not kept
+        // (the report starts a record of its own, chained from the anchor).
+        let drop_snapshot =
+            st.snapshots.iter().skip(1).find(|(s, _)| *s == head && old_bytes.is_some()).map(|(s, _)| *s);
+        if let Some(seq) = drop_snapshot {
+            // The bytes since the snapshot before it are not counted again:
+            // the policy sees fewer than there are until the next open.
+            after.snapshots.retain(|(s, _)| *s != seq);
+        }
+        Ok(Planned { seq: head, bytes, added: Added::Repeated(head), next: after, drop_snapshot })
     } else {
         Err(Error::Gap { head: data_version(head), expected: data_version(next), got: version })
     }
@@ -157,7 +183,9 @@ impl Store {
     }
 
     fn add_change_inner<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
-        let db = self.writer()?;
+        // The database is taken under the state lock, below: a compaction
+        // replaces it under that lock.
+        self.writer()?;
         let time_ms = now_ms();
         // Encoded once, outside the lock; again only if another write came first.
         let mut encoded = Some(encode(&self.path, statements));
@@ -175,8 +203,13 @@ impl Store {
             if st.generation != before.generation {
                 continue;
             }
+            let db = self.writer()?;
             let txn = db.begin_write().map_err(|e| self.err(e))?;
             write_change(&self.path, &txn, planned.seq, &planned.bytes)?;
+            if let Some(seq) = planned.drop_snapshot {
+                let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
+                snaps.remove(seq).map_err(|e| self.err(e))?;
+            }
             txn.commit().map_err(|e| self.err(e))?;
             install(&mut st, planned.next);
             return Ok(planned.added);
@@ -216,8 +249,8 @@ impl Store {
     }
 
     fn rewind_inner(&self) -> Result<Seq> {
-        let db = self.writer()?;
         let mut st = self.lock();
+        let db = self.writer()?;
         if let Some(reason) = st.rewind_refusal() {
             return Err(Error::Rewind { reason });
         }
@@ -230,7 +263,8 @@ impl Store {
         let txn = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
-            t.remove(head).map_err(|e| self.err(e))?;
+            let removed = t.remove(head).map_err(|e| self.err(e))?.map(|v| v.value().len() as u64).unwrap_or(0);
+            next.bytes_since_snapshot -= removed.min(next.bytes_since_snapshot);
             let recent = txn.open_table(RECENT).map_err(|e| self.err(e))?;
             let sealed = txn.open_table(SEALED).map_err(|e| self.err(e))?;
             let record = |seq: Seq| -> Result<Option<StoredChange>> {
@@ -252,10 +286,13 @@ impl Store {
                         None => st.origin(),
                     };
                     next.tip = rec.hash;
+                    next.last_time_ms = st.newest().map(|(_, h)| h.version_time_ms).unwrap_or(0);
+                    next.last_time_ms = next.last_time_ms.max(rec.parts.iter().map(|p| p.time_ms).max().unwrap_or(0));
                     next.last = Some(Last { seq, from, parts: rec.parts.len() });
                 }
                 None => {
                     next.tip = st.origin();
+                    next.last_time_ms = st.newest().map(|(_, h)| h.version_time_ms).unwrap_or(0);
                     next.last = None;
                 }
             }
@@ -278,9 +315,9 @@ impl Store {
     }
 
     fn add_snapshot_inner(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
-        let db = self.writer()?;
         let mut st = self.lock();
-        let empty = st.head == 0 && st.snapshot.is_none() && st.changes == 0;
+        let db = self.writer()?;
+        let empty = st.head == 0 && st.snapshots.is_empty() && st.changes == 0;
         let seq = if empty {
             Seq::from(version)
         } else if version == data_version(st.head) {
@@ -295,16 +332,23 @@ impl Store {
             });
         };
         let tip = st.tip;
+        // The image goes in in short transactions (memory stays bounded
+        // whatever its size), made visible by the last one.
+        let staged = snapshot::stage(&self.path, &db, seq, image)?;
         let txn = db.begin_write().map_err(|e| self.err(e))?;
-        let header =
-            snapshot::publish(&self.path, &txn, seq, image, true, |content| snapshot_anchor(&tip, seq, content))?;
-        // The snapshot replaces every record at or below the head: none is left.
+        let header = snapshot::install(&self.path, &txn, seq, &staged, true, now_ms(), |content| {
+            snapshot_anchor(&tip, seq, content)
+        })?;
+        // The snapshot replaces every snapshot and every record at or below
+        // the head: none is left.
         let mut next = st.clone();
         next.tip = header.anchor;
-        next.snapshot = Some((seq, header));
+        next.last_time_ms = header.version_time_ms;
+        next.snapshots = vec![(seq, header)];
         next.head = seq;
         next.last = None;
         next.changes = 0;
+        next.bytes_since_snapshot = 0;
         txn.commit().map_err(|e| self.err(e))?;
         install(&mut st, next);
         st.snapshot_info().ok_or_else(|| Error::corrupt(&self.path, "snapshot vanished after commit"))
@@ -336,7 +380,7 @@ impl Store {
         // The image goes in first, in short transactions that do not hold the
         // state lock, so db_write answers go on meanwhile; only the switch-over
         // below is exclusive.
-        let staged = snapshot::stage(&self.path, db, seq, image)?;
+        let staged = snapshot::stage(&self.path, &db, seq, image)?;
         let mut st = self.lock();
         let changes_before = st.changes;
         let txn = db.begin_write().map_err(|e| self.err(e))?;
@@ -352,7 +396,7 @@ impl Store {
                 return Err(Error::CompactionRaced { version: data_version(seq) });
             }
         }
-        let header = snapshot::install(&self.path, &txn, seq, &staged, foreign_keys, |_| expect)?;
+        let header = snapshot::install(&self.path, &txn, seq, &staged, foreign_keys, now_ms(), |_| expect)?;
         // Records are consecutive from the snapshot to the head.
         let changes_after = st.head - seq;
         let record = CompactionRecord {
@@ -366,10 +410,12 @@ impl Store {
         // after `seq` chained from `expect`, which is the new snapshot's anchor.
         let mut next = st.clone();
         next.meta.last_compaction = Some(record.clone());
-        next.snapshot = Some((seq, header));
+        next.snapshots = vec![(seq, header)];
         next.changes = changes_after;
         self.put_meta(&txn, &next.meta)?;
         txn.commit().map_err(|e| self.err(e))?;
+        let read = db.begin_read().map_err(|e| self.err(e))?;
+        next.bytes_since_snapshot = super::state::load_state(&self.path, &read, true)?.bytes_since_snapshot;
         install(&mut st, next);
         Ok(record)
     }
@@ -444,6 +490,10 @@ impl BulkLoad<'_> {
             let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
             log::make_room_bulk(txn, &mut tail).map_err(|e| e.at(path))?;
             tail.insert(planned.seq, planned.bytes.as_slice()).map_err(|e| Error::redb(path, e))?;
+            if let Some(seq) = planned.drop_snapshot {
+                let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| Error::redb(path, e))?;
+                snaps.remove(seq).map_err(|e| Error::redb(path, e))?;
+            }
         }
         self.state = planned.next;
         self.in_batch += 1;

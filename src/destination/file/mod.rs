@@ -61,8 +61,8 @@ impl Destination for FileDestination {
     fn restore_source(&self, to_version: Option<u64>, image: &mut dyn Write) -> Result<RestoreSource> {
         let reader = self.store.reader()?;
         let upto = reader.target(to_version)?;
-        reader.copy_snapshot(image)?;
-        let foreign_keys = crate::replay::foreign_keys_at_start(reader.snapshot().as_ref());
+        reader.copy_snapshot_for(upto, image)?;
+        let foreign_keys = crate::replay::foreign_keys_at_start(reader.snapshot_for(upto).as_ref());
         let changes = reader.changes(upto)?;
         Ok(RestoreSource { upto, foreign_keys, changes: Box::new(changes) })
     }

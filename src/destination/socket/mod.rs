@@ -523,12 +523,14 @@ impl Destination for SocketDestination {
         let what = format!("the snapshot at version {version}");
         self.exchange(&mut conn, &what, base, version, AtBase::Resend, &mut |s| staged.send(s))?;
         conn.known = Some(Meta { version, prev_version: version, count: conn.known.map_or(1, |m| m.count) });
+        let now = crate::record::now_ms();
         Ok(SnapshotInfo {
             seq: Seq::from(version),
             version,
             size: staged.image_bytes,
             stored_bytes: staged.packet_bytes,
-            created_ms: crate::record::now_ms(),
+            created_ms: now,
+            version_time_ms: now,
             foreign_keys: true,
         })
     }

@@ -390,7 +390,7 @@ impl Connection<'_> {
             Kind::Compact => {
                 packet::read_small(&mut self.reader, h)?;
                 tracing::info!("COMPACT");
-                match compact::compact(self.store, None) {
+                match compact::compact(self.store, &Default::default()) {
                     Ok(stats) => {
                         let json = serde_json::to_vec(&stats).unwrap_or_default();
                         self.send_or_fail(&packet::packet(Kind::CompactRes, &json))

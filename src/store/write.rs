@@ -45,7 +45,7 @@ use super::{guarded, snapshot, SnapshotInfo, Store};
 use crate::error::{Error, Result};
 use crate::record::{codec, now_ms, snapshot_anchor, CompactionRecord, Hash, Meta, StoredChange, StoredPart};
 use crate::version::{self, data_version, Seq};
-use redb::Durability;
+use redb::{Durability, ReadableDatabase};
 use std::io::Read;
 use std::path::Path;
 

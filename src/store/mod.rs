@@ -243,7 +243,8 @@ impl Store {
 
     fn from_db(path: PathBuf, db: Db) -> Result<Store> {
         guarded(&path.clone(), move || {
-            let store = Store { path, db: RwLock::new(db), state: Mutex::new(State::empty()), compacting: Mutex::new(()) };
+            let store =
+                Store { path, db: RwLock::new(db), state: Mutex::new(State::empty()), compacting: Mutex::new(()) };
             let txn = store.begin_read()?;
             let state = state::load_state(&store.path, &txn, true)?;
             drop(txn);

@@ -155,6 +155,16 @@ pub(super) fn install(
     Ok(header)
 }
 
+/// Within `txn`: write `image` as the chunks at `seq`, replacing every
+/// chunk there is: for a snapshot that replaces one at the same version,
+/// which must stay readable until the transaction that replaces it commits.
+pub(super) fn stage_in(path: &Path, txn: &WriteTransaction, seq: Seq, image: &mut dyn Read) -> Result<Staged> {
+    remove_chunks_of(path, txn, |_| false)?;
+    let mut writer = ChunkWriter::new(path);
+    while writer.write(txn, seq, image, u32::MAX)? {}
+    Ok(writer.finish())
+}
+
 /// Stream the snapshot at `seq` into `out`, checking sizes and the content hash.
 pub(super) fn copy(
     path: &Path,

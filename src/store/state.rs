@@ -243,8 +243,7 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
     if at_open {
         let after = st.newest_seq();
         let from = if st.newest().is_some() { after + 1 } else { 0 };
-        let mut records =
-            log::Records::new(&tail, recent.as_ref(), &sealed, from, st.head).map_err(|e| e.at(path))?;
+        let mut records = log::Records::new(&tail, recent.as_ref(), &sealed, from, st.head).map_err(|e| e.at(path))?;
         while let Some((_, bytes)) = records.next_record().map_err(|e| e.at(path))? {
             st.bytes_since_snapshot += bytes.len() as u64;
         }

@@ -334,8 +334,15 @@ impl Store {
         let tip = st.tip;
         // The image goes in in short transactions (memory stays bounded
         // whatever its size), made visible by the last one.
-        let staged = snapshot::stage(&self.path, &db, seq, image)?;
+        // One at the version of the snapshot it replaces is written in the
+        // transaction that replaces it.
+        let replaces = st.snapshots.iter().any(|(s, _)| *s == seq);
+        let staged = if replaces { None } else { Some(snapshot::stage(&self.path, &db, seq, image)?) };
         let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let staged = match staged {
+            Some(staged) => staged,
+            None => snapshot::stage_in(&self.path, &txn, seq, image)?,
+        };
         let header = snapshot::install(&self.path, &txn, seq, &staged, true, now_ms(), |content| {
             snapshot_anchor(&tip, seq, content)
         })?;

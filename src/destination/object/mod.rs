@@ -832,7 +832,15 @@ impl Destination for ObjectDestination {
         if let Err(e) = prune(sh, &manifest) {
             tracing::warn!("{e}");
         }
-        Ok(SnapshotInfo { seq, version: data_version(seq), size, stored_bytes, created_ms, version_time_ms: created_ms, foreign_keys: true })
+        Ok(SnapshotInfo {
+            seq,
+            version: data_version(seq),
+            size,
+            stored_bytes,
+            created_ms,
+            version_time_ms: created_ms,
+            foreign_keys: true,
+        })
     }
 
     fn restore_source(&self, to_version: Option<u64>, image: &mut dyn Write) -> Result<RestoreSource> {

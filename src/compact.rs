@@ -9,7 +9,7 @@
 //!
 //! It must not change what a restore produces.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::replay::{self, Progress};
 use crate::store::{Status, Store};
 use crate::version::data_version;
@@ -182,13 +182,24 @@ pub struct Stats {
     pub duration_ms: u64,
 }
 
-/// Compact `store`: snapshot at head-1, keep what `opts.retention` says.
+/// Compact `store`: a new snapshot at the version before the head (so the
+/// last change stays rewindable), the snapshots `opts.retention` keeps, and
+/// every change since the oldest of them, written as a new file that
+/// replaces the store's (see the store's `rewrite`). The replay runs from a
+/// read view without holding the store's write lock; writers go on, and
+/// wait only for the switch-over.
+///
+/// One compaction at a time per store: a second call waits for the running
+/// one (the time is in [`Stats::waited_ms`]) and then compacts what is left.
 pub fn compact(store: &Store, opts: &Options) -> Result<Stats> {
+    let asked = Instant::now();
+    let _one_at_a_time = store.lock_compaction();
+    let waited_ms = asked.elapsed().as_millis() as u64;
     let started = Instant::now();
     let before = store.status()?;
     let reader = store.reader()?;
     let head = reader.head();
-    let (lo, _) = reader.restorable();
+    let newest = reader.snapshot().map(|s| s.seq);
     let nothing = Stats {
         compacted: false,
         snapshot_version: None,
@@ -199,30 +210,39 @@ pub fn compact(store: &Store, opts: &Options) -> Result<Stats> {
         bytes_before: before.file_bytes,
         bytes_after: before.file_bytes,
         bytes_in_use: before.file_bytes,
-        waited_ms: 0,
+        waited_ms,
         duration_ms: 0,
     };
-    if head == 0 || head - 1 <= lo || reader.change_count() < 2 {
+    // Fewer than two changes after the newest snapshot: nothing to fold.
+    if head < 2 || newest.is_some_and(|s| head - 1 <= s) || (newest.is_none() && reader.change_count() < 2) {
         return Ok(Stats { duration_ms: started.elapsed().as_millis() as u64, ..nothing });
     }
     let point = head - 1;
     let tmp = crate::atomic_file::TempFile::create(store.path(), "compact")?;
-    let (replayed, last_hash) = replay::replay_store_chained(&reader, point, tmp.path(), opts.progress.as_ref())?;
+    let (replayed, expect) = replay::replay_store_chained(&reader, point, tmp.path(), opts.progress.as_ref())?;
     drop(reader);
-    let mut image = std::fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
-    let record = store.publish_compaction(point, last_hash, replayed.foreign_keys, &mut image, started)?;
+    let done = store.rewrite(&crate::store::Rewrite {
+        point,
+        expect,
+        foreign_keys: replayed.foreign_keys,
+        image: tmp.path(),
+        keep: opts.retention.keep_snapshots,
+        max_age_ms: opts.retention.max_age.map(|a| a.as_millis() as u64),
+        started,
+    })?;
+    drop(tmp);
     let after = store.status()?;
     Ok(Stats {
         compacted: true,
         snapshot_version: Some(data_version(point)),
-        snapshots_kept: after.snapshots.iter().map(|s| s.version).collect(),
-        snapshots_dropped: 0,
-        changes_before: record.changes_before,
-        changes_after: record.changes_after,
+        snapshots_kept: done.kept.iter().map(|s| data_version(*s)).collect(),
+        snapshots_dropped: done.dropped,
+        changes_before: done.record.changes_before,
+        changes_after: done.record.changes_after,
         bytes_before: before.file_bytes,
         bytes_after: after.file_bytes,
-        bytes_in_use: after.file_bytes,
-        waited_ms: 0,
+        bytes_in_use: done.bytes_in_use,
+        waited_ms,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -297,7 +317,7 @@ mod tests {
             &dir.path().join("8.sqlite3"),
             &Options { to_version: Some(8), ..Options::default() },
         );
-        assert!(matches!(err, Err(Error::NotRestorable { asked: 8, .. })), "{err:?}");
+        assert!(matches!(err, Err(crate::Error::NotRestorable { asked: 8, .. })), "{err:?}");
     }
 
     #[test]
@@ -328,10 +348,24 @@ mod tests {
             store.add_change(v, &[format!("INSERT INTO t VALUES ({v})"), bump_statement(v)]).unwrap();
         }
         let head_before = restored(&store, dir.path(), "before.sqlite3", None);
+        let six_before = restored(&store, dir.path(), "6-before.sqlite3", Some(6));
         let stats = compact(&store, &super::Options::default()).unwrap();
         assert_eq!(stats.snapshot_version, Some(7));
-        assert_eq!((stats.changes_before, stats.changes_after), (4, 1));
-        assert_eq!(store.status().unwrap().restorable, (7, 8));
+        // The first snapshot (4) is kept, and the changes since it.
+        assert_eq!((stats.changes_before, stats.changes_after), (4, 4));
+        assert_eq!((stats.snapshots_kept.clone(), stats.snapshots_dropped), (vec![4, 7], 0));
+        assert_eq!(store.status().unwrap().restorable, (4, 8));
         same(&restored(&store, dir.path(), "after.sqlite3", None), &head_before);
+        same(&restored(&store, dir.path(), "6-after.sqlite3", Some(6)), &six_before);
+        // Keeping one snapshot drops the others and the changes before it.
+        for v in 9..=10 {
+            store.add_change(v, &[format!("INSERT INTO t VALUES ({v})"), bump_statement(v)]).unwrap();
+        }
+        let opts = super::Options { retention: super::Retention::new(1, None), ..Default::default() };
+        let stats = compact(&store, &opts).unwrap();
+        assert_eq!((stats.snapshots_kept.clone(), stats.snapshots_dropped), (vec![9], 2));
+        assert_eq!((stats.changes_before, stats.changes_after), (6, 1));
+        assert_eq!(store.status().unwrap().restorable, (9, 10));
+        assert!(stats.bytes_after as f64 <= stats.bytes_in_use as f64 * 1.15 + 65536.0, "{stats:?}");
     }
 }

@@ -301,11 +301,13 @@ fn compact_keeps_restores_identical() {
     let out = cln_backup(&[&"compact", &node.store()]);
     assert_ok(&out);
     assert!(stdout(&out).contains("new snapshot at version 7"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("Changes:   3 -> 1"), "{}", stdout(&out));
+    // The snapshot `init` made (version 5) is kept, and the changes since it.
+    assert!(stdout(&out).contains("Changes:   3 -> 3"), "{}", stdout(&out));
 
     let status = Store::open(node.store()).unwrap().status().unwrap();
-    assert_eq!((status.version, status.changes), (8, 1));
+    assert_eq!((status.version, status.changes, status.changes_since_snapshot), (8, 3, 1));
     assert_eq!(status.snapshot.map(|s| s.version), Some(7));
+    assert_eq!(status.snapshots.iter().map(|s| s.version).collect::<Vec<_>>(), vec![5, 7]);
 
     let after = node.path("after.sqlite3");
     assert_ok(&cln_backup(&[&"restore", &node.store(), &after]));

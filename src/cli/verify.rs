@@ -141,7 +141,7 @@ struct Chain {
 fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
     let mut chain = Chain::default();
     let mut last = None;
-    for change in reader.changes(reader.head())? {
+    for change in reader.log()? {
         let change = change?;
         chain.changes += 1;
         chain.transactions += change.transactions.len() as u64;

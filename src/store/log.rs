@@ -262,6 +262,51 @@ fn move_out(
     seal_if_due(txn, &mut recent)
 }
 
+/// Records packed into sealed segments in order, for a store being written
+/// whole (a compaction's new file): each segment is inserted once full, and
+/// the last, partial one by [`Packer::finish`].
+#[derive(Default)]
+pub(super) struct Packer {
+    first: Option<Seq>,
+    records: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Packer {
+    /// Add the record at `seq`, the next after the last one added.
+    pub fn push(&mut self, txn: &WriteTransaction, seq: Seq, bytes: Vec<u8>) -> Result<(), LookupError> {
+        if !self.records.is_empty() && self.bytes + bytes.len() > SEGMENT_BYTES {
+            self.flush(txn)?;
+        }
+        self.first.get_or_insert(seq);
+        self.bytes += bytes.len();
+        self.records.push(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self, txn: &WriteTransaction) -> Result<(), LookupError> {
+        if let Some(first) = self.first.take() {
+            let segment = Segment { first, records: std::mem::take(&mut self.records) };
+            let mut sealed = txn.open_table(SEALED)?;
+            sealed.insert(segment.last(), segment.to_bytes().map_err(LookupError::Encode)?.as_slice())?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Seal what is left.
+    pub fn finish(mut self, txn: &WriteTransaction) -> Result<(), LookupError> {
+        self.flush(txn)
+    }
+}
+
+/// Within `txn`: seal the recent records into segments if due (see
+/// [`seal_if_due`]), for a store being written whole.
+pub(super) fn seal_recent(txn: &WriteTransaction) -> Result<(), LookupError> {
+    let mut recent = txn.open_table(RECENT)?;
+    seal_if_due(txn, &mut recent)
+}
+
 /// Within `txn`: seal the recent records into segments once there are
 /// [`SEAL_AT`] of them; only full segments, unless there are four times as
 /// many (tiny records may not fill a segment for a long time).

@@ -38,6 +38,7 @@ mod log;
 mod overlay;
 mod read;
 mod report;
+mod rewrite;
 mod snapshot;
 mod state;
 mod tables;
@@ -46,6 +47,7 @@ mod write;
 pub(crate) use guard::guarded;
 pub use read::{Changes, Reader};
 pub use report::{SnapshotInfo, Status};
+pub(crate) use rewrite::Rewrite;
 pub(crate) use tables::{CHANGES, CHUNKS, META, RECENT, SEALED, SNAPSHOTS};
 pub use write::{Added, BulkLoad};
 
@@ -177,6 +179,11 @@ impl Store {
                 .map_err(|e| file::open_error(&path, e))?;
             let store = Store::from_db(path, Db::Write(Arc::new(db)))?;
             store.upgrade_format()?;
+            // With the store's lock held, no compaction of it runs: a
+            // temporary beside it from a process that is gone is a leftover.
+            if let Ok(real) = std::fs::canonicalize(&store.path) {
+                crate::atomic_file::remove_leftovers(&crate::atomic_file::parent_dir(&real));
+            }
             Ok(store)
         })
     }
@@ -284,6 +291,11 @@ impl Store {
             Db::Write(db) => Ok(db),
             _ => Err(Error::ReadOnly { path: self.path.clone() }),
         }
+    }
+
+    /// Taken by a compaction (and a bulk load) for as long as it runs.
+    pub(crate) fn lock_compaction(&self) -> MutexGuard<'_, ()> {
+        self.compacting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether a compaction is running on this store now.

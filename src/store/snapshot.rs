@@ -42,7 +42,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-struct ChunkWriter<'a> {
+pub(super) struct ChunkWriter<'a> {
     path: &'a Path,
     buf: Vec<u8>,
     hasher: blake3::Hasher,
@@ -50,7 +50,7 @@ struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(path: &'a Path) -> Self {
+    pub(super) fn new(path: &'a Path) -> Self {
         ChunkWriter {
             path,
             buf: vec![0u8; CHUNK_BYTES],
@@ -60,7 +60,7 @@ impl<'a> ChunkWriter<'a> {
     }
 
     /// Write up to `limit` chunks of `image` into `txn`; false once the image is exhausted.
-    fn write(&mut self, txn: &WriteTransaction, seq: Seq, image: &mut dyn Read, limit: u32) -> Result<bool> {
+    pub(super) fn write(&mut self, txn: &WriteTransaction, seq: Seq, image: &mut dyn Read, limit: u32) -> Result<bool> {
         let err = |e: redb::Error| Error::redb(self.path, e);
         let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
         for _ in 0..limit {
@@ -78,7 +78,7 @@ impl<'a> ChunkWriter<'a> {
         Ok(true)
     }
 
-    fn finish(mut self) -> Staged {
+    pub(super) fn finish(mut self) -> Staged {
         self.staged.content_hash = *self.hasher.finalize().as_bytes();
         self.staged
     }
@@ -163,6 +163,55 @@ pub(super) fn stage_in(path: &Path, txn: &WriteTransaction, seq: Seq, image: &mu
     let mut writer = ChunkWriter::new(path);
     while writer.write(txn, seq, image, u32::MAX)? {}
     Ok(writer.finish())
+}
+
+/// The header of a snapshot made of `staged` chunks.
+pub(super) fn header(staged: &Staged, foreign_keys: bool, version_time_ms: u64, anchor: Hash) -> SnapshotHeader {
+    SnapshotHeader {
+        size: staged.size,
+        chunks: staged.chunks,
+        stored_bytes: staged.stored,
+        content_hash: staged.content_hash,
+        anchor,
+        foreign_keys,
+        created_ms: now_ms(),
+        version_time_ms,
+    }
+}
+
+/// Copy the chunks `from..` of the snapshot at `seq` as they are stored
+/// (compressed, not checked: the reader of the copy checks the hash), from
+/// a read view of one store into a write transaction of another, until
+/// about `budget` bytes are copied. Returns the next chunk index to copy.
+pub(super) fn copy_chunks(
+    path: &Path,
+    from_txn: &redb::ReadTransaction,
+    to_txn: &WriteTransaction,
+    seq: Seq,
+    header: &SnapshotHeader,
+    from: u32,
+    budget: usize,
+) -> Result<u32> {
+    let err = |e: redb::Error| Error::redb(path, e);
+    let src = from_txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+    let mut dst = to_txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+    let mut copied = 0usize;
+    let mut index = from;
+    while index < header.chunks && copied < budget {
+        let frame = src
+            .get((seq, index))
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| Error::corrupt(path, format!("snapshot chunk {index} is missing")))?;
+        dst.insert((seq, index), frame.value()).map_err(|e| err(e.into()))?;
+        copied += frame.value().len();
+        index += 1;
+    }
+    if index == header.chunks {
+        let bytes = header.to_bytes().map_err(|what| Error::Encode { path: path.to_path_buf(), what })?;
+        let mut snaps = to_txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
+        snaps.insert(seq, bytes.as_slice()).map_err(|e| err(e.into()))?;
+    }
+    Ok(index)
 }
 
 /// Stream the snapshot at `seq` into `out`, checking sizes and the content hash.

@@ -43,9 +43,9 @@ use super::state::{Last, State};
 use super::tables::{CHANGES, KEY_META, META, RECENT, SEALED, SNAPSHOTS};
 use super::{guarded, snapshot, SnapshotInfo, Store};
 use crate::error::{Error, Result};
-use crate::record::{codec, now_ms, snapshot_anchor, CompactionRecord, Hash, Meta, StoredChange, StoredPart};
+use crate::record::{codec, now_ms, snapshot_anchor, Meta, StoredChange, StoredPart};
 use crate::version::{self, data_version, Seq};
-use redb::{Durability, ReadableDatabase};
+use redb::Durability;
 use std::io::Read;
 use std::path::Path;
 
@@ -228,8 +228,11 @@ impl Store {
     /// with them on one thread.
     pub fn bulk_load(&self) -> Result<BulkLoad<'_>> {
         self.writer()?;
+        // A compaction would put a new file in place under the load's open
+        // transaction: one waits for the other.
+        let compaction = self.lock_compaction();
         let state = self.lock().clone();
-        Ok(BulkLoad { store: self, txn: None, state, in_batch: 0, commits: 0 })
+        Ok(BulkLoad { store: self, txn: None, state, in_batch: 0, commits: 0, _compaction: compaction })
     }
 
     fn read_change(&self, seq: Seq) -> Result<StoredChange> {
@@ -361,72 +364,6 @@ impl Store {
         st.snapshot_info().ok_or_else(|| Error::corrupt(&self.path, "snapshot vanished after commit"))
     }
 
-    /// Publish a compaction: the image of the database at `seq` (replayed by the
-    /// caller from this store) replaces the snapshot and every change up to
-    /// `seq`. Refused if the record at `seq` no longer has hash `expect`.
-    pub(crate) fn publish_compaction(
-        &self,
-        seq: Seq,
-        expect: Hash,
-        foreign_keys: bool,
-        image: &mut dyn Read,
-        started: std::time::Instant,
-    ) -> Result<CompactionRecord> {
-        guarded(&self.path, || self.publish_compaction_inner(seq, expect, foreign_keys, image, started))
-    }
-
-    fn publish_compaction_inner(
-        &self,
-        seq: Seq,
-        expect: Hash,
-        foreign_keys: bool,
-        image: &mut dyn Read,
-        started: std::time::Instant,
-    ) -> Result<CompactionRecord> {
-        let db = self.writer()?;
-        // The image goes in first, in short transactions that do not hold the
-        // state lock, so db_write answers go on meanwhile; only the switch-over
-        // below is exclusive.
-        let staged = snapshot::stage(&self.path, &db, seq, image)?;
-        let mut st = self.lock();
-        let changes_before = st.changes;
-        let txn = db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let t = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
-            let recent = txn.open_table(RECENT).map_err(|e| self.err(e))?;
-            let sealed = txn.open_table(SEALED).map_err(|e| self.err(e))?;
-            let current = match log::record_at(&t, Some(&recent), &sealed, seq).map_err(|e| e.at(&self.path))? {
-                Some(v) => Some(StoredChange::from_bytes(&v).map_err(|e| Error::corrupt(&self.path, e))?.hash),
-                None => None,
-            };
-            if current != Some(expect) || st.head <= seq {
-                return Err(Error::CompactionRaced { version: data_version(seq) });
-            }
-        }
-        let header = snapshot::install(&self.path, &txn, seq, &staged, foreign_keys, now_ms(), |_| expect)?;
-        // Records are consecutive from the snapshot to the head.
-        let changes_after = st.head - seq;
-        let record = CompactionRecord {
-            time_ms: now_ms(),
-            snapshot_seq: seq,
-            changes_before,
-            changes_after,
-            duration_ms: started.elapsed().as_millis() as u64,
-        };
-        // The head, the last record and what it chains from stay: the record
-        // after `seq` chained from `expect`, which is the new snapshot's anchor.
-        let mut next = st.clone();
-        next.meta.last_compaction = Some(record.clone());
-        next.snapshots = vec![(seq, header)];
-        next.changes = changes_after;
-        self.put_meta(&txn, &next.meta)?;
-        txn.commit().map_err(|e| self.err(e))?;
-        let read = db.begin_read().map_err(|e| self.err(e))?;
-        next.bytes_since_snapshot = super::state::load_state(&self.path, &read, true)?.bytes_since_snapshot;
-        install(&mut st, next);
-        Ok(record)
-    }
-
     fn put_meta(&self, txn: &redb::WriteTransaction, meta: &Meta) -> Result<()> {
         let bytes = meta.to_bytes().map_err(|what| Error::Encode { path: self.path.clone(), what })?;
         let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -444,6 +381,7 @@ pub struct BulkLoad<'s> {
     state: State,
     in_batch: usize,
     commits: u64,
+    _compaction: std::sync::MutexGuard<'s, ()>,
 }
 
 /// Changes per bulk-load commit.

@@ -1,8 +1,14 @@
 //! Model-based property test of the store: random sequences of add,
 //! repeated-version add, rewind, double rewind, gap, reopen, snapshot,
-//! compaction and table rebuilds, checked after every step against an
-//! in-memory model of what the store must hold, and regularly by restoring
-//! and comparing with the model's transactions applied directly to SQLite.
+//! compaction (keeping several snapshots), restores of earlier versions and
+//! table rebuilds, checked after every step against an in-memory model of
+//! what the store must hold, and regularly by restoring and comparing with
+//! the model's transactions applied directly to SQLite.
+//!
+//! Decision: the model counts the records after the oldest snapshot kept
+//! (those a restore from it replays); a record at the oldest snapshot's own
+//! version counts only when it holds reports made after a snapshot added by
+//! hand, as before several snapshots were kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -25,6 +31,9 @@ enum Op {
     Reopen,
     Snapshot,
     Compact,
+    /// Restore a version of the restorable range (picked by the number) and
+    /// compare it with the model's database at that version.
+    RestoreAt(u16),
     /// OFF, a rebuild of `parent` (which would cascade to `child` with
     /// foreign keys on), ON.
     Rebuild,
@@ -39,7 +48,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4).prop_map(Op::Gap),
         1 => Just(Op::Reopen),
         1 => Just(Op::Snapshot),
-        2 => Just(Op::Compact),
+        3 => Just(Op::Compact),
+        2 => any::<u16>().prop_map(Op::RestoreAt),
         1 => Just(Op::Rebuild),
     ]
 }
@@ -48,11 +58,13 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, Default)]
 struct Model {
     /// Every transaction lightningd committed, in order: what a restore gives.
+    /// Versions never go down along it, so the database at version `v` is
+    /// the prefix of the transactions at or below `v`.
     committed: Vec<Txn>,
     head: u64,
-    /// The snapshot's version, or 0.
-    base: u64,
-    has_snapshot: bool,
+    /// The snapshots' versions, oldest first. The oldest is the floor:
+    /// records are kept after it.
+    snapshots: Vec<u64>,
     /// Records held: version → number of transactions in it.
     records: BTreeMap<u64, usize>,
     /// The head was reached by a rewind (a second one is refused).
@@ -70,12 +82,30 @@ impl Model {
         self.committed.iter().any(|(_, s)| s[0].starts_with("CREATE TABLE vars"))
     }
 
+    /// The oldest snapshot's version, or 0: restores reach down to it.
+    fn base(&self) -> u64 {
+        self.snapshots.first().copied().unwrap_or(0)
+    }
+
+    /// The newest snapshot's version, or 0: rewinds and compaction work after it.
+    fn newest(&self) -> u64 {
+        self.snapshots.last().copied().unwrap_or(0)
+    }
+
+    /// A rewind removes the head's record, which must be a single change
+    /// after the newest snapshot (a snapshot holds what lightningd
+    /// committed), and not the result of a rewind.
     fn rewind_allowed(&self) -> bool {
-        self.head > self.base && self.records.get(&self.head) == Some(&1) && !self.rewound_here
+        self.head > self.newest() && self.records.get(&self.head) == Some(&1) && !self.rewound_here
     }
 
     fn prev_version(&self) -> Option<u32> {
-        (self.head > self.base && self.records.contains_key(&self.head)).then(|| (self.head - 1) as u32)
+        (self.head > self.base() && self.records.contains_key(&self.head)).then(|| (self.head - 1) as u32)
+    }
+
+    /// The transactions a restore to `v` replays onto an empty database.
+    fn upto(&self, v: u64) -> Vec<Txn> {
+        self.committed.iter().take_while(|(tv, _)| u64::from(*tv) <= v).cloned().collect()
     }
 
     /// The next transaction at head + 1.
@@ -149,8 +179,10 @@ impl Harness<'_> {
         assert_eq!(st.prev_version, m.prev_version(), "{step}: prev_version");
         assert_eq!(st.rewind_allowed, m.rewind_allowed(), "{step}: rewind_allowed");
         assert_eq!(st.changes, m.records.len() as u64, "{step}: changes");
-        assert_eq!(st.restorable, (m.base, m.head), "{step}: restorable");
-        assert_eq!(st.snapshot.map(|s| s.seq), m.has_snapshot.then_some(m.base), "{step}: snapshot");
+        assert_eq!(st.restorable, (m.base(), m.head), "{step}: restorable");
+        assert_eq!(st.snapshot.map(|s| s.seq), m.snapshots.last().copied(), "{step}: snapshot");
+        assert_eq!(st.snapshots.iter().map(|s| s.seq).collect::<Vec<_>>(), m.snapshots, "{step}: snapshots");
+        assert_eq!(st.changes_since_snapshot, m.head - m.newest(), "{step}: changes_since_snapshot");
     }
 
     fn check_restore(&mut self, step: &str) {
@@ -255,23 +287,68 @@ impl Harness<'_> {
                 let mut f = std::fs::File::open(&image).unwrap();
                 let info = self.store.add_snapshot(self.model.head as u32, &mut f).unwrap();
                 assert_eq!(info.seq, self.model.head);
+                // A snapshot added by hand replaces every snapshot and record.
                 let m = &mut self.model;
-                m.base = m.head;
-                m.has_snapshot = true;
+                m.snapshots = vec![m.head];
                 m.records.clear();
             }
             Op::Compact => {
+                // Two changes after the newest snapshot at least: one to
+                // fold, and the last one, which stays rewindable.
                 let m = &self.model;
-                let expect = m.head >= 1 && m.head - 1 > m.base;
+                let expect = m.head >= 1 && m.head - 1 > m.newest();
                 let stats = compact::compact(&self.store, &Default::default()).unwrap();
                 assert_eq!(stats.compacted, expect, "{step}: compacted");
+                let m = &mut self.model;
                 if expect {
-                    let m = &mut self.model;
-                    m.base = m.head - 1;
-                    m.has_snapshot = true;
-                    let base = m.base;
+                    m.snapshots.push(m.head - 1);
+                    let drop = m.snapshots.len().saturating_sub(compact::Retention::DEFAULT_KEEP);
+                    m.snapshots.drain(..drop);
+                    assert_eq!(stats.snapshots_dropped, drop as u64, "{step}: snapshots_dropped");
+                    let base = m.base();
                     m.records.retain(|&k, _| k > base);
-                    assert_eq!(stats.changes_after, m.records.len() as u64);
+                    assert_eq!(stats.snapshot_version, Some((m.head - 1) as u32), "{step}: snapshot_version");
+                }
+                let kept: Vec<u32> = m.snapshots.iter().map(|&s| s as u32).collect();
+                assert_eq!(stats.snapshots_kept, kept, "{step}: snapshots_kept");
+                assert_eq!(stats.changes_after, m.records.len() as u64, "{step}: changes_after");
+            }
+            Op::RestoreAt(n) => {
+                let m = &self.model;
+                // Version 0 is before any transaction: nothing to compare.
+                let lo = m.base().max(1);
+                if m.head < lo {
+                    return;
+                }
+                let v = lo + u64::from(*n) % (m.head - lo + 1);
+                let txns = m.upto(v);
+                let got = self.file("restore-at");
+                let report = restore::restore_store(
+                    &self.store,
+                    &got,
+                    &restore::Options { to_version: Some(v), ..Default::default() },
+                )
+                .unwrap_or_else(|e| panic!("{step}: restore to {v}: {e}"));
+                assert_eq!(report.seq, v, "{step}: restored version");
+                let want = self.file("reference-at");
+                workload::reference_db(&want, &txns).unwrap();
+                if let Some(d) = workload::difference(&got, &want) {
+                    panic!("{step}: restore to version {v} differs from the model: {d}");
+                }
+                // Just below the range: refused.
+                let base = self.model.base();
+                if base > 0 {
+                    let below = self.file("below");
+                    let err = restore::restore_store(
+                        &self.store,
+                        &below,
+                        &restore::Options { to_version: Some(base - 1), ..Default::default() },
+                    );
+                    assert!(
+                        matches!(err, Err(Error::NotRestorable { asked, .. }) if asked == base - 1),
+                        "{step}: restore to {}: {err:?}",
+                        base - 1
+                    );
                 }
             }
             Op::Rebuild => {
@@ -374,5 +451,34 @@ fn fixed_sequence_covers_every_operation() {
         Rebuild,
         Compact,
         Add,
+        RestoreAt(0),
+        RestoreAt(7),
     ]);
+}
+
+/// More compactions than the retention keeps, with restores of every
+/// version still in range, a rewind to the newest snapshot, and a snapshot
+/// by hand replacing them all.
+#[test]
+fn fixed_sequence_over_several_snapshots() {
+    use Op::*;
+    let mut ops = vec![Add, Add, Add];
+    for i in 0..5u16 {
+        ops.extend([Add, Add, Compact, RestoreAt(i), RestoreAt(i * 3 + 1), Repeat(false), Repeat(true), Add]);
+    }
+    ops.extend([
+        Compact,
+        Rewind,
+        RestoreAt(0),
+        DoubleRewind,
+        Reopen,
+        RestoreAt(1),
+        Add,
+        Add,
+        Compact,
+        Rebuild,
+        Compact,
+    ]);
+    ops.extend([RestoreAt(2), RestoreAt(5), Snapshot, RestoreAt(0), Add, Compact, Add, Compact, RestoreAt(9)]);
+    run_sequence(&ops);
 }

@@ -457,6 +457,43 @@ impl Node {
         self.wait_answer(id, id)
     }
 
+    /// The answer to a call started with [`Node::rpc_start`], if it has
+    /// arrived; never waits. Log lines and other answers that arrived
+    /// meanwhile are kept, as [`Node::rpc_wait`] keeps them.
+    pub fn rpc_poll(&mut self, id: &str) -> Option<Result<Value, Stop>> {
+        let plugin = self.plugin.as_mut()?;
+        if let Some(msg) = plugin.early.remove(id) {
+            return Some(answer_of(msg));
+        }
+        loop {
+            let msg = match plugin.messages.try_recv() {
+                Ok(m) => m,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Some(Err(Stop::PluginDied(format!("pipe closed while waiting for {id}"))))
+                }
+            };
+            if let Some(line) = log_line(&msg) {
+                self.logs.push(line);
+                continue;
+            }
+            if msg.get("sim-bad-json").is_some() {
+                return Some(Err(Stop::Protocol(format!("plugin wrote invalid JSON: {msg}"))));
+            }
+            match msg.get("id").and_then(Value::as_str) {
+                Some(got) if got == id => return Some(answer_of(msg)),
+                Some(other) if msg.get("method").is_none() && other.starts_with("cln:") => {
+                    let other = other.to_string();
+                    plugin.early.insert(other, msg);
+                }
+                Some(_) if msg.get("method").is_none() => {
+                    return Some(Err(Stop::Protocol(format!("answer to an unknown id: {msg}"))));
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn send_request(&mut self, method: &str, params: Value) -> Result<String, Stop> {
         let plugin = self.plugin.as_mut().ok_or_else(|| Stop::Protocol("no plugin".into()))?;
         plugin.next_id += 1;

@@ -658,7 +658,11 @@ mod binary {
             send(&mut node, &mut load);
         }
         let mut during = Vec::new();
-        for round in 0..3 {
+        // At least three compactions, and more until 100 transactions were
+        // answered during them (a fast machine compacts in few writes).
+        let mut round = 0;
+        while round < 3 || (during.iter().sum::<u32>() < 100 && round < 30) {
+            round += 1;
             let call = node.rpc_start("backup-compact", json!({})).unwrap();
             let mut sent = 0u32;
             let stats: Value = loop {
@@ -682,16 +686,16 @@ mod binary {
         node.stop();
         println!("transactions during each compaction: {during:?}");
         // Decision: each compaction must see writes answered while it runs,
-        // and the three together at least 100; how many fall in one depends
-        // on how long it takes on this machine, so a count per compaction
-        // is not asserted.
+        // and all together at least 100; how many fall in one depends on
+        // how long it takes on this machine, so a count per compaction is
+        // not asserted.
         assert!(during.iter().all(|&n| n > 0), "no transaction was answered while a compaction ran: {during:?}");
         assert!(during.iter().sum::<u32>() >= 100, "fewer than 100 transactions during the compactions: {during:?}");
 
         let store = Store::open_read_only(&store_path).unwrap();
         let st = store.status().unwrap();
         assert_eq!(st.version, version, "the store's head is the node's data_version");
-        // Three compactions asked for (and any the plugin's policy ran): at
+        // Several compactions asked for (and any the plugin's policy ran): at
         // most the default number of snapshots kept.
         assert!(
             (1..=Retention::DEFAULT_KEEP).contains(&st.snapshots.len()),

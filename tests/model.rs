@@ -67,6 +67,10 @@ struct Model {
     snapshots: Vec<u64>,
     /// Records held: version → number of transactions in it.
     records: BTreeMap<u64, usize>,
+    /// Records begun by a repeated-version report at a snapshot's version
+    /// (none was kept there): they hold what came after the snapshot, so
+    /// they stay when that snapshot becomes the oldest.
+    after_snapshot: std::collections::BTreeSet<u64>,
     /// The head was reached by a rewind (a second one is refused).
     rewound_here: bool,
     foreign_keys: bool,
@@ -135,6 +139,13 @@ impl Model {
     }
 
     fn repeated(&mut self, txn: Txn) {
+        if !self.records.contains_key(&self.head) {
+            self.after_snapshot.insert(self.head);
+        } else if self.head == self.newest() && self.head > self.base() {
+            // The record the newest snapshot holds grows: that snapshot is
+            // dropped (the one before it and the changes since cover it).
+            self.snapshots.pop();
+        }
         *self.records.entry(self.head).or_insert(0) += 1;
         if let Some(on) = cln_backup::version::lone_foreign_keys_pragma(&txn.1) {
             self.foreign_keys = on;
@@ -144,6 +155,7 @@ impl Model {
 
     fn rewound(&mut self) -> Txn {
         self.records.remove(&self.head);
+        self.after_snapshot.remove(&self.head);
         self.head -= 1;
         self.rewound_here = true;
         self.committed.pop().expect("a transaction to rewind")
@@ -291,6 +303,7 @@ impl Harness<'_> {
                 let m = &mut self.model;
                 m.snapshots = vec![m.head];
                 m.records.clear();
+                m.after_snapshot.clear();
             }
             Op::Compact => {
                 // Two changes after the newest snapshot at least: one to
@@ -306,7 +319,9 @@ impl Harness<'_> {
                     m.snapshots.drain(..drop);
                     assert_eq!(stats.snapshots_dropped, drop as u64, "{step}: snapshots_dropped");
                     let base = m.base();
-                    m.records.retain(|&k, _| k > base);
+                    let after = &m.after_snapshot;
+                    m.records.retain(|&k, _| k > base || (k == base && after.contains(&k)));
+                    m.after_snapshot.retain(|&k| k >= base);
                     assert_eq!(stats.snapshot_version, Some((m.head - 1) as u32), "{step}: snapshot_version");
                 }
                 let kept: Vec<u32> = m.snapshots.iter().map(|&s| s as u32).collect();

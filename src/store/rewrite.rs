@@ -96,6 +96,9 @@ struct Build<'a> {
     copied: Seq,
     /// Bytes written, for the reserve.
     written: u64,
+    /// Whether a record at the floor is kept (one holding reports made
+    /// after the snapshot there).
+    floor_record: bool,
 }
 
 impl Build<'_> {
@@ -113,13 +116,15 @@ impl Build<'_> {
 
     /// Whether the record at `seq` (its bytes) is the change the floor's
     /// snapshot holds, so not kept.
-    fn in_floor_image(&self, seq: Seq, bytes: &[u8]) -> Result<bool> {
+    fn in_floor_image(&mut self, seq: Seq, bytes: &[u8]) -> Result<bool> {
         if seq != self.floor {
             return Ok(false);
         }
         let rec = StoredChange::from_bytes(bytes)
             .map_err(|e| Error::corrupt(self.store, format!("version {}: {e}", data_version(seq))))?;
-        Ok(rec.hash == self.floor_anchor)
+        let in_image = rec.hash == self.floor_anchor;
+        self.floor_record = !in_image;
+        Ok(in_image)
     }
 
     /// Copy every record from the floor to `st.head` out of the view `from`:
@@ -271,8 +276,16 @@ impl Store {
             .map_err(|e| Error::io(tmp.path(), e))?;
         let backend = redb::backends::FileBackend::new(file).map_err(|e| Error::redb(tmp.path(), e))?;
         let db = file::builder().create_with_backend(backend).map_err(|e| Error::redb(tmp.path(), e))?;
-        let mut b =
-            Build { store: &self.path, path: tmp.path().to_path_buf(), db, floor, floor_anchor, copied: 0, written: 0 };
+        let mut b = Build {
+            store: &self.path,
+            path: tmp.path().to_path_buf(),
+            db,
+            floor,
+            floor_anchor,
+            copied: 0,
+            written: 0,
+            floor_record: false,
+        };
 
         // The tables, and the metadata as it is now (written again at the switch-over).
         let txn = b.begin(false)?;
@@ -346,11 +359,9 @@ impl Store {
         }
         txn.commit().map_err(|e| b.err(e))?;
         b.db.compact().map_err(|e| b.err(redb::Error::from(e)))?;
-        let compacted_len = std::fs::metadata(&b.path).map_err(|e| Error::io(&b.path, e))?.len();
         let txn = b.begin(true)?;
         txn.delete_table(RESERVE).map_err(|e| b.err(e))?;
         txn.commit().map_err(|e| b.err(e))?;
-        let bytes_in_use = compacted_len.saturating_sub(reserve);
 
         // One more catch-up without the lock, so the switch-over has little to do.
         {
@@ -358,6 +369,12 @@ impl Store {
             let now = load_state(&self.path, &view, false)?;
             b.catch_up(&view, &now, false)?;
         }
+        let bytes_in_use = {
+            let txn = b.db.begin_write().map_err(|e| b.err(e))?;
+            let stats = txn.stats().map_err(|e| b.err(e))?;
+            txn.abort().map_err(|e| b.err(e))?;
+            stats.allocated_pages() * stats.page_size() as u64
+        };
 
         // The owner, group and mode of the file it replaces.
         tmp.settle(NewOwner::Process)?;
@@ -369,7 +386,9 @@ impl Store {
             Some((hash, _)) if hash == job.expect && state.head > job.point => {}
             _ => return Err(raced()),
         }
-        let changes_after = state.head - floor;
+        let st_now = state.clone();
+        b.catch_up(&view, &st_now, false)?;
+        let changes_after = st_now.head - floor + u64::from(b.floor_record);
         let record = CompactionRecord {
             time_ms: now_ms(),
             snapshot_seq: job.point,
@@ -379,8 +398,6 @@ impl Store {
         };
         let mut meta = state.meta.clone();
         meta.last_compaction = Some(record.clone());
-        let st_now = state.clone();
-        b.catch_up(&view, &st_now, false)?;
         let txn = b.begin(true)?;
         {
             // A snapshot the writer dropped meanwhile (see `plan_change`) is

@@ -262,7 +262,10 @@ fn info_reports_versions_and_changes() {
     let text = stdout(&out);
     assert!(text.contains("Version:          8"), "{text}");
     assert!(text.contains("Changes:          3"), "{text}");
-    assert!(text.contains("Restorable:       versions 5 to 8"), "{text}");
+    assert!(text.contains("Restorable:       versions 5 (") && text.contains(") to 8 ("), "{text}");
+    assert!(text.contains("Snapshots:        1 kept"), "{text}");
+    assert!(text.contains("  version 5: received "), "{text}");
+    assert!(text.contains("Since snapshot:   3 changes ("), "{text}");
 }
 
 #[test]

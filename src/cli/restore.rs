@@ -4,6 +4,11 @@
 //! reporting the result. The replay itself, the checks and the safe
 //! hand-over of the file are the library's (`cln_backup::restore`); this file
 //! must not write the destination itself.
+//!
+//! Decision: `--to-time` is refused for a `.dbak` file and for a remote
+//! copy before anything is read or written: the times at which versions
+//! arrived are kept only in a store's own records, and a guess from
+//! anything else could restore a version the user did not ask for.
 
 use super::{bytes, finish_bar, is_remote, naming, plural, progress_bar, progress_callback, store_path, RemoteArgs};
 use anyhow::{bail, Result};
@@ -29,7 +34,13 @@ use std::path::{Path, PathBuf};
         WAL file beside it (a crashed SQLite's, which would be applied to the restored \
         database): --force moves those aside with the old database, as \
         DEST.replaced-<UTC time> and DEST.replaced-<UTC time>-journal. DEST may never be \
-        SOURCE itself. Stop the node before replacing its database."
+        SOURCE itself. Stop the node before replacing its database.\n\n\
+        --to-version N restores an earlier version that the backup still holds; --to-time T \
+        (a store only) restores the newest version the store had received at time T, an \
+        RFC 3339 time (2026-12-07T10:30:00Z, 2026-12-07 11:30:00.250+01:00) or a Unix time in \
+        seconds (1796640000, 1796640000.250), to the millisecond (finer fractions are \
+        truncated). A time before the oldest version kept is refused, naming the range; \
+        cln-backup info lists the versions and times a store can restore."
 )]
 pub struct Args {
     /// The backup to restore from: a store (path or file:// URL) or a legacy .dbak file.
@@ -41,6 +52,9 @@ pub struct Args {
     /// Restore this earlier data_version instead of the latest; it must still be held by the store.
     #[arg(long, value_name = "N")]
     pub to_version: Option<u64>,
+    /// Restore the newest version the store had received at this time: RFC 3339 or a Unix time in seconds.
+    #[arg(long, value_name = "TIME", value_parser = cln_backup::timespec::parse_point, conflicts_with = "to_version")]
+    pub to_time: Option<u64>,
     /// Replace DEST if it exists.
     #[arg(long)]
     pub force: bool,
@@ -117,13 +131,74 @@ pub fn refuse_empty(source: &Source, to_version: Option<u64>) -> Result<()> {
     );
 }
 
+/// What to restore: the head, a version, or the version held at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `None`: the head; otherwise `--to-version`.
+    Version(Option<u64>),
+    /// `--to-time`, in milliseconds since the Unix epoch.
+    Time(u64),
+}
+
+impl Target {
+    fn to_version(self) -> Option<u64> {
+        match self {
+            Target::Version(v) => v,
+            Target::Time(_) => None,
+        }
+    }
+}
+
+/// The version a restore to `target` reaches in a store, and when the store
+/// received it (milliseconds since the Unix epoch, or
+/// [`TIME_NOT_RECORDED`](cln_backup::TIME_NOT_RECORDED)): the library's
+/// answer, so that what is printed is what is restored. Errors name the store.
+pub fn store_target(store: &Store, target: Target) -> Result<(cln_backup::version::Seq, u64)> {
+    let reader = store.reader()?;
+    let seq = match target {
+        Target::Time(ms) => reader.target_time(ms),
+        Target::Version(v) => reader.target(v),
+    }
+    .map_err(|e| naming(store.path(), e))?;
+    let time = reader.time_of(seq).map_err(|e| naming(store.path(), e))?;
+    Ok((seq, time))
+}
+
+/// Refuse `--to-time` for a source that keeps no times: a `.dbak` file or a
+/// remote copy (see the module's decision).
+pub fn refuse_time_without_store(source: &Source, target: Target) -> Result<()> {
+    if !matches!(target, Target::Time(_)) {
+        return Ok(());
+    }
+    let (what, name) = match source {
+        Source::Store(_) => return Ok(()),
+        Source::Legacy(path) => ("a legacy .dbak file", path.display().to_string()),
+        Source::Remote(from) => ("a remote copy", from.location().to_string()),
+    };
+    bail!("{}", no_times(&name, what));
+}
+
+/// Why `--to-time` is refused for `name`, which is `what`.
+fn no_times(name: &str, what: &str) -> String {
+    format!(
+        "{name}: --to-time needs a cln-backup store: the times versions were received are kept only in a store, \
+         and this is {what}; restore a version with --to-version N instead"
+    )
+}
+
 /// Restore `source` to `dest`.
-pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force: bool) -> Result<Report> {
+pub fn restore_from(source: &Source, dest: &Path, target: Target, force: bool) -> Result<Report> {
+    let to_version = target.to_version();
+    let to_time_ms = match target {
+        Target::Time(ms) => Some(ms),
+        Target::Version(_) => None,
+    };
+    refuse_time_without_store(source, target)?;
     match source {
         Source::Store(store) => {
             let len = store.reader()?.change_count();
             let bar = progress_bar(len, "restore");
-            let opts = Options { to_version, to_time_ms: None, force, progress: progress_callback(&bar) };
+            let opts = Options { to_version, to_time_ms, force, progress: progress_callback(&bar) };
             let report = lib::restore_store(store, dest, &opts);
             finish_bar(bar);
             report.map_err(with_flags)
@@ -145,11 +220,25 @@ pub fn restore_from(source: &Source, dest: &Path, to_version: Option<u64>, force
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let target = match args.to_time {
+        Some(ms) => Target::Time(ms),
+        None => Target::Version(args.to_version),
+    };
+    // A remote copy is refused before it is reached.
+    if matches!(target, Target::Time(_)) && is_remote(&args.source)? {
+        bail!("{}", no_times(&args.source.display().to_string(), "a remote copy"));
+    }
     let source = open_source(&args.source, &args.remote)?;
+    refuse_time_without_store(&source, target)?;
+    // The version a time reaches, and when it was received: told after the restore.
+    let held = match (&source, target) {
+        (Source::Store(store), Target::Time(_)) => Some(store_target(store, target)?),
+        _ => None,
+    };
     // Also checks --to-version against what the source holds, naming the file.
-    refuse_empty(&source, args.to_version)?;
+    refuse_empty(&source, held.map(|(seq, _)| seq).or(target.to_version()))?;
     let dest = destination_path(&args.dest);
-    let report = restore_from(&source, &dest, args.to_version, args.force)?;
+    let report = restore_from(&source, &dest, target, args.force)?;
     println!(
         "Restored {} at version {}{}: {} replayed ({}), {}",
         report.path.display(),
@@ -163,6 +252,14 @@ pub fn run(args: Args) -> Result<()> {
         plural(report.statements, "statement"),
         bytes(report.bytes)
     );
+    if let (Target::Time(asked), Some((_, received))) = (target, held) {
+        println!(
+            "Version {} is the newest the store had received at {}: it was received at {}",
+            report.version,
+            cln_backup::utc_iso8601(asked, true),
+            received_text(received)
+        );
+    }
     for moved in &report.moved_aside {
         println!("Moved {} aside to {}", moved.from.display(), moved.to.display());
     }
@@ -183,6 +280,15 @@ pub fn with_flags(err: cln_backup::Error) -> anyhow::Error {
             path.display()
         ),
         other => other.into(),
+    }
+}
+
+/// When a version was received, as shown: ISO 8601 UTC to the millisecond.
+pub fn received_text(ms: u64) -> String {
+    if ms == cln_backup::TIME_NOT_RECORDED {
+        "an unrecorded time".to_string()
+    } else {
+        cln_backup::utc_iso8601(ms, true)
     }
 }
 
@@ -227,6 +333,15 @@ mod tests {
             parse(&["restore", "--to-version", "x", "s", "d"]).unwrap_err().kind(),
             clap::error::ErrorKind::ValueValidation
         );
+        assert_eq!(parse(&["restore", "s", "d"]).unwrap().to_time, None);
+        let a = parse(&["restore", "--to-time", "2026-12-07T11:30:00.250+01:00", "s", "d"]).unwrap();
+        assert_eq!(a.to_time, Some(1_796_639_400_250));
+        assert_eq!(parse(&["restore", "--to-time", "1796639400", "s", "d"]).unwrap().to_time, Some(1_796_639_400_000));
+        let err = parse(&["restore", "--to-time", "yesterday", "s", "d"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("\"yesterday\" is not a time"), "{err}");
+        let err = parse(&["restore", "--to-time", "1796639400", "--to-version", "3", "s", "d"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

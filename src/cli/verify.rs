@@ -2,7 +2,8 @@
 //! restores to a given database.
 //!
 //! Owns the checks a user runs by hand, and their report: walking the whole
-//! hash chain, replaying into a temporary database (the library's replay,
+//! hash chain kept (from the oldest snapshot), reading every snapshot's
+//! image against its hash, replaying into a temporary database (the library's replay,
 //! with its integrity check), and comparing it with a node's database (the
 //! library's comparer, [`cln_backup::compare`]). It must not write to the
 //! store or to the database it compares against (that one is opened
@@ -14,15 +15,16 @@ use cln_backup::compare::{compare_databases, Labels};
 use cln_backup::replay::replay_store;
 use cln_backup::restore::DB_FILE_NAME;
 use cln_backup::version::data_version;
-use cln_backup::{Reader, Store};
+use cln_backup::{Reader, SnapshotInfo, Store};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 #[command(
     about = "Check a store's hash chain and that it restores",
     long_about = "Check a backup store.\n\n\
-        Walks the hash chain over every change (a missing, reordered or altered record is \
-        reported), replays the snapshot and changes into a temporary database in $TMPDIR \
+        Walks the hash chain over every change kept, from the oldest snapshot to the head (a \
+        missing, reordered or altered record is reported), reads every snapshot kept and \
+        checks its image against its hash, replays the snapshot and changes into a temporary database in $TMPDIR \
         and runs SQLite's integrity check on it, and checks its data_version.\n\n\
         With --against FILE (a node's lightningd.sqlite3, opened read-only, or its directory, \
         meaning FILE/lightningd.sqlite3), the restored database is also compared with FILE: schema first, then every table row by row. \
@@ -63,16 +65,29 @@ pub fn run(args: Args) -> Result<()> {
     let reader = store.reader()?;
     let head = reader.head();
     let chain = walk_chain(&reader)?;
+    let snapshots = reader.snapshots();
     println!(
         "Hash chain intact: {} ({}, {}) {}",
         plural(chain.changes, "change record"),
         plural(chain.transactions, "transaction"),
         plural(chain.statements, "statement"),
-        match reader.snapshot() {
+        match snapshots.first() {
+            Some(s) if snapshots.len() > 1 =>
+                format!("from the oldest snapshot kept, at version {}, to the head", s.version),
             Some(s) => format!("after the snapshot at version {}", s.version),
             None => "from the start of the log (the store has no snapshot)".to_string(),
         }
     );
+    let checked = check_snapshots(&reader, &snapshots)?;
+    if !snapshots.is_empty() {
+        println!(
+            "Snapshot images intact: {} ({} {}), {} read, each matching its hash",
+            plural(snapshots.len() as u64, "snapshot"),
+            if snapshots.len() == 1 { "version" } else { "versions" },
+            snapshots.iter().map(|s| s.version.to_string()).collect::<Vec<_>>().join(", "),
+            super::bytes(checked)
+        );
+    }
 
     let tmp = cln_backup::atomic_file::ScratchDir::new("verify")
         .context("cannot create a temporary directory for the replay")?;
@@ -97,8 +112,25 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    println!("{}: OK", store.path().display());
+    println!(
+        "{}: OK ({} and {} checked)",
+        store.path().display(),
+        plural(snapshots.len() as u64, "snapshot"),
+        plural(chain.changes, "change record")
+    );
     Ok(())
+}
+
+/// Read every snapshot's image, which checks it against its content hash,
+/// into nothing. Returns the bytes read.
+fn check_snapshots(reader: &Reader<'_>, snapshots: &[SnapshotInfo]) -> Result<u64> {
+    let mut total = 0;
+    for snap in snapshots {
+        total += reader
+            .copy_snapshot_for(snap.seq, &mut std::io::sink())
+            .with_context(|| format!("the snapshot at version {}", snap.version))?;
+    }
+    Ok(total)
 }
 
 /// Verify a remote copy: restore it through its destination into a
@@ -137,7 +169,8 @@ struct Chain {
     statements: u64,
 }
 
-/// Walk every change record after the snapshot, checking the hash chain.
+/// Walk every change record kept, from the oldest snapshot (or the start
+/// of the log) to the head, checking the hash chain.
 fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
     let mut chain = Chain::default();
     let mut last = None;
@@ -151,7 +184,7 @@ fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
     let path = reader.path().display();
     if chain.changes != reader.change_count() {
         bail!(
-            "{path}: the store is damaged: it holds {} change records but {} follow the snapshot",
+            "{path}: the store is damaged: it holds {} change records but {} follow the oldest snapshot",
             reader.change_count(),
             chain.changes
         );

@@ -89,11 +89,19 @@ fn refused(result: Result<Node, Stop>) -> String {
 /// count alone decides and the number of compactions does not depend on
 /// how well the workload compresses) after 700 transactions, each answered
 /// `continue`; its status once no compaction runs.
+///
+/// The writes go in batches of 100, each followed by a wait for any
+/// compaction running to end: on a slow machine one compaction could
+/// otherwise span the writes that make the next one due. Writes within a
+/// batch go on while a compaction runs.
 fn node_after_700_writes(dir: &NodeDir, seed: u64) -> (Node, Value) {
     let options = json!({"backup-compact-after-changes": 200, "backup-compact-after-ratio": "0"});
     let mut node = Node::start(dir, &start_with(options)).unwrap();
     let mut load = Workload::on_existing_schema(seed, node.data_version());
-    apply(&mut node, &mut load, 700);
+    for _ in 0..7 {
+        apply(&mut node, &mut load, 100);
+        status_when_idle(&mut node);
+    }
     let s = status_when_idle(&mut node);
     (node, s)
 }
@@ -245,4 +253,37 @@ fn two_compactions_called_at_once_both_answer() {
     let args: [&dyn AsRef<OsStr>; 2] = [&"verify", &store];
     run::assert_ok(&run::cln_backup(&args));
     restore_and_compare(&store, &dir.db());
+}
+
+#[test]
+fn an_async_destination_behind_skips_the_automatic_compaction_once_a_minute() {
+    use cln_backup::lockfile::{self, Entry, Mode, LOCK_FILE_NAME};
+    let dir = NodeDir::new();
+    let root = dir.root.path();
+    let primary = root.join("primary.redb");
+    drop(Store::create(&primary).unwrap());
+    let lazy = root.join("removed-disk").join("async.redb");
+    let mut entries = vec![Entry::new(format!("file://{}", primary.display()))];
+    let mut behind = Entry::new(format!("file://{}", lazy.display()));
+    behind.mode = Mode::Async;
+    entries.push(behind);
+    std::fs::write(dir.network().join(LOCK_FILE_NAME), lockfile::lock_text(&entries).unwrap()).unwrap();
+
+    let options = json!({"backup-compact-after-changes": 50, "backup-compact-after-ratio": "0"});
+    let mut node = Node::start(&dir, &start_with(options)).unwrap();
+    let mut load = Workload::on_existing_schema(15, node.data_version());
+    apply(&mut node, &mut load, 60);
+    let s = status_when_idle(&mut node);
+    // Due, but not run: the async destination does not hold the head.
+    assert!(s["compaction"]["next"]["due"].is_string(), "{s}");
+    assert!(s["snapshot_version"].is_null() && s["compaction"]["last"].is_null(), "{s}");
+    // Many writes later, still within the minute: not tried again.
+    apply(&mut node, &mut load, 100);
+    let logs = node.stop();
+    let skips: Vec<_> = logs.iter().filter(|l| l.message.starts_with("Automatic compaction skipped")).collect();
+    assert_eq!(skips.len(), 1, "one skip a minute at most: {logs:?}");
+    assert_eq!(skips[0].level, "unusual");
+    assert!(skips[0].message.contains(&lazy.display().to_string()), "names the destination: {}", skips[0].message);
+    assert!(!logs.iter().any(|l| l.message.contains("done:")), "{logs:?}");
+    restore_and_compare(&primary, &dir.db());
 }

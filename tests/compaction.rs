@@ -205,6 +205,29 @@ fn retention_keeps_the_newest_snapshots_and_every_change_after_the_oldest() {
 }
 
 #[test]
+fn a_store_without_a_snapshot_restores_by_time_from_its_first_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("fresh.redb")).unwrap();
+    // Nothing received yet: no time to restore to, and it says so.
+    let err = store.reader().unwrap().target_time(u64::MAX / 2).unwrap_err();
+    assert!(matches!(&err, Error::TimeNotRestorable { range, .. } if range.contains("no change")), "{err}");
+    let txns = Workload::generate(3, 4);
+    for (v, s) in &txns {
+        store.add_change(*v, s).unwrap();
+    }
+    let reader = store.reader().unwrap();
+    assert_eq!(reader.restorable().0, 0);
+    let first = reader.time_of(1).unwrap();
+    assert_eq!(reader.target_time(first).unwrap(), reader.target_time(first).unwrap().max(1));
+    assert!(reader.target_time(first).unwrap() >= 1);
+    // Before the first change: refused, naming version 1 (version 0, the
+    // empty database, was never received).
+    let err = reader.target_time(first - 1).unwrap_err();
+    assert!(matches!(&err, Error::TimeNotRestorable { range, .. } if range.starts_with("version 1 ")), "{err}");
+    assert_eq!(reader.target_time(u64::MAX / 2).unwrap(), reader.head());
+}
+
+#[test]
 fn a_long_max_age_keeps_what_the_count_allows() {
     let dir = tempfile::tempdir().unwrap();
     let small = Small::new();

@@ -139,7 +139,6 @@ fn compactions_run_automatically_while_the_node_writes() {
 /// Needs the library's retention (several snapshots kept); the provisional
 /// compaction keeps only the newest.
 #[test]
-#[ignore = "needs the compaction rewrite that keeps several snapshots"]
 fn automatic_compactions_keep_several_snapshots() {
     let dir = NodeDir::new();
     let store = init_empty(&dir);
@@ -229,7 +228,6 @@ fn a_bad_option_value_is_refused_naming_the_option() {
 /// Needs the library's serialised compaction; the provisional one lets the
 /// second publish at the version the first just did, and refuses it.
 #[test]
-#[ignore = "needs the compaction rewrite that serialises compactions"]
 fn two_compactions_called_at_once_both_answer() {
     let dir = NodeDir::new();
     let store = init_empty(&dir);

@@ -1,7 +1,7 @@
 //! `cln-backup compact`: offline compaction of a store.
 //!
-//! Owns running the library's compaction on a store no plugin is using, then
-//! giving the freed space back to the file system, and reporting both. It
+//! Owns running the library's compaction on a store no plugin is using and
+//! reporting what it did. It
 //! must not decide what is compacted: that is `cln_backup::compact`.
 //!
 //! Replicas listed in `backup.lock` are not touched: each keeps its own
@@ -11,11 +11,11 @@
 //! snapshot before the changes. Compacting a remote copy is its own
 //! business (a `backup-cli` server's compaction, an object store's).
 //!
-//! Decision: the file is still shrunk here after the library's compaction
-//! (`Store::shrink_file`): the compaction in the library does not yet
-//! promise a file without free pages, and a user who runs `compact` by hand
-//! expects the file to get smaller. The report gives the file's length as
-//! measured at the end, and the library's figure of the bytes in use.
+//! Decision: nothing is shrunk here. The library's compaction writes the
+//! store anew as a tight file with a small reserve of free space inside it
+//! (so the next writes do not make redb double the file); shrinking it
+//! further would take that reserve away. The report gives the file's length
+//! as measured at the end, and the library's figure of the bytes in use.
 
 use super::{bytes, finish_bar, plural, progress_bar, progress_callback, store_path};
 use anyhow::{Context, Result};
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     let path = store_path(&args.store)?;
     // The file's length as `ls -l` shows it, before anything is written.
     let len_before = std::fs::metadata(&path).map(|m| m.len()).ok();
-    let mut store = Store::open_checked(&path)?;
+    let store = Store::open_checked(&path)?;
     let len_before = match len_before {
         Some(len) => len,
         None => file_len(&path)?,
@@ -80,7 +80,6 @@ pub fn run(args: Args) -> Result<()> {
         );
         return Ok(());
     }
-    store.shrink_file()?;
     // Closing the store is its last write: measure the file after it.
     drop(store);
     let len_after = file_len(&path)?;

@@ -217,7 +217,10 @@ impl Reader<'_> {
     /// when `time_ms` is before the oldest restorable version's time, or
     /// when that version's time is not known.
     pub fn target_time(&self, time_ms: u64) -> Result<Seq> {
-        let (lo, hi) = self.restorable();
+        let (lo, hi) = self.timed_range();
+        if hi < lo {
+            return Err(self.time_not_restorable(time_ms, crate::record::TIME_NOT_RECORDED));
+        }
         let lo_time = self.time_of(lo)?;
         if lo_time == crate::record::TIME_NOT_RECORDED || time_ms < lo_time {
             return Err(self.time_not_restorable(time_ms, lo_time));
@@ -235,9 +238,23 @@ impl Reader<'_> {
         Ok(found)
     }
 
-    fn time_not_restorable(&self, asked_ms: u64, lo_time: u64) -> Error {
+    /// The versions that have a time: [`restorable`](Reader::restorable),
+    /// without version 0 of a log that starts from an empty database (it
+    /// was never received).
+    fn timed_range(&self) -> (Seq, Seq) {
         let (lo, hi) = self.restorable();
+        (if lo == 0 && self.state.snapshots.is_empty() { 1 } else { lo }, hi)
+    }
+
+    fn time_not_restorable(&self, asked_ms: u64, lo_time: u64) -> Error {
+        let (lo, hi) = self.timed_range();
         let hi_time = self.time_of(hi).unwrap_or(crate::record::TIME_NOT_RECORDED);
+        if hi < lo {
+            return Error::TimeNotRestorable {
+                asked: crate::record::utc_iso8601(asked_ms, true),
+                range: "the backup holds no change yet".into(),
+            };
+        }
         let when = |ms: u64| {
             if ms == crate::record::TIME_NOT_RECORDED {
                 "time not recorded".to_string()

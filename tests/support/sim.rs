@@ -457,6 +457,26 @@ impl Node {
         self.wait_answer(id, id)
     }
 
+    /// The answer to a call started with [`Node::rpc_start`] if it has
+    /// arrived, without waiting: messages already received are taken in
+    /// (log lines kept, other answers set aside for their own waits).
+    pub fn rpc_poll(&mut self, id: &str) -> Option<Result<Value, Stop>> {
+        let plugin = self.plugin.as_mut()?;
+        while let Ok(msg) = plugin.messages.try_recv() {
+            if let Some(line) = log_line(&msg) {
+                self.logs.push(line);
+                continue;
+            }
+            if let Some(got) = msg.get("id").and_then(Value::as_str) {
+                if msg.get("method").is_none() {
+                    let got = got.to_string();
+                    plugin.early.insert(got, msg);
+                }
+            }
+        }
+        plugin.early.remove(id).map(answer_of)
+    }
+
     fn send_request(&mut self, method: &str, params: Value) -> Result<String, Stop> {
         let plugin = self.plugin.as_mut().ok_or_else(|| Stop::Protocol("no plugin".into()))?;
         plugin.next_id += 1;

@@ -1,13 +1,18 @@
-//! Compaction: folding old changes into a new base snapshot.
+//! Compaction: folding the changes since the newest snapshot into a new one,
+//! keeping what the retention rules say, and the policy that says when.
 //!
 //! Owns the choice of compaction point (the version before the head, so the
-//! last change stays rewindable) and the order of work: replay from a read
-//! view into a temporary SQLite file beside the store *without* holding the
-//! store's write lock, then publish snapshot and pruning in one short write
-//! transaction. Writers go on while it runs; if the log moved under it (the
-//! compaction point was rewound and rewritten), nothing is published.
+//! last change stays rewindable), [`Retention`], [`Policy`], one compaction
+//! at a time per store, and the order of work: replay the newest snapshot
+//! and the changes since from a read view into a temporary SQLite file
+//! beside the store *without* holding the store's write lock, then publish
+//! through the store's rewrite (a new file put in the store's place; the
+//! writer waits only for the switch-over). Writers go on while it runs; if
+//! the log moved under it (the compaction point was rewound and rewritten),
+//! nothing is published.
 //!
-//! It must not change what a restore produces.
+//! It must not change what a restore produces, and it must not run the
+//! policy by itself: a front end (the plugin) asks [`Policy::next`] when to.
 
 use crate::error::Result;
 use crate::replay::{self, Progress};
@@ -366,6 +371,6 @@ mod tests {
         assert_eq!((stats.snapshots_kept.clone(), stats.snapshots_dropped), (vec![9], 2));
         assert_eq!((stats.changes_before, stats.changes_after), (6, 1));
         assert_eq!(store.status().unwrap().restorable, (9, 10));
-        assert!(stats.bytes_after as f64 <= stats.bytes_in_use as f64 * 1.15 + 65536.0, "{stats:?}");
+        assert!(stats.bytes_in_use <= stats.bytes_after, "{stats:?}");
     }
 }

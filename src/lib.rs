@@ -4,7 +4,7 @@
 //!
 //! lightningd reports every database transaction through its `db_write` hook
 //! before it commits. This library keeps those transactions in a change log in
-//! one [redb](https://docs.rs/redb) file per node, beside a base snapshot of the
+//! one [redb](https://docs.rs/redb) file per node, beside snapshots of the
 //! database, and rebuilds `lightningd.sqlite3` from them exactly. It knows
 //! nothing of lightningd's protocol: the plugin, the command line and any
 //! wallet manager that embeds it are front ends over the same calls.
@@ -52,10 +52,11 @@
 //!
 //! ## Modules
 //!
-//! - [`store`]: the redb file: change log, base snapshot, metadata; [`Store`] and its [`Reader`].
+//! - [`store`]: the redb file: change log, snapshots, metadata; [`Store`] and its [`Reader`].
 //! - [`restore`]: a replayed database put safely where lightningd opens it.
 //! - [`replay`]: changes into SQLite exactly as lightningd executed them.
-//! - [`compact`]: fold old changes into a new base snapshot.
+//! - [`compact`]: fold old changes into a new snapshot; retention and the automatic policy.
+//! - [`timespec`]: points in time and ages as people write them (`--to-time`, retention).
 //! - [`compare`]: two databases, schema and rows, and their first difference.
 //! - [`export`]: the change log as flat SQL, or the database as `sqlite3 .dump` text.
 //! - [`legacy`]: the Python plugin's `.dbak` files: read, write, import, export, restore.

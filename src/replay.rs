@@ -86,8 +86,8 @@ pub(crate) fn replay_store_chained(
     progress: Option<&Progress>,
 ) -> Result<(Replayed, Hash)> {
     {
-        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, Paced::new(file));
         reader.copy_snapshot_for(upto, &mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Error::io(path, e))?;
     }
@@ -96,6 +96,46 @@ pub(crate) fn replay_store_chained(
     let failed = || Error::corrupt(reader.path(), "reading the change log failed unexpectedly");
     let (replayed, changes) = run(path, fk, changes, upto, progress, failed)?;
     Ok((replayed, changes.last_hash()))
+}
+
+/// A file written in the background of a running node (a compaction's
+/// image): synced every [`Paced::EVERY`] bytes, so that its dirty pages never
+/// pile up into a write-back burst that the node's own `fdatasync` would
+/// queue behind.
+pub(crate) struct Paced {
+    file: std::fs::File,
+    unsynced: u64,
+}
+
+impl Paced {
+    /// Bytes written between syncs.
+    pub(crate) const EVERY: u64 = 4 << 20;
+
+    pub(crate) fn new(file: std::fs::File) -> Paced {
+        Paced { file, unsynced: 0 }
+    }
+
+    /// Sync if [`Paced::EVERY`] bytes were written since the last sync.
+    pub(crate) fn wrote(&mut self, n: u64) -> std::io::Result<()> {
+        self.unsynced += n;
+        if self.unsynced >= Paced::EVERY {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for Paced {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.wrote(n as u64)?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Replay `changes` into `path`, which holds the start image (or is empty

@@ -205,6 +205,33 @@ fn retention_keeps_the_newest_snapshots_and_every_change_after_the_oldest() {
 }
 
 #[test]
+fn after_a_compaction_the_file_is_close_to_the_bytes_it_holds_and_stays_so_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tight.redb");
+    let store = Store::create(&path).unwrap();
+    let txns = Workload::generate(17, 21000);
+    bulk(&store, &txns[..20000]);
+    let grown = std::fs::metadata(&path).unwrap().len();
+    let stats = compact_with(&store, 3, None);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(stats.bytes_after, len);
+    // A 20 000-change store: the length at most 1.15 times the bytes in use
+    // (a store of a few MB is longer than that: redb's own pages weigh more).
+    assert!(len as f64 <= 1.15 * stats.bytes_in_use as f64, "{len} bytes long, {} in use", stats.bytes_in_use);
+    assert!(len < grown, "the compacted file ({len}) is not shorter than the grown one ({grown})");
+    // The reserve inside takes the next writes: no doubling at the first commit.
+    for (v, s) in &txns[20000..20100] {
+        store.add_change(*v, s).unwrap();
+    }
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(after, len, "100 changes after the compaction changed the file's length");
+    drop(store);
+    // Closing it keeps the bound (redb's close trims free space at the end only).
+    let closed = std::fs::metadata(&path).unwrap().len();
+    assert!(closed <= len, "{closed} > {len}");
+}
+
+#[test]
 fn a_store_without_a_snapshot_restores_by_time_from_its_first_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(dir.path().join("fresh.redb")).unwrap();

@@ -13,7 +13,8 @@
 //! rest is one module per idea, so that each has one obvious home:
 //! - `tables`: the table definitions;
 //! - `state`: the head, derived from the tables at open;
-//! - `write`: every write (changes, bulk loads, rewinds, snapshots, compactions);
+//! - `write`: every write (changes, bulk loads, rewinds, snapshots);
+//! - `rewrite`: publishing a compaction as a new file put in the store's place;
 //! - `read`: the read view and its chain check;
 //! - `log`: where a change record lives (the tail, recent records, sealed segments);
 //! - `snapshot`: snapshot chunks;
@@ -24,11 +25,13 @@
 //!
 //! Invariants (see ARCHITECTURE.md):
 //! - change records are keyed by store version; versions are consecutive
-//!   from the snapshot (or from 0 when there is none) up to the head;
-//! - at most one base snapshot; publishing one prunes every change record
-//!   at or below its version, in the same transaction;
-//! - each change record chains from the one before it (or from the snapshot's
-//!   anchor, or the store's genesis hash);
+//!   from the oldest snapshot (or from 0 when there is none) up to the head;
+//! - one or more snapshots; any version from the oldest to the head restores
+//!   from the newest snapshot at or below it;
+//! - each change record chains from the one before it (or from the oldest
+//!   snapshot's anchor, or the store's genesis hash); a compaction
+//!   snapshot's anchor is the hash of the record at its version;
+//! - record times never go back;
 //! - head and prev_version are derived from the log's keys, never stored
 //!   twice, so adding a change touches one table.
 

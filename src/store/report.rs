@@ -13,7 +13,7 @@ use crate::version::{data_version, Seq};
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// A store's base snapshot, as status reports it.
+/// A snapshot a store keeps, as status reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct SnapshotInfo {

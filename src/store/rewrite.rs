@@ -21,10 +21,15 @@
 //! file of a dead process is removed when the store is next opened for
 //! writing. The price is the disk space of a second copy while it runs.
 //!
-//! Decision: the new file keeps a tenth of what it holds as free space
-//! inside it (a reserve written before redb compacts the file and freed
-//! after), so the writes after a compaction fill that space instead of
-//! making redb double the file's length at the first commit.
+//! Decision: the new file is compacted by redb (every page moved as low as it
+//! goes, the free space at the end cut off) and then given a reserve of free
+//! space inside it, about a twelfth of what it holds, so the writes after a
+//! compaction fill that space instead of making redb double the file's
+//! length at the first commit (redb grows a file by doubling it whenever no
+//! page is free, and its compaction leaves none). The reserve is one value
+//! written before redb compacts the file, then deleted by a commit whose
+//! pages land above everything: closing the file cuts off only the free
+//! space at its end, so the reserve's stays, inside.
 
 use super::log::{self, Packer, Records};
 use super::read::record_in;
@@ -43,13 +48,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes written per transaction while the new file is built.
-const TXN_BYTES: usize = 16 << 20;
+const TXN_BYTES: usize = 4 << 20;
 /// The switch-over is made once a catch-up leaves at most this many changes.
 const SWITCH_AT: u64 = 32;
 /// Catch-ups tried before switching over anyway.
 const CATCH_UP_ROUNDS: usize = 16;
 /// The free space left inside the new file: this fraction of what it holds.
-const RESERVE_DIVISOR: u64 = 10;
+const RESERVE_DIVISOR: u64 = 12;
 /// A table that exists only while the new file is built (see the module doc).
 const RESERVE: TableDefinition<u64, &[u8]> = TableDefinition::new("compaction_reserve");
 
@@ -99,11 +104,23 @@ struct Build<'a> {
     /// Whether a record at the floor is kept (one holding reports made
     /// after the snapshot there).
     floor_record: bool,
+    /// The new file, synced as it is written (see [`crate::replay::Paced`]).
+    paced: crate::replay::Paced,
 }
 
 impl Build<'_> {
+    /// Bytes of records written per transaction.
+    const RECORD_TXN_BYTES: usize = 4 << 20;
+
     fn err(&self, e: impl Into<redb::Error>) -> Error {
         Error::redb(&self.path, e)
+    }
+
+    /// After a commit that wrote about `bytes`: sync the file now and then,
+    /// outside any lock, so that the write-back of the new file comes in
+    /// small steps beside the node's own syncs.
+    fn pace(&mut self, bytes: u64) -> Result<()> {
+        self.paced.wrote(bytes).map_err(|e| Error::io(&self.path, e))
     }
 
     fn begin(&self, durable: bool) -> Result<redb::WriteTransaction> {
@@ -112,6 +129,27 @@ impl Build<'_> {
             txn.set_durability(Durability::None).map_err(|e| self.err(redb::Error::from(e)))?;
         }
         Ok(txn)
+    }
+
+    /// Compact the file with a reserve of free space inside it (see the
+    /// module doc), and close and open it again.
+    fn tighten(&mut self) -> Result<()> {
+        let reserve = (self.written / RESERVE_DIVISOR).max(64 << 10);
+        let txn = self.begin(false)?;
+        {
+            let mut t = txn.open_table(RESERVE).map_err(|e| self.err(e))?;
+            t.insert(0, vec![0u8; reserve as usize].as_slice()).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        // Every page as low as it goes, the reserve among them; then the
+        // reserve deleted by a commit whose pages land above it.
+        self.db.compact().map_err(|e| self.err(redb::Error::from(e)))?;
+        let txn = self.begin(true)?;
+        txn.delete_table(RESERVE).map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        drop(std::mem::replace(&mut self.db, placeholder()?));
+        self.db = file::builder().open(&self.path).map_err(|e| file::open_error(&self.path, e))?;
+        Ok(())
     }
 
     /// Whether the record at `seq` (its bytes) is the change the floor's
@@ -147,8 +185,9 @@ impl Build<'_> {
                 let mut tail = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
                 tail.insert(seq, bytes.as_slice()).map_err(|e| self.err(e))?;
             }
-            if in_txn >= TXN_BYTES && seq + 1 < tail_from {
+            if in_txn >= Self::RECORD_TXN_BYTES && seq + 1 < tail_from {
                 txn.commit().map_err(|e| self.err(e))?;
+                self.pace(in_txn as u64)?;
                 txn = self.begin(false)?;
                 in_txn = 0;
             }
@@ -190,6 +229,14 @@ impl Build<'_> {
         self.copied = st.head;
         Ok(())
     }
+}
+
+/// An empty database in memory, held while the new file is closed and
+/// opened again.
+fn placeholder() -> Result<Database> {
+    Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| Error::redb(Path::new("(memory)"), e))
 }
 
 /// The records `start..=upto` of a read view, in order.
@@ -276,6 +323,7 @@ impl Store {
             .map_err(|e| Error::io(tmp.path(), e))?;
         let backend = redb::backends::FileBackend::new(file).map_err(|e| Error::redb(tmp.path(), e))?;
         let db = file::builder().create_with_backend(backend).map_err(|e| Error::redb(tmp.path(), e))?;
+        let paced = crate::replay::Paced::new(std::fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?);
         let mut b = Build {
             store: &self.path,
             path: tmp.path().to_path_buf(),
@@ -285,6 +333,7 @@ impl Store {
             copied: 0,
             written: 0,
             floor_record: false,
+            paced,
         };
 
         // The tables, and the metadata as it is now (written again at the switch-over).
@@ -307,8 +356,11 @@ impl Store {
             let mut next = 0;
             loop {
                 let txn = b.begin(false)?;
+                let from = next;
                 next = snapshot::copy_chunks(&self.path, &view, &txn, *seq, header, next, TXN_BYTES)?;
                 txn.commit().map_err(|e| b.err(e))?;
+                let share = u64::from(next - from) * header.stored_bytes / u64::from(header.chunks.max(1));
+                b.pace(share)?;
                 if next >= header.chunks {
                     break;
                 }
@@ -318,11 +370,14 @@ impl Store {
 
         // The new snapshot, from the replayed image.
         let mut image = std::fs::File::open(job.image).map_err(|e| Error::io(job.image, e))?;
-        let mut chunks = snapshot::ChunkWriter::new(&b.path);
+        let new_path = b.path.clone();
+        let mut chunks = snapshot::ChunkWriter::new(&new_path);
         loop {
             let txn = b.begin(false)?;
-            let more = chunks.write(&txn, job.point, &mut image, 16)?;
+            let stored = chunks.stored();
+            let more = chunks.write(&txn, job.point, &mut image, 4)?;
             txn.commit().map_err(|e| b.err(e))?;
+            b.pace(chunks.stored() - stored)?;
             if !more {
                 break;
             }
@@ -350,18 +405,8 @@ impl Store {
             b.catch_up(&view, &now, false)?;
         }
 
-        // Tight, with a reserve inside (see the module doc).
-        let reserve = (b.written / RESERVE_DIVISOR).max(64 << 10);
-        let txn = b.begin(false)?;
-        {
-            let mut t = txn.open_table(RESERVE).map_err(|e| b.err(e))?;
-            t.insert(0, vec![0u8; reserve as usize].as_slice()).map_err(|e| b.err(e))?;
-        }
-        txn.commit().map_err(|e| b.err(e))?;
-        b.db.compact().map_err(|e| b.err(redb::Error::from(e)))?;
-        let txn = b.begin(true)?;
-        txn.delete_table(RESERVE).map_err(|e| b.err(e))?;
-        txn.commit().map_err(|e| b.err(e))?;
+        // Tight, with a reserve inside.
+        b.tighten()?;
 
         // One more catch-up without the lock, so the switch-over has little to do.
         {

@@ -78,6 +78,11 @@ impl<'a> ChunkWriter<'a> {
         Ok(true)
     }
 
+    /// Compressed bytes written so far.
+    pub(super) fn stored(&self) -> u64 {
+        self.staged.stored
+    }
+
     pub(super) fn finish(mut self) -> Staged {
         self.staged.content_hash = *self.hasher.finalize().as_bytes();
         self.staged

@@ -16,9 +16,9 @@ pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("ch
 pub(crate) const RECENT: TableDefinition<u64, &[u8]> = TableDefinition::new("recent_changes");
 /// Older change records, packed into segments keyed by their last version (see [`super::log`]).
 pub(crate) const SEALED: TableDefinition<u64, &[u8]> = TableDefinition::new("sealed_changes");
-/// The base snapshot's header, keyed by its store version.
+/// The snapshots' headers, keyed by their store versions.
 pub(crate) const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
-/// The base snapshot's image, in compressed chunks (see [`super::snapshot`]).
+/// The snapshots' images, in compressed chunks (see [`super::snapshot`]).
 pub(crate) const CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("snapshot_chunks");
 
 /// `meta` key of the store format, read before anything else.

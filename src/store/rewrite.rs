@@ -55,6 +55,8 @@ const SWITCH_AT: u64 = 32;
 const CATCH_UP_ROUNDS: usize = 16;
 /// The free space left inside the new file: this fraction of what it holds.
 const RESERVE_DIVISOR: u64 = 12;
+/// The largest new file redb compacts (see `Build::tighten`).
+const COMPACT_AT_MOST: u64 = 128 << 20;
 /// A table that exists only while the new file is built (see the module doc).
 const RESERVE: TableDefinition<u64, &[u8]> = TableDefinition::new("compaction_reserve");
 
@@ -142,8 +144,14 @@ impl Build<'_> {
         }
         txn.commit().map_err(|e| self.err(e))?;
         // Every page as low as it goes, the reserve among them; then the
-        // reserve deleted by a commit whose pages land above it.
-        self.db.compact().map_err(|e| self.err(redb::Error::from(e)))?;
+        // reserve deleted by a commit whose pages land above it. Decision:
+        // only for a file of at most `COMPACT_AT_MOST` bytes: redb moves the
+        // pages in one transaction held in memory, which for a large file
+        // would break the memory bound; a large file is left as built.
+        let built = std::fs::metadata(&self.path).map_err(|e| Error::io(&self.path, e))?.len();
+        if built <= COMPACT_AT_MOST {
+            self.db.compact().map_err(|e| self.err(redb::Error::from(e)))?;
+        }
         let txn = self.begin(true)?;
         txn.delete_table(RESERVE).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))?;

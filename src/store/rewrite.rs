@@ -136,6 +136,23 @@ impl Build<'_> {
     /// Compact the file with a reserve of free space inside it (see the
     /// module doc), and close and open it again.
     fn tighten(&mut self) -> Result<()> {
+        // Decision: only a file of at most `COMPACT_AT_MOST` bytes is
+        // compacted by redb, which moves the pages in one transaction held
+        // in memory; a larger one is left as built (written in order, it
+        // has little free space but what redb's growth left at its end),
+        // so that compaction stays within its memory bound.
+        let built = std::fs::metadata(&self.path).map_err(|e| Error::io(&self.path, e))?.len();
+        if built <= COMPACT_AT_MOST {
+            self.compact_with_reserve()?;
+        }
+        // Closing the file cuts off the free space at its end.
+        drop(std::mem::replace(&mut self.db, placeholder()?));
+        self.db = file::builder().open(&self.path).map_err(|e| file::open_error(&self.path, e))?;
+        Ok(())
+    }
+
+    /// redb's compaction, with the reserve inside (see the module doc).
+    fn compact_with_reserve(&mut self) -> Result<()> {
         let reserve = (self.written / RESERVE_DIVISOR).max(64 << 10);
         let txn = self.begin(false)?;
         {
@@ -144,19 +161,11 @@ impl Build<'_> {
         }
         txn.commit().map_err(|e| self.err(e))?;
         // Every page as low as it goes, the reserve among them; then the
-        // reserve deleted by a commit whose pages land above it. Decision:
-        // only for a file of at most `COMPACT_AT_MOST` bytes: redb moves the
-        // pages in one transaction held in memory, which for a large file
-        // would break the memory bound; a large file is left as built.
-        let built = std::fs::metadata(&self.path).map_err(|e| Error::io(&self.path, e))?.len();
-        if built <= COMPACT_AT_MOST {
-            self.db.compact().map_err(|e| self.err(redb::Error::from(e)))?;
-        }
+        // reserve deleted by a commit whose pages land above it.
+        self.db.compact().map_err(|e| self.err(redb::Error::from(e)))?;
         let txn = self.begin(true)?;
         txn.delete_table(RESERVE).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))?;
-        drop(std::mem::replace(&mut self.db, placeholder()?));
-        self.db = file::builder().open(&self.path).map_err(|e| file::open_error(&self.path, e))?;
         Ok(())
     }
 

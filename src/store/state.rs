@@ -241,14 +241,24 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
         st.last = Some(Last { seq, from, parts: rec.parts.len() });
     }
     if at_open {
-        let after = st.newest_seq();
-        let from = if st.newest().is_some() { after + 1 } else { 0 };
-        let mut records = log::Records::new(&tail, recent.as_ref(), &sealed, from, st.head).map_err(|e| e.at(path))?;
-        while let Some((_, bytes)) = records.next_record().map_err(|e| e.at(path))? {
-            st.bytes_since_snapshot += bytes.len() as u64;
-        }
+        st.bytes_since_snapshot = bytes_since_snapshot(path, txn, &st)?;
     }
     Ok(st)
+}
+
+/// The stored bytes of the records after `st`'s newest snapshot, read from
+/// `txn` (every one of them is read).
+pub(super) fn bytes_since_snapshot(path: &Path, txn: &redb::ReadTransaction, st: &State) -> Result<u64> {
+    let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
+    let recent = log::open_recent(txn).map_err(|e| e.at(path))?;
+    let sealed = txn.open_table(SEALED).map_err(|e| Error::redb(path, e))?;
+    let from = if st.newest().is_some() { st.newest_seq() + 1 } else { 0 };
+    let mut records = log::Records::new(&tail, recent.as_ref(), &sealed, from, st.head).map_err(|e| e.at(path))?;
+    let mut total = 0;
+    while let Some((_, bytes)) = records.next_record().map_err(|e| e.at(path))? {
+        total += bytes.len() as u64;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]

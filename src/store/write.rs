@@ -92,7 +92,7 @@ pub(super) fn plan_change<S: AsRef<str>>(
     statements: &[S],
     time_ms: u64,
     encoded: Result<Vec<u8>>,
-    existing: impl FnOnce(Seq) -> Result<StoredChange>,
+    existing: impl FnOnce(Seq) -> Result<Vec<u8>>,
 ) -> Result<Planned> {
     if statements.is_empty() {
         return Err(Error::EmptyChange { version });
@@ -126,9 +126,10 @@ pub(super) fn plan_change<S: AsRef<str>>(
         let part = StoredPart { time_ms, statements: encoded? };
         let (rec, from, old_bytes) = match &st.last {
             Some(last) if last.seq == head => {
-                let mut stored = existing(head)?;
-                let old = stored.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+                let old = existing(head)?;
+                let mut stored = StoredChange::from_bytes(&old).map_err(|e| Error::corrupt(path, e))?;
                 stored.parts.push(part);
+                let old = old.len() as u64;
                 (StoredChange::new(&last.from, head, stored.parts), last.from, Some(old))
             }
             _ => (StoredChange::new(&st.tip, head, vec![part]), st.tip, None),
@@ -152,8 +153,8 @@ pub(super) fn plan_change<S: AsRef<str>>(
         let drop_snapshot =
             st.snapshots.iter().skip(1).find(|(s, _)| *s == head && old_bytes.is_some()).map(|(s, _)| *s);
         if let Some(seq) = drop_snapshot {
-            // The bytes since the snapshot before it are not counted again:
-            // the policy sees fewer than there are until the next open.
+            // The bytes since the snapshot before it are counted again once
+            // the write is committed (see `recount_after_drop`).
             after.snapshots.retain(|(s, _)| *s != seq);
         }
         Ok(Planned { seq: head, bytes, added: Added::Repeated(head), next: after, drop_snapshot })
@@ -168,6 +169,16 @@ fn write_change(path: &Path, txn: &redb::WriteTransaction, seq: Seq, bytes: &[u8
     let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
     log::make_room(txn, &mut tail, bytes.len()).map_err(|e| e.at(path))?;
     tail.insert(seq, bytes).map_err(|e| Error::redb(path, e))?;
+    Ok(())
+}
+
+/// Within `txn`: drop the snapshot a planned write leaves behind, if any
+/// (see [`plan_change`]).
+fn drop_snapshot(path: &Path, txn: &redb::WriteTransaction, planned: &Planned) -> Result<()> {
+    if let Some(seq) = planned.drop_snapshot {
+        let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| Error::redb(path, e))?;
+        snaps.remove(seq).map_err(|e| Error::redb(path, e))?;
+    }
     Ok(())
 }
 
@@ -206,12 +217,13 @@ impl Store {
             let db = self.writer()?;
             let txn = db.begin_write().map_err(|e| self.err(e))?;
             write_change(&self.path, &txn, planned.seq, &planned.bytes)?;
-            if let Some(seq) = planned.drop_snapshot {
-                let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| self.err(e))?;
-                snaps.remove(seq).map_err(|e| self.err(e))?;
-            }
+            drop_snapshot(&self.path, &txn, &planned)?;
             txn.commit().map_err(|e| self.err(e))?;
+            let dropped = planned.drop_snapshot.is_some();
             install(&mut st, planned.next);
+            if dropped {
+                self.recount_after_drop(&mut st);
+            }
             return Ok(planned.added);
         }
     }
@@ -232,15 +244,26 @@ impl Store {
         // transaction: one waits for the other.
         let compaction = self.lock_compaction();
         let state = self.lock().clone();
-        Ok(BulkLoad { store: self, txn: None, state, in_batch: 0, commits: 0, _compaction: compaction })
+        Ok(BulkLoad { store: self, txn: None, state, in_batch: 0, commits: 0, dropped: false, _compaction: compaction })
     }
 
-    fn read_change(&self, seq: Seq) -> Result<StoredChange> {
+    /// After a write that dropped a snapshot (rare): count the bytes since
+    /// the snapshot that is now the newest, which the write could not know.
+    /// The write is committed, so a failure to read leaves the count as it
+    /// was (it only feeds the compaction policy) rather than fail the write.
+    fn recount_after_drop(&self, st: &mut State) {
+        let counted = self.begin_read().and_then(|txn| super::state::bytes_since_snapshot(&self.path, &txn, st));
+        if let Ok(bytes) = counted {
+            st.bytes_since_snapshot = bytes;
+        }
+    }
+
+    /// The stored bytes of the record at `seq`.
+    fn read_change(&self, seq: Seq) -> Result<Vec<u8>> {
         let txn = self.begin_read()?;
-        let bytes = record_in(&self.path, &txn, seq)?.ok_or_else(|| {
+        record_in(&self.path, &txn, seq)?.ok_or_else(|| {
             Error::corrupt(&self.path, format!("change record for version {} is missing", data_version(seq)))
-        })?;
-        StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(&self.path, e))
+        })
     }
 
     /// Remove the last change: lightningd reported it but did not commit it.
@@ -381,6 +404,8 @@ pub struct BulkLoad<'s> {
     state: State,
     in_batch: usize,
     commits: u64,
+    /// A write of the open batch dropped a snapshot (see `plan_change`).
+    dropped: bool,
     _compaction: std::sync::MutexGuard<'s, ()>,
 }
 
@@ -429,17 +454,15 @@ impl BulkLoad<'_> {
                 log::record_at(&tail, Some(&recent), &sealed, seq).map_err(|e| e.at(path))?.ok_or_else(|| {
                     Error::corrupt(path, format!("change record for version {} is missing", data_version(seq)))
                 })?;
-            StoredChange::from_bytes(&bytes).map_err(|e| Error::corrupt(path, e))
+            Ok(bytes)
         })?;
         {
             let mut tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
             log::make_room_bulk(txn, &mut tail).map_err(|e| e.at(path))?;
             tail.insert(planned.seq, planned.bytes.as_slice()).map_err(|e| Error::redb(path, e))?;
-            if let Some(seq) = planned.drop_snapshot {
-                let mut snaps = txn.open_table(SNAPSHOTS).map_err(|e| Error::redb(path, e))?;
-                snaps.remove(seq).map_err(|e| Error::redb(path, e))?;
-            }
         }
+        drop_snapshot(path, txn, &planned)?;
+        self.dropped |= planned.drop_snapshot.is_some();
         self.state = planned.next;
         self.in_batch += 1;
         if self.in_batch >= BULK_BATCH {
@@ -452,7 +475,12 @@ impl BulkLoad<'_> {
         if let Some(txn) = self.txn.take() {
             txn.commit().map_err(|e| Error::redb(&self.store.path, e))?;
             self.commits += 1;
-            install(&mut self.store.lock(), self.state.clone());
+            let mut st = self.store.lock();
+            install(&mut st, self.state.clone());
+            if std::mem::take(&mut self.dropped) {
+                self.store.recount_after_drop(&mut st);
+                self.state.bytes_since_snapshot = st.bytes_since_snapshot;
+            }
         }
         self.in_batch = 0;
         Ok(())
@@ -494,6 +522,37 @@ mod tests {
         /// Set: the next `add_change` on this thread stores the same change
         /// again between planning and taking the lock.
         pub(super) static INTERFERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_report_onto_a_newer_snapshot_drops_it_and_counts_the_bytes_since_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::create(&path).unwrap();
+        let schema = [
+            "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+            "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+            bump_statement(1),
+        ];
+        store.add_change(1, &schema).unwrap();
+        let add = |v: u32| {
+            store.add_change(v, &[format!("SELECT {v}"), bump_statement(v)]).unwrap();
+        };
+        (2..=4).for_each(add);
+        crate::compact::compact(&store, &Default::default()).unwrap(); // snapshot at 3
+        (5..=6).for_each(add);
+        crate::compact::compact(&store, &Default::default()).unwrap(); // snapshot at 5
+        assert_eq!(store.status().unwrap().snapshots.iter().map(|s| s.version).collect::<Vec<_>>(), vec![3, 5]);
+        // Back onto the newer snapshot, then a lone report there.
+        store.rewind().unwrap();
+        assert_eq!(store.head(), 5);
+        store.add_change(5, &["PRAGMA foreign_keys = OFF;"]).unwrap();
+        let kept = store.status().unwrap();
+        assert_eq!(kept.snapshots.iter().map(|s| s.version).collect::<Vec<_>>(), vec![3]);
+        drop(store);
+        let reopened = Store::open(&path).unwrap().status().unwrap();
+        assert_eq!(kept.bytes_since_snapshot, reopened.bytes_since_snapshot);
+        assert!(kept.bytes_since_snapshot > 0);
     }
 
     #[test]

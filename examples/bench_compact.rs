@@ -43,6 +43,7 @@
 //!   changes so that compactions happen.
 //! - `--section NAME`: run one section (the names above).
 //! - `--big-mb N`: size of the big node database in MiB (1024 by default).
+//! - `--io-rate MIB`: the plugins' `backup-compact-io-rate` (its default, 64, if unset; 0: no limit).
 //! - `--keep`: keep the inputs built (the history, the big database and its
 //!   store, the grown stores) in `DIR/bench-compact-cache`, named by their
 //!   parameters, and reuse them when present.
@@ -80,6 +81,8 @@ struct Cfg {
     dir: PathBuf,
     quick: bool,
     big_mb: u64,
+    /// `backup-compact-io-rate` for both nodes (the plugin's default if unset).
+    io_rate: Option<u64>,
     keep: bool,
     bin: PathBuf,
     /// Where built inputs go: kept under `dir` with `--keep`, else in the run's
@@ -300,6 +303,9 @@ fn pair(cfg: &Cfg, input: &Input, tag: &str) -> [(NodeDir, Node, PathBuf); 2] {
         sim::write_lock(&dir, &store);
         let mut start = Start::with_plugin(&cfg.bin);
         start.durable_node = true;
+        if let Some(rate) = cfg.io_rate {
+            start.options.insert("backup-compact-io-rate".into(), json!(rate));
+        }
         let node = Node::start(&dir, &start).unwrap_or_else(|e| panic!("start {name}: {e}"));
         (dir, node, store)
     })
@@ -361,6 +367,9 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
         }
     }
     let (mut during_a, mut during_b) = (Vec::new(), Vec::new());
+    // The slowest writes, with when they came in the compaction they met
+    // (seconds since it was asked for): which part of it they waited on.
+    let mut slow: Vec<(Duration, &str, usize, f64)> = Vec::new();
     let mut done: Vec<Compaction> = Vec::new();
     let mut pending: Option<(String, Instant, usize)> = None;
     let limit = Duration::from_secs(if cfg.quick { 90 } else { 40 * 60 });
@@ -386,6 +395,7 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
             pending = Some((id, Instant::now(), during_a.len()));
         }
         let txn = w.next_txn();
+        let (na, nb) = (during_a.len(), during_b.len());
         if i.is_multiple_of(2) {
             timed(&mut a, &txn, &mut during_a);
             timed(&mut b, &txn, &mut during_b);
@@ -393,7 +403,23 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
             timed(&mut b, &txn, &mut during_b);
             timed(&mut a, &txn, &mut during_a);
         }
+        if let Some((_, t0, _)) = &pending {
+            let at = t0.elapsed().as_secs_f64();
+            for (label, v, n) in [("A", &during_a, na), ("B", &during_b, nb)] {
+                if let Some(d) = v.get(n) {
+                    slow.push((*d, label, done.len() + 1, at));
+                }
+            }
+            if slow.len() > 64 {
+                slow.sort_by_key(|x| std::cmp::Reverse(x.0));
+                slow.truncate(16);
+            }
+        }
         i += 1;
+    }
+    slow.sort_by_key(|x| std::cmp::Reverse(x.0));
+    for (d, label, n, at) in slow.iter().take(8) {
+        println!("slow write: {label} {:.2} ms, {at:.2} s into compaction {n}", ms(*d));
     }
     let hwm = hwm_kib(a_pid);
     let rows: [(&str, &mut Vec<Duration>); 4] = [
@@ -424,19 +450,20 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
     // The first compactions one by one (the first folds the history), then
     // all of them summed up.
     println!(
-        "{:<4} {:>10} {:>12} {:>10} {:>16} {:>22} {:>7}",
-        "#", "wall s", "duration_ms", "waited_ms", "changes bef>aft", "bytes before>after", "writes"
+        "{:<4} {:>10} {:>12} {:>10} {:>16} {:>22} {:>12} {:>7}",
+        "#", "wall s", "duration_ms", "waited_ms", "changes bef>aft", "bytes before>after", "in use", "writes"
     );
     for (n, c) in done.iter().enumerate().take(5) {
         match &c.answer {
             Ok(v) => println!(
-                "{:<4} {:>10.2} {:>12} {:>10} {:>16} {:>22} {:>7}",
+                "{:<4} {:>10.2} {:>12} {:>10} {:>16} {:>22} {:>12} {:>7}",
                 n + 1,
                 c.wall.as_secs_f64(),
                 field(v, "duration_ms"),
                 field(v, "waited_ms"),
                 format!("{}>{}", field(v, "changes_before"), field(v, "changes_after")),
                 format!("{}>{}", field(v, "bytes_before"), field(v, "bytes_after")),
+                field(v, "bytes_in_use"),
                 c.writes
             ),
             Err(e) => println!("{:<4} {:>10.2} refused: {e} ({} writes)", n + 1, c.wall.as_secs_f64(), c.writes),
@@ -548,7 +575,7 @@ fn restore_growth(cfg: &Cfg) {
     let _ = std::fs::remove_file(&path);
     let mut store = Store::create(&path).unwrap();
     let mut w = workload::Workload::new(SEED);
-    let opts = compact::Options { retention: Retention::default(), progress: None };
+    let opts = compact::Options { retention: Retention::default(), io_rate: None, progress: None };
     println!(
         "{:>9} {:>9} {:>11} {:>9} {:>10} {:>11} {:>11} {:>13} {:>12}",
         "changes",
@@ -705,6 +732,7 @@ fn main() {
     let (mut quick, mut keep) = (false, false);
     let mut section: Option<String> = None;
     let mut big_mb: Option<u64> = None;
+    let mut io_rate: Option<u64> = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -713,6 +741,7 @@ fn main() {
             "--keep" => keep = true,
             "--section" => section = Some(it.next().expect("a section name")),
             "--big-mb" => big_mb = Some(it.next().and_then(|v| v.parse().ok()).expect("a size in MiB")),
+            "--io-rate" => io_rate = Some(it.next().and_then(|v| v.parse().ok()).expect("MiB a second")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -729,6 +758,7 @@ fn main() {
         dir: dir.clone(),
         quick,
         big_mb: big_mb.unwrap_or(if quick { 16 } else { 1024 }),
+        io_rate,
         keep,
         bin,
         cache,
@@ -740,13 +770,14 @@ fn main() {
     let changed = command_line("git", &["-C", repo, "status", "--porcelain", "--untracked-files=no"]);
     let dirty = changed != "(unknown)";
     println!(
-        "bench_compact: commit {commit}{}, nproc {}, --dir {} on {}, binary {}{}",
+        "bench_compact: commit {commit}{}, nproc {}, --dir {} on {}, binary {}{}{}",
         if dirty { " (with uncommitted changes)" } else { "" },
         command_line("nproc", &[]),
         cfg.dir.display(),
         command_line("stat", &["-f", "-c", "%T", &cfg.dir.to_string_lossy()]),
         cfg.bin.display(),
-        if quick { ", --quick" } else { "" }
+        if quick { ", --quick" } else { "" },
+        cfg.io_rate.map(|r| format!(", --io-rate {r}")).unwrap_or_default()
     );
     let run = |name: &str| section.as_deref().is_none_or(|s| s == name);
     let total = Instant::now();

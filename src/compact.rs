@@ -59,13 +59,29 @@ impl Default for Retention {
 pub struct Options {
     /// What to keep.
     pub retention: Retention,
+    /// Bytes a second the compaction writes at most, beside a running node
+    /// (`None`: as fast as the disk goes; see [`Options::DEFAULT_IO_RATE`]).
+    /// Whatever the rate, the files it writes are synced in small steps.
+    pub io_rate: Option<u64>,
     /// Progress of the replay, in changes.
     pub progress: Option<Progress>,
 }
 
+impl Options {
+    /// The rate the plugin compacts at by default: 64 MiB a second, a
+    /// small share of an SSD's time (about 6% of a 1 GB/s disk), so the
+    /// node's commits rarely meet the compaction's writes, while a store
+    /// with a 1 GiB snapshot, which writes about three times that, still
+    /// compacts in about a minute.
+    pub const DEFAULT_IO_RATE: u64 = 64 << 20;
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options").field("retention", &self.retention).finish_non_exhaustive()
+        f.debug_struct("Options")
+            .field("retention", &self.retention)
+            .field("io_rate", &self.io_rate)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,8 +240,11 @@ pub fn compact(store: &Store, opts: &Options) -> Result<Stats> {
     }
     let point = head - 1;
     let tmp = crate::atomic_file::TempFile::create(store.path(), "compact")?;
-    let (replayed, expect) = replay::replay_store_chained(&reader, point, tmp.path(), opts.progress.as_ref())?;
+    tracing::debug!("compaction: replaying up to version {} into {}", data_version(point), tmp.path().display());
     drop(reader);
+    let (replayed, expect) = crate::pace::in_background(store.path(), || {
+        replay::replay_for_compaction(store, point, tmp.path(), opts.progress.as_ref(), opts.io_rate)
+    })?;
     let done = store.rewrite(&crate::store::Rewrite {
         point,
         expect,
@@ -234,8 +253,11 @@ pub fn compact(store: &Store, opts: &Options) -> Result<Stats> {
         keep: opts.retention.keep_snapshots,
         max_age_ms: opts.retention.max_age.map(|a| a.as_millis() as u64),
         started,
+        io_rate: opts.io_rate,
     })?;
+    tracing::debug!("compaction: published; removing the image");
     drop(tmp);
+    tracing::debug!("compaction: done");
     let after = store.status()?;
     Ok(Stats {
         compacted: true,

@@ -80,6 +80,7 @@ pub mod error;
 pub mod export;
 pub mod legacy;
 pub mod lockfile;
+mod pace;
 mod record;
 pub mod replay;
 pub mod restore;

@@ -163,13 +163,17 @@ fn status_shows_the_policy_given_and_what_is_left() {
         "backup-compact-after-ratio": "2.5",
         "backup-keep-snapshots": 5,
         "backup-keep-max-age": "30d",
+        "backup-compact-io-rate": 16,
     });
     let mut node = Node::start(&dir, &start_with(options)).unwrap();
     let mut load = Workload::on_existing_schema(12, node.data_version());
     apply(&mut node, &mut load, 5);
     let before = status(&mut node);
     let c = &before["compaction"];
-    assert_eq!(c["policy"], json!({"after_changes": 300, "after_ratio": 2.5, "keep_snapshots": 5, "max_age": "30d"}));
+    assert_eq!(
+        c["policy"],
+        json!({"after_changes": 300, "after_ratio": 2.5, "keep_snapshots": 5, "max_age": "30d", "io_rate_mib_per_s": 16})
+    );
     assert_eq!(c["running"], json!(false));
     assert!(c["next"]["due"].is_null(), "{c}");
     assert!(c["last"].is_null(), "{c}");
@@ -202,7 +206,7 @@ fn the_defaults_are_shown_when_no_option_is_given() {
     let s = status(&mut node);
     assert_eq!(
         s["compaction"]["policy"],
-        json!({"after_changes": 50000, "after_ratio": 1.0, "keep_snapshots": 3, "max_age": null})
+        json!({"after_changes": 50000, "after_ratio": 1.0, "keep_snapshots": 3, "max_age": null, "io_rate_mib_per_s": 64})
     );
     node.stop();
 }
@@ -214,6 +218,7 @@ fn a_bad_option_value_is_refused_naming_the_option() {
         ("backup-compact-after-ratio", json!("abc"), "backup-compact-after-ratio=abc"),
         ("backup-compact-after-changes", json!(-5), "backup-compact-after-changes=-5"),
         ("backup-keep-max-age", json!("soon"), "backup-keep-max-age=soon"),
+        ("backup-compact-io-rate", json!("fast"), "backup-compact-io-rate=fast"),
     ] {
         let dir = NodeDir::new();
         let store = init_empty(&dir);

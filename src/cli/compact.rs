@@ -54,6 +54,10 @@ pub struct Args {
     /// Drop snapshots stored longer ago than AGE (30d, 12h, 90m, 2w, 1d12h); the newest is always kept.
     #[arg(long, value_name = "AGE", value_parser = cln_backup::timespec::parse_age)]
     pub max_age: Option<std::time::Duration>,
+    /// Write at most MIB mebibytes a second (0, the default: as fast as the disk goes). The
+    /// plugin's compactions use its backup-compact-io-rate option instead.
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    pub io_rate: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -68,7 +72,12 @@ pub fn run(args: Args) -> Result<()> {
     let len = store.reader()?.change_count();
     let bar = progress_bar(len, "compact");
     let retention = compact::Retention::new(usize::try_from(args.keep_snapshots).unwrap_or(usize::MAX), args.max_age);
-    let stats = compact::compact(&store, &compact::Options { retention, progress: progress_callback(&bar) });
+    let io_rate = match args.io_rate {
+        0 => None,
+        mib => Some(mib.saturating_mul(1 << 20)),
+    };
+    let opts = compact::Options { retention, io_rate, progress: progress_callback(&bar) };
+    let stats = compact::compact(&store, &opts);
     finish_bar(bar);
     let stats = stats?;
     if !stats.compacted {

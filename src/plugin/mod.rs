@@ -15,7 +15,8 @@
 //!
 //! It also runs compaction automatically, by the policy its options set
 //! (`backup-compact-after-changes`, `backup-compact-after-ratio`,
-//! `backup-keep-snapshots`, `backup-keep-max-age`): after each stored write
+//! `backup-keep-snapshots`, `backup-keep-max-age`, and the pace of its
+//! writes, `backup-compact-io-rate`): after each stored write
 //! the `db_write` thread checks the policy and, when one is due, starts it on
 //! a thread of its own; `backup-compact` runs the same function. It must not
 //! compact on the `db_write` thread, nor before a write's answer is written.
@@ -47,6 +48,7 @@ const AFTER_CHANGES: &str = "backup-compact-after-changes";
 const AFTER_RATIO: &str = "backup-compact-after-ratio";
 const KEEP_SNAPSHOTS: &str = "backup-keep-snapshots";
 const KEEP_MAX_AGE: &str = "backup-keep-max-age";
+const IO_RATE: &str = "backup-compact-io-rate";
 
 const AFTER_CHANGES_OPTION: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
     AFTER_CHANGES,
@@ -70,6 +72,12 @@ const KEEP_MAX_AGE_OPTION: StringConfigOption = ConfigOption::new_str_no_default
      empty: no age limit",
 );
 
+const IO_RATE_OPTION: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    IO_RATE,
+    (cln_backup::compact::Options::DEFAULT_IO_RATE >> 20) as i64,
+    "MiB a second a compaction writes at most, so the node's own commits keep the disk (0: as fast as it goes)",
+);
+
 /// How often an automatic compaction that was skipped or failed is tried
 /// again, at most.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -87,12 +95,25 @@ struct State {
 }
 
 /// The compaction settings the plugin's options give.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub policy: Policy,
     pub retention: Retention,
     /// `backup-keep-max-age` as the user wrote it (`None`: no age limit).
     pub max_age: Option<String>,
+    /// `backup-compact-io-rate`, in bytes a second (`None`: no limit).
+    pub io_rate: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            policy: Policy::default(),
+            retention: Retention::default(),
+            max_age: None,
+            io_rate: Some(cln_backup::compact::Options::DEFAULT_IO_RATE),
+        }
+    }
 }
 
 impl Settings {
@@ -131,6 +152,16 @@ impl Settings {
             1,
             "it must be a whole number of snapshots, at least 1 (the newest is always kept)",
         )?;
+        let io_rate_mib = integer(
+            IO_RATE,
+            cln_backup::compact::Options::DEFAULT_IO_RATE >> 20,
+            0,
+            "it must be a whole number of MiB a second, 0 or more (0: no limit)",
+        )?;
+        let io_rate = match io_rate_mib {
+            0 => None,
+            n => Some(n.checked_mul(1 << 20).ok_or_else(|| refuse(IO_RATE, &json!(n), "it is too large"))?),
+        };
         let keep = usize::try_from(keep).map_err(|_| refuse(KEEP_SNAPSHOTS, &json!(keep), "it is too large"))?;
         let after_ratio = match options.get(AFTER_RATIO) {
             None => Policy::DEFAULT_AFTER_RATIO,
@@ -166,6 +197,7 @@ impl Settings {
             policy: Policy::new(after_changes, after_ratio),
             retention: Retention::new(keep, max_age),
             max_age: max_age_text,
+            io_rate,
         })
     }
 
@@ -176,6 +208,7 @@ impl Settings {
             "after_ratio": self.policy.after_ratio,
             "keep_snapshots": self.retention.keep_snapshots,
             "max_age": self.max_age,
+            "io_rate_mib_per_s": self.io_rate.map(|r| r >> 20).unwrap_or(0),
         })
     }
 }
@@ -360,6 +393,7 @@ pub async fn run() -> anyhow::Result<()> {
         .option(AFTER_RATIO_OPTION)
         .option(KEEP_SNAPSHOTS_OPTION)
         .option(KEEP_MAX_AGE_OPTION)
+        .option(IO_RATE_OPTION)
         // Registered so that lightningd sends db_write. The wire layer answers
         // every call before cln-plugin could see it (see ARCHITECTURE.md), so
         // this handler never runs; were it reached, it refuses, and
@@ -862,7 +896,9 @@ fn compact(st: &State) -> anyhow::Result<Value> {
             .into());
         }
     }
-    let opts = cln_backup::compact::Options { retention: st.compaction.settings().retention, ..Default::default() };
+    let settings = st.compaction.settings();
+    let opts =
+        cln_backup::compact::Options { retention: settings.retention, io_rate: settings.io_rate, ..Default::default() };
     let result = cln_backup::compact::compact(store, &opts);
     st.compaction.ended.fetch_add(1, Ordering::AcqRel);
     let mut value = serde_json::to_value(result?)?;
@@ -907,6 +943,11 @@ mod tests {
         assert_eq!(s.retention.max_age, Some(Duration::from_secs(12 * 3600)));
         assert_eq!(s.max_age.as_deref(), Some("12h"));
         assert_eq!(Settings::from_options(&options(json!({"backup-keep-max-age": ""}))).unwrap().max_age, None);
+        assert_eq!(Settings::from_options(&options(json!({"backup-compact-io-rate": 0}))).unwrap().io_rate, None);
+        assert_eq!(
+            Settings::from_options(&options(json!({"backup-compact-io-rate": "16"}))).unwrap().io_rate,
+            Some(16 << 20)
+        );
 
         for (name, value, shown) in [
             ("backup-keep-snapshots", json!(0), "backup-keep-snapshots=0"),
@@ -916,6 +957,7 @@ mod tests {
             ("backup-compact-after-ratio", json!("-1"), "backup-compact-after-ratio=-1"),
             ("backup-compact-after-ratio", json!("NaN"), "backup-compact-after-ratio=NaN"),
             ("backup-keep-max-age", json!("30x"), "backup-keep-max-age=30x"),
+            ("backup-compact-io-rate", json!(-5), "backup-compact-io-rate=-5"),
         ] {
             let err = Settings::from_options(&options(json!({ name: value }))).unwrap_err();
             assert!(err.contains(shown), "{err}");

@@ -29,6 +29,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Stream the image of the snapshot at `seq` (its `header`) into `out`,
+    /// as [`Reader::copy_snapshot_for`] does, but through a new read view
+    /// every few chunks: a compaction copies a large image into its replay
+    /// file at a paced rate, and a view of the live store held that long
+    /// would make the writer keep every page it frees meanwhile, then free
+    /// them all in the one commit after the view ends. A snapshot's chunks
+    /// never change while it is kept, and the content hash is checked over
+    /// the whole image.
+    pub(crate) fn copy_snapshot_in_steps(
+        &self,
+        seq: Seq,
+        header: &crate::record::SnapshotHeader,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
+        guarded(&self.path, || {
+            let db = self.writer()?;
+            snapshot::copy(&self.path, snapshot::Views::Fresh(&db), seq, header, out)
+        })
+    }
+}
+
 /// A consistent, read-only view of a store.
 pub struct Reader<'s> {
     store: &'s Store,
@@ -129,9 +151,17 @@ impl Reader<'_> {
     /// written (0 when the restore starts from an empty database).
     pub fn copy_snapshot_for(&self, upto: Seq, out: &mut dyn Write) -> Result<u64> {
         guarded(&self.store.path, || match self.state.snapshot_for(upto) {
-            Some((seq, header)) => snapshot::copy(&self.store.path, self.txn()?, *seq, header, out),
+            Some((seq, header)) => {
+                snapshot::copy(&self.store.path, snapshot::Views::One(self.txn()?), *seq, header, out)
+            }
             None => Ok(0),
         })
+    }
+
+    /// The version and header of [`snapshot_for(upto)`](Reader::snapshot_for),
+    /// for [`Store::copy_snapshot_in_steps`].
+    pub(crate) fn snapshot_header_for(&self, upto: Seq) -> Option<(Seq, crate::record::SnapshotHeader)> {
+        self.state.snapshot_for(upto).cloned()
     }
 
     /// The change records after [`snapshot_for(upto)`](Reader::snapshot_for)

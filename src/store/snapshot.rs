@@ -78,11 +78,6 @@ impl<'a> ChunkWriter<'a> {
         Ok(true)
     }
 
-    /// Compressed bytes written so far.
-    pub(super) fn stored(&self) -> u64 {
-        self.staged.stored
-    }
-
     pub(super) fn finish(mut self) -> Staged {
         self.staged.content_hash = *self.hasher.finalize().as_bytes();
         self.staged
@@ -219,20 +214,44 @@ pub(super) fn copy_chunks(
     Ok(index)
 }
 
+/// Where [`copy`] reads a snapshot's chunks from.
+pub(super) enum Views<'a> {
+    /// One read view, for the whole copy (a [`crate::Reader`]'s).
+    One(&'a redb::ReadTransaction),
+    /// A new read view of this database every [`CHUNKS_PER_VIEW`] chunks,
+    /// so that no view of a live store is held for long (see
+    /// `Store::copy_snapshot_in_steps`).
+    Fresh(&'a redb::Database),
+}
+
+/// Chunks read through one view by [`Views::Fresh`].
+const CHUNKS_PER_VIEW: u32 = 16;
+
 /// Stream the snapshot at `seq` into `out`, checking sizes and the content hash.
 pub(super) fn copy(
     path: &Path,
-    txn: &redb::ReadTransaction,
+    views: Views<'_>,
     seq: Seq,
     header: &SnapshotHeader,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let err = |e: redb::Error| Error::redb(path, e);
-    let chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
     let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
+    let mut fresh = None;
+    let mut chunks = None;
     for index in 0..header.chunks {
-        let frame = chunks
+        if chunks.is_none() || (matches!(views, Views::Fresh(_)) && index % CHUNKS_PER_VIEW == 0) {
+            // The table of the view before goes before that view.
+            drop(chunks.take());
+            let txn = match views {
+                Views::One(txn) => txn,
+                Views::Fresh(db) => &*fresh.insert(redb::ReadableDatabase::begin_read(db).map_err(|e| err(e.into()))?),
+            };
+            chunks = Some(txn.open_table(CHUNKS).map_err(|e| err(e.into()))?);
+        }
+        let Some(table) = &chunks else { continue };
+        let frame = table
             .get((seq, index))
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| Error::corrupt(path, format!("snapshot chunk {index} is missing")))?;

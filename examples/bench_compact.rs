@@ -369,7 +369,7 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
     let (mut during_a, mut during_b) = (Vec::new(), Vec::new());
     // The slowest writes, with when they came in the compaction they met
     // (seconds since it was asked for): which part of it they waited on.
-    let mut slow: Vec<(Duration, &str, usize, f64)> = Vec::new();
+    let mut slow: Vec<(Duration, &str, usize, f64, f64)> = Vec::new();
     let mut done: Vec<Compaction> = Vec::new();
     let mut pending: Option<(String, Instant, usize)> = None;
     let limit = Duration::from_secs(if cfg.quick { 90 } else { 40 * 60 });
@@ -407,7 +407,9 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
             let at = t0.elapsed().as_secs_f64();
             for (label, v, n) in [("A", &during_a, na), ("B", &during_b, nb)] {
                 if let Some(d) = v.get(n) {
-                    slow.push((*d, label, done.len() + 1, at));
+                    let epoch =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+                    slow.push((*d, label, done.len() + 1, at, epoch));
                 }
             }
             if slow.len() > 64 {
@@ -418,8 +420,8 @@ fn stall(cfg: &Cfg, name: &str, input: &Input, min_compactions: usize, min_write
         i += 1;
     }
     slow.sort_by_key(|x| std::cmp::Reverse(x.0));
-    for (d, label, n, at) in slow.iter().take(8) {
-        println!("slow write: {label} {:.2} ms, {at:.2} s into compaction {n}", ms(*d));
+    for (d, label, n, at, epoch) in slow.iter().take(8) {
+        println!("slow write: {label} {:.2} ms, {at:.2} s into compaction {n} at {epoch:.3}", ms(*d));
     }
     let hwm = hwm_kib(a_pid);
     let rows: [(&str, &mut Vec<Duration>); 4] = [

@@ -491,15 +491,19 @@ impl Store {
             // Tight, with a reserve inside.
             b.tighten()?;
 
-            // One more catch-up without the lock, so the switch-over has little to do.
-            {
-                let view = old.begin_read().map_err(|e| self.err(e))?;
-                let now = load_state(&self.path, &view, false)?;
-                b.catch_up(&view, &now, false)?;
-            }
+            // The bytes in use (redb walks every tree for them, so before
+            // the last catch-up, which adds a few pages at most).
             let txn = b.db.begin_write().map_err(|e| b.err(e))?;
             let stats = txn.stats().map_err(|e| b.err(e))?;
             txn.abort().map_err(|e| b.err(e))?;
+            // One more catch-up without the lock, just before it, made
+            // durable here, so the switch-over has little to write and
+            // little to sync.
+            {
+                let view = old.begin_read().map_err(|e| self.err(e))?;
+                let now = load_state(&self.path, &view, false)?;
+                b.catch_up(&view, &now, true)?;
+            }
             Ok(stats.allocated_pages() * stats.page_size() as u64)
         })?;
 

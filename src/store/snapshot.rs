@@ -45,6 +45,12 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 pub(super) struct ChunkWriter<'a> {
     path: &'a Path,
     buf: Vec<u8>,
+    /// One compressor and one output buffer for every chunk: a compaction
+    /// beside a running node allocates nothing per chunk (large allocations
+    /// and their release take the process's memory-map lock, which the
+    /// node's own thread may then wait for behind a low-priority one).
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    frame: Vec<u8>,
     hasher: blake3::Hasher,
     staged: Staged,
 }
@@ -54,6 +60,8 @@ impl<'a> ChunkWriter<'a> {
         ChunkWriter {
             path,
             buf: vec![0u8; CHUNK_BYTES],
+            compressor: None,
+            frame: Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_BYTES)),
             hasher: blake3::Hasher::new(),
             staged: Staged { size: 0, chunks: 0, stored: 0, content_hash: [0; 32] },
         }
@@ -69,7 +77,15 @@ impl<'a> ChunkWriter<'a> {
                 return Ok(false);
             }
             self.hasher.update(&self.buf[..n]);
-            let frame = zstd::bulk::compress(&self.buf[..n], LEVEL).map_err(|e| Error::io(self.path, e))?;
+            let compressor = match &mut self.compressor {
+                Some(c) => c,
+                None => {
+                    self.compressor.insert(zstd::bulk::Compressor::new(LEVEL).map_err(|e| Error::io(self.path, e))?)
+                }
+            };
+            self.frame.clear();
+            compressor.compress_to_buffer(&self.buf[..n], &mut self.frame).map_err(|e| Error::io(self.path, e))?;
+            let frame = &self.frame;
             chunks.insert((seq, self.staged.chunks), frame.as_slice()).map_err(|e| err(e.into()))?;
             self.staged.size += n as u64;
             self.staged.stored += frame.len() as u64;
@@ -240,6 +256,9 @@ pub(super) fn copy(
     let mut written = 0u64;
     let mut fresh = None;
     let mut chunks = None;
+    // One decompressor and one buffer for the whole image (see `ChunkWriter`).
+    let mut decompressor = zstd::bulk::Decompressor::new().map_err(|e| Error::io(path, e))?;
+    let mut data = Vec::with_capacity(CHUNK_BYTES);
     for index in 0..header.chunks {
         if chunks.is_none() || (matches!(views, Views::Fresh(_)) && index % CHUNKS_PER_VIEW == 0) {
             // The table of the view before goes before that view.
@@ -255,7 +274,9 @@ pub(super) fn copy(
             .get((seq, index))
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| Error::corrupt(path, format!("snapshot chunk {index} is missing")))?;
-        let data = zstd::bulk::decompress(frame.value(), CHUNK_BYTES)
+        data.clear();
+        decompressor
+            .decompress_to_buffer(frame.value(), &mut data)
             .map_err(|e| Error::corrupt(path, format!("snapshot chunk {index} does not decompress: {e}")))?;
         hasher.update(&data);
         out.write_all(&data).map_err(|e| Error::io(path, e))?;

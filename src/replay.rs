@@ -88,8 +88,7 @@ pub fn replay_store(reader: &Reader<'_>, upto: Seq, path: &Path, progress: Optio
     let fk = foreign_keys_at_start(reader.snapshot_for(upto).as_ref());
     let changes = reader.changes(upto)?;
     let failed = || Error::corrupt(reader.path(), "reading the change log failed unexpectedly");
-    let (replayed, _) = run(path, fk, changes, upto, progress, failed, Pace::Foreground)?;
-    Ok(replayed)
+    run(path, fk, changes, upto, progress, failed)
 }
 
 /// Replay `changes` into `path`, which holds the start image (or is empty
@@ -109,12 +108,10 @@ where
     I::IntoIter: Send,
 {
     let failed = || Error::io(path, std::io::Error::other("reading the changes to replay failed unexpectedly"));
-    run(path, foreign_keys, changes.into_iter(), upto, progress, failed, Pace::Foreground).map(|(replayed, _)| replayed)
+    run(path, foreign_keys, changes.into_iter(), upto, progress, failed)
 }
 
-/// The one replay loop: `changes` are pulled on their own thread and
-/// applied here in order. Returns what was done and the iterator, spent, so
-/// that a caller can ask it what it read (a store's last chain hash).
+/// A replay in the foreground: [`apply_all`], then the checks at the end.
 /// `failed` is the error when the reading thread dies (a bug, not input).
 fn run<I>(
     path: &Path,
@@ -123,19 +120,19 @@ fn run<I>(
     upto: Seq,
     progress: Option<&Progress>,
     failed: impl FnOnce() -> Error,
-    pace: Pace,
-) -> Result<(Replayed, I)>
+) -> Result<Replayed>
 where
     I: Iterator<Item = Result<Change>> + Send,
 {
-    let (replayer, count, changes) = apply_all(path, foreign_keys, changes, progress, failed, pace)?;
-    let replayed = replayer.finish(data_version(upto), count)?;
-    Ok((replayed, changes))
+    let (replayer, count, _) = apply_all(path, foreign_keys, changes, progress, failed, Pace::Foreground)?;
+    replayer.finish(data_version(upto), count)
 }
 
-/// Open `path` and apply `changes` to it, without the checks at the end:
-/// what [`run`] does before [`Replayer::finish`]. Returns the replayer, the
-/// changes applied and the iterator, spent.
+/// The one replay loop: open `path` and apply `changes` to it, pulled on
+/// their own thread and applied here in order, without the checks at the
+/// end ([`Replayer::finish`]). Returns the replayer, the changes applied and
+/// the iterator, spent, so that a caller can ask it what it read (a store's
+/// last chain hash).
 fn apply_all<I>(
     path: &Path,
     foreign_keys: bool,

@@ -327,16 +327,28 @@ pub(crate) const GIVE_BACK_PAUSE: std::time::Duration = std::time::Duration::fro
 /// was emptied in 16 MiB steps first; steps of 4 MiB keep each commit's
 /// share of the disk's time near a millisecond.
 pub(crate) fn give_back_in_steps(file: &File) {
-    let Ok(mut len) = file.metadata().map(|m| m.len()) else {
-        return;
-    };
-    while len > GIVE_BACK_STEP {
+    if let Ok(len) = file.metadata().map(|m| m.len()) {
+        let _ = cut_in_steps(len, 0, |l| file.set_len(l), || file.sync_all());
+    }
+}
+
+/// The one stepping of [`give_back_in_steps`], for any file: cut a file of
+/// `len` bytes down towards `to`, [`GIVE_BACK_STEP`] bytes at a time, each
+/// cut followed by `sync` and a pause, and stop once at most one step is
+/// left above `to` (the caller makes the last cut, or removes the file).
+pub(crate) fn cut_in_steps(
+    mut len: u64,
+    to: u64,
+    set_len: impl Fn(u64) -> std::io::Result<()>,
+    sync: impl Fn() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    while len > to.saturating_add(GIVE_BACK_STEP) {
         len -= GIVE_BACK_STEP;
-        if file.set_len(len).and_then(|()| file.sync_all()).is_err() {
-            return;
-        }
+        set_len(len)?;
+        sync()?;
         std::thread::sleep(GIVE_BACK_PAUSE);
     }
+    Ok(())
 }
 
 /// What [`TempFile::commit`] did.

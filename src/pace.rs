@@ -190,13 +190,8 @@ impl redb::StorageBackend for PacedBackend {
         // (after its compaction, hundreds of megabytes): given back in steps
         // instead, as `atomic_file::give_back_in_steps` does and for the
         // same reason.
-        let mut current = self.inner.len()?;
-        while current > len.saturating_add(crate::atomic_file::GIVE_BACK_STEP) {
-            current -= crate::atomic_file::GIVE_BACK_STEP;
-            self.inner.set_len(current)?;
-            self.inner.sync_data()?;
-            std::thread::sleep(crate::atomic_file::GIVE_BACK_PAUSE);
-        }
+        let current = self.inner.len()?;
+        crate::atomic_file::cut_in_steps(current, len, |l| self.inner.set_len(l), || self.inner.sync_data())?;
         self.inner.set_len(len)
     }
 

@@ -14,7 +14,10 @@
 //! work proportional to history, done in commits the writer waits for; the
 //! new file is written without the write lock, and the writer waits only for
 //! the switch-over (the changes made since the last catch-up, one commit, a
-//! rename and a directory sync). The new file holds only what is kept, laid
+//! rename and a directory sync). Nothing under the lock reads the whole
+//! history either: the bytes of the records written during the compaction
+//! (which feed the policy's size trigger) are counted before it, and only
+//! those of the last few records under it. The new file holds only what is kept, laid
 //! out in order and compacted by redb before it is used, so its length is
 //! close to the bytes it holds. A crash at any point leaves either the old
 //! file or the new one at the store's path, each complete; the temporary
@@ -41,7 +44,7 @@
 
 use super::log::{self, Packer, Records};
 use super::read::record_in;
-use super::state::{load_state, State};
+use super::state::{load_state, record_bytes, State};
 use super::tables::{CHANGES, CHUNKS, KEY_FORMAT, KEY_META, META, RECENT, SEALED, SNAPSHOTS};
 use super::{file, guarded, snapshot, Db, Store};
 use crate::atomic_file::{NewOwner, Replace, TempFile};
@@ -418,7 +421,7 @@ impl Store {
         // Everything up to the switch-over runs at the lowest CPU priority
         // (see `crate::pace`); the switch-over, under the state lock, runs
         // on the caller's thread.
-        let bytes_in_use = crate::pace::in_background(&self.path, || -> Result<u64> {
+        let counted = crate::pace::in_background(&self.path, || -> Result<(u64, Seq, u64)> {
             tracing::debug!("rewrite: copying the {} snapshots kept into {}", kept.len() - 1, tmp.path().display());
             // The snapshots kept, as they are stored.
             for (seq, header) in &kept {
@@ -504,8 +507,16 @@ impl Store {
                 let now = load_state(&self.path, &view, false)?;
                 b.catch_up(&view, &now, true)?;
             }
-            Ok(stats.allocated_pages() * stats.page_size() as u64)
+            // The bytes of the records after the new snapshot that no
+            // later catch-up copies again (see `Build::catch_up`), counted
+            // here rather than under the lock: by then they are the records
+            // of the whole compaction's writes.
+            let settled_below = b.copied.saturating_sub(2).max(job.point + 1);
+            let view = b.db.begin_read().map_err(|e| b.err(e))?;
+            let settled = record_bytes(&b.path, &view, job.point + 1, settled_below - 1)?;
+            Ok((stats.allocated_pages() * stats.page_size() as u64, settled_below, settled))
         })?;
+        let (bytes_in_use, settled_below, settled_bytes) = counted;
 
         // The owner, group and mode of the file it replaces.
         tmp.settle(NewOwner::Process)?;
@@ -548,7 +559,9 @@ impl Store {
         drop(view);
         let mut next = {
             let view = b.db.begin_read().map_err(|e| b.err(e))?;
-            load_state(&self.path, &view, true)?
+            let mut next = load_state(&self.path, &view, false)?;
+            next.bytes_since_snapshot = settled_bytes + record_bytes(&b.path, &view, settled_below, next.head)?;
+            next
         };
         if next.head != st_now.head || next.tip != st_now.tip {
             return Err(Error::corrupt(
@@ -614,6 +627,57 @@ mod tests {
             created_ms,
             version_time_ms: created_ms,
         }
+    }
+
+    /// The bytes since the snapshot that the switch-over sets (counted
+    /// partly before the lock, the rest under it) are what a reopen counts,
+    /// with many writes made during the compaction, the last of them a
+    /// repeated version that grows the head's record.
+    #[test]
+    fn bytes_since_the_new_snapshot_count_the_writes_made_during_the_compaction() {
+        use crate::version::bump_statement;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Arc::new(Store::create(&path).unwrap());
+        let change = |v: u32| vec![format!("INSERT INTO t VALUES ({v}, randomblob({}))", v % 97), bump_statement(v)];
+        store
+            .add_change(
+                1,
+                &[
+                    "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+                    "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+                    "CREATE TABLE t (v INTEGER, x BLOB)".to_string(),
+                    bump_statement(1),
+                ],
+            )
+            .unwrap();
+        for v in 2..=1200 {
+            store.add_change(v, &change(v)).unwrap();
+        }
+        let next = Arc::new(AtomicU32::new(1201));
+        let (writer, at) = (Arc::clone(&store), Arc::clone(&next));
+        let opts = crate::compact::Options {
+            progress: Some(Arc::new(move |_| {
+                for _ in 0..40 {
+                    let v = at.fetch_add(1, Ordering::SeqCst);
+                    writer.add_change(v, &change(v)).unwrap();
+                }
+            })),
+            ..Default::default()
+        };
+        let stats = crate::compact::compact(&store, &opts).unwrap();
+        let written = next.load(Ordering::SeqCst) - 1201;
+        assert!(written >= 160, "only {written} writes during the compaction");
+        store.add_change(1200 + written, &["PRAGMA foreign_keys = OFF;"]).unwrap();
+        let kept = store.status().unwrap();
+        assert_eq!(kept.snapshots.last().map(|s| s.version), stats.snapshot_version);
+        assert_eq!(kept.changes_since_snapshot, u64::from(written) + 1);
+        drop(opts);
+        drop(store);
+        let reopened = Store::open(&path).unwrap().status().unwrap();
+        assert_eq!(kept.bytes_since_snapshot, reopened.bytes_since_snapshot);
+        assert!(kept.bytes_since_snapshot > u64::from(written) * 40);
     }
 
     #[test]

@@ -249,11 +249,20 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
 /// The stored bytes of the records after `st`'s newest snapshot, read from
 /// `txn` (every one of them is read).
 pub(super) fn bytes_since_snapshot(path: &Path, txn: &redb::ReadTransaction, st: &State) -> Result<u64> {
+    let from = if st.newest().is_some() { st.newest_seq() + 1 } else { 0 };
+    record_bytes(path, txn, from, st.head)
+}
+
+/// The stored bytes of the records from `from` through `upto`, read from
+/// `txn` (every one of them is read; none when `from > upto`).
+pub(super) fn record_bytes(path: &Path, txn: &redb::ReadTransaction, from: Seq, upto: Seq) -> Result<u64> {
+    if from > upto {
+        return Ok(0);
+    }
     let tail = txn.open_table(CHANGES).map_err(|e| Error::redb(path, e))?;
     let recent = log::open_recent(txn).map_err(|e| e.at(path))?;
     let sealed = txn.open_table(SEALED).map_err(|e| Error::redb(path, e))?;
-    let from = if st.newest().is_some() { st.newest_seq() + 1 } else { 0 };
-    let mut records = log::Records::new(&tail, recent.as_ref(), &sealed, from, st.head).map_err(|e| e.at(path))?;
+    let mut records = log::Records::new(&tail, recent.as_ref(), &sealed, from, upto).map_err(|e| e.at(path))?;
     let mut total = 0;
     while let Some((_, bytes)) = records.next_record().map_err(|e| e.at(path))? {
         total += bytes.len() as u64;

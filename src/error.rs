@@ -97,6 +97,19 @@ pub enum Error {
         source: redb::Error,
     },
 
+    /// An earlier write through this handle failed in storage (an I/O
+    /// error, a full disk). After a failed commit, and above all a failed
+    /// sync, what the file holds is known only once it is opened again, so
+    /// this handle reads and writes nothing more: the next open finds what
+    /// the disk really kept.
+    #[error("{}: an earlier write to the store failed ({cause}); nothing more is written until the store is opened again", path.display())]
+    WriteFailed {
+        /// The store file.
+        path: PathBuf,
+        /// The failure, as it was reported then.
+        cause: String,
+    },
+
     /// A change arrived whose version does not follow the head.
     #[error("version {got} does not follow the backup's version {head}: expected {expected} (or {head} for a lone PRAGMA report)")]
     Gap {

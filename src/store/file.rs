@@ -3,7 +3,8 @@
 //!
 //! Owns the check that a path starts like a redb database (before redb is
 //! asked to open it), the mapping of redb's open errors to the store's
-//! (locked, damaged, not a store), the redb settings every open uses, and
+//! (locked, damaged, not a store), the redb settings every open uses, the one
+//! way a writer puts a file under redb ([`writable`]), and
 //! [`Store::shrink_file`]. It must not read or write the store's tables.
 
 use super::{guarded, Db, Store};
@@ -28,6 +29,62 @@ pub(super) fn builder() -> redb::Builder {
     let mut builder = redb::Database::builder();
     builder.set_cache_size(CACHE_BYTES);
     builder
+}
+
+/// How a writable file is put under redb.
+pub(super) enum Backing {
+    /// Every write as redb makes it: the store's file.
+    Plain,
+    /// Through [`crate::pace::PacedBackend`] at this rate: a compaction's
+    /// new file while it is built.
+    Paced(Option<u64>),
+}
+
+/// A writable redb database over `file`, the file at `path`: created when
+/// the file is empty, opened otherwise. Every writer goes through here (a new
+/// store, an open for writing, a compaction's new file, built and opened
+/// again), so there is one place between redb and the disk; the tests'
+/// simulated disk (`sim_disk`) stands there to cut the power.
+pub(super) fn writable(
+    builder: &redb::Builder,
+    path: &Path,
+    file: std::fs::File,
+    backing: Backing,
+) -> std::result::Result<redb::Database, redb::DatabaseError> {
+    #[cfg(test)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
+    let inner = redb::backends::FileBackend::new(file)?;
+    match backing {
+        Backing::Plain => over(
+            builder,
+            path,
+            inner,
+            #[cfg(test)]
+            ino,
+        ),
+        Backing::Paced(rate) => over(
+            builder,
+            path,
+            crate::pace::PacedBackend::new(inner, rate),
+            #[cfg(test)]
+            ino,
+        ),
+    }
+}
+
+fn over(
+    builder: &redb::Builder,
+    path: &Path,
+    backend: impl redb::StorageBackend,
+    #[cfg(test)] ino: u64,
+) -> std::result::Result<redb::Database, redb::DatabaseError> {
+    #[cfg(test)]
+    if let Some(disk) = super::sim_disk::disk_for(path) {
+        return builder.create_with_backend(disk.file(ino, backend)?);
+    }
+    #[cfg(not(test))]
+    let _ = path;
+    builder.create_with_backend(backend)
 }
 
 /// Check that `path` is a file that starts like a redb database.

@@ -39,9 +39,13 @@ mod file;
 mod guard;
 mod log;
 mod overlay;
+#[cfg(test)]
+mod power_cut;
 mod read;
 mod report;
 mod rewrite;
+#[cfg(test)]
+mod sim_disk;
 mod snapshot;
 mod state;
 mod tables;
@@ -75,6 +79,9 @@ enum Db {
     /// [`Store::open_read_only`] of a file whose writer died without closing
     /// it: redb's repair ran over an [`overlay::Overlay`], in memory.
     Recovered(Arc<redb::Database>),
+    /// A write failed in storage (see [`Store::failed`]): nothing more is
+    /// read or written until the store is opened again.
+    Failed(Arc<str>),
     /// Only while the store is dropped.
     Closed,
 }
@@ -138,8 +145,7 @@ impl Store {
         let meta = Meta { store_id: random_id(), created_ms: now_ms(), rewound_at: None, last_compaction: None };
         let meta_bytes = meta.to_bytes().map_err(|what| Error::Encode { path: path.clone(), what })?;
         guarded(&path.clone(), move || {
-            let db = file::builder()
-                .create_with_backend(redb::backends::FileBackend::new(file).map_err(|e| Error::redb(&path, e))?)
+            let db = file::writable(&file::builder(), &path, file, file::Backing::Plain)
                 .map_err(|e| Error::redb(&path, e))?;
             let txn = db.begin_write().map_err(|e| Error::redb(&path, e))?;
             {
@@ -176,10 +182,10 @@ impl Store {
         let path = path.to_path_buf();
         file::check_magic(&path)?;
         guarded(&path.clone(), move || {
-            let db = file::builder()
-                .set_check_integrity_on_open(check)
-                .open(&path)
-                .map_err(|e| file::open_error(&path, e))?;
+            let handle = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+            let db =
+                file::writable(file::builder().set_check_integrity_on_open(check), &path, handle, file::Backing::Plain)
+                    .map_err(|e| file::open_error(&path, e))?;
             let store = Store::from_db(path, Db::Write(Arc::new(db)))?;
             store.upgrade_format()?;
             // With the store's lock held, no compaction of it runs: a
@@ -197,6 +203,10 @@ impl Store {
     /// wrote the older format, which then refuse the file as too new instead
     /// of calling it damaged. A store already at this format is left as it is.
     fn upgrade_format(&self) -> Result<()> {
+        self.upgrade_format_inner().map_err(|e| self.failed(e))
+    }
+
+    fn upgrade_format_inner(&self) -> Result<()> {
         let db = self.writer()?;
         let txn = db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -282,6 +292,7 @@ impl Store {
         let txn = match self.db() {
             Db::Write(db) | Db::Recovered(db) => db.begin_read(),
             Db::Read(db) => db.begin_read(),
+            Db::Failed(cause) => return Err(Error::WriteFailed { path: self.path.clone(), cause: cause.to_string() }),
             Db::Closed => return Err(Error::redb(&self.path, redb::Error::DatabaseClosed)),
         };
         txn.map_err(|e| self.err(e))
@@ -292,8 +303,42 @@ impl Store {
     fn writer(&self) -> Result<Arc<redb::Database>> {
         match self.db() {
             Db::Write(db) => Ok(db),
+            Db::Failed(cause) => Err(Error::WriteFailed { path: self.path.clone(), cause: cause.to_string() }),
             _ => Err(Error::ReadOnly { path: self.path.clone() }),
         }
+    }
+
+    /// What a write that returned `e` leaves: after a failure in storage
+    /// (redb's I/O errors, a full disk, a failed sync) the handle is closed
+    /// for good, so that nothing is built on a state the disk may not hold
+    /// (redb keeps serving reads of a commit whose sync failed, and a
+    /// compaction would publish them in a new file). The error is returned
+    /// as it was; later calls get [`Error::WriteFailed`].
+    ///
+    /// Decision: only storage errors close the handle. A refusal (a gap, a
+    /// rewind not allowed) or damage found while reading changes nothing on
+    /// disk.
+    fn failed(&self, e: Error) -> Error {
+        if let Error::Storage { source, .. } = &e {
+            let cause: Arc<str> = Arc::from(source.to_string());
+            let old = std::mem::replace(&mut *self.db.write().unwrap_or_else(|p| p.into_inner()), Db::Failed(cause));
+            tracing::error!(
+                "{}: a write failed in storage ({source}); the store is closed until opened again",
+                self.path.display()
+            );
+            let _ = guarded(&self.path, move || {
+                drop(old);
+                Ok(())
+            });
+        }
+        e
+    }
+
+    /// Whether `db` is still the database the store writes to (a
+    /// compaction checks, under the state lock, that the file it read is
+    /// still the store's before putting its own in place).
+    fn writes_to(&self, db: &Arc<redb::Database>) -> bool {
+        matches!(&*self.db.read().unwrap_or_else(|p| p.into_inner()), Db::Write(now) if Arc::ptr_eq(now, db))
     }
 
     /// Taken by a compaction (and a bulk load) for as long as it runs.

@@ -149,7 +149,10 @@ impl Build<'_> {
         // Closed and opened again without the paced backend: from the
         // switch-over on it serves the node's writes.
         drop(std::mem::replace(&mut self.db, placeholder()?));
-        self.db = file::builder().open(&self.path).map_err(|e| file::open_error(&self.path, e))?;
+        let handle =
+            OpenOptions::new().read(true).write(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        self.db = file::writable(&file::builder(), &self.path, handle, file::Backing::Plain)
+            .map_err(|e| file::open_error(&self.path, e))?;
         Ok(())
     }
 
@@ -388,11 +391,8 @@ impl Store {
             .mode(0o600)
             .open(tmp.path())
             .map_err(|e| Error::io(tmp.path(), e))?;
-        let backend = crate::pace::PacedBackend::new(
-            redb::backends::FileBackend::new(file).map_err(|e| Error::redb(tmp.path(), e))?,
-            job.io_rate,
-        );
-        let db = file::builder().create_with_backend(backend).map_err(|e| Error::redb(tmp.path(), e))?;
+        let db = file::writable(&file::builder(), tmp.path(), file, file::Backing::Paced(job.io_rate))
+            .map_err(|e| Error::redb(tmp.path(), e))?;
         let mut b = Build {
             store: &self.path,
             path: tmp.path().to_path_buf(),
@@ -524,6 +524,12 @@ impl Store {
         tracing::debug!("rewrite: switching over");
         // The switch-over: nothing is written to the old file meanwhile.
         let mut state = self.lock();
+        // A write that failed in storage meanwhile closed the store (see
+        // `Store::failed`): what the old file shows may not be on disk, and
+        // nothing of it is published.
+        if !self.writes_to(&old) {
+            return Err(self.writer().err().unwrap_or_else(raced));
+        }
         let view = old.begin_read().map_err(|e| self.err(e))?;
         match record_hash(&self.path, &view, job.point)? {
             Some((hash, _)) if hash == job.expect && state.head > job.point => {}
@@ -594,7 +600,10 @@ impl Store {
                 // written from now on. Decision: no more writes are
                 // accepted (each is refused, so lightningd stops without
                 // committing) until the store is opened again.
-                let closed = std::mem::replace(&mut *self.db.write().unwrap_or_else(|p| p.into_inner()), Db::Closed);
+                let cause: Arc<str> =
+                    Arc::from(format!("the directory was not synced after a compaction's rename: {e}"));
+                let closed =
+                    std::mem::replace(&mut *self.db.write().unwrap_or_else(|p| p.into_inner()), Db::Failed(cause));
                 drop(state);
                 drop(closed);
                 return Err(e);

@@ -190,7 +190,7 @@ impl Store {
     /// a repeated-version report (appended to that version's record, in order).
     /// Anything else is refused. Durable when it returns `Ok`.
     pub fn add_change<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
-        guarded(&self.path, || self.add_change_inner(version, statements))
+        guarded(&self.path, || self.add_change_inner(version, statements)).map_err(|e| self.failed(e))
     }
 
     fn add_change_inner<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
@@ -271,7 +271,7 @@ impl Store {
     /// Refused when it is not safe: twice in a row, when the last version holds
     /// repeated-version reports, or when nothing follows the snapshot.
     pub fn rewind(&self) -> Result<Seq> {
-        guarded(&self.path, || self.rewind_inner())
+        guarded(&self.path, || self.rewind_inner()).map_err(|e| self.failed(e))
     }
 
     fn rewind_inner(&self) -> Result<Seq> {
@@ -337,7 +337,7 @@ impl Store {
     /// be rewound). Replay after it starts with foreign keys on, as lightningd
     /// opens its database.
     pub fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
-        guarded(&self.path, || self.add_snapshot_inner(version, image))
+        guarded(&self.path, || self.add_snapshot_inner(version, image)).map_err(|e| self.failed(e))
     }
 
     fn add_snapshot_inner(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
@@ -423,7 +423,8 @@ impl BulkLoad<'_> {
     /// durable until [`BulkLoad::finish`].
     pub fn add_change<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
         let path = self.store.path.clone();
-        guarded(&path, || self.add_change_inner(version, statements, now_ms()))
+        let store = self.store;
+        guarded(&path, || self.add_change_inner(version, statements, now_ms())).map_err(|e| store.failed(e))
     }
 
     /// [`BulkLoad::add_change`] for a change whose source recorded no time
@@ -432,7 +433,9 @@ impl BulkLoad<'_> {
     /// time of the load, which would pass for when lightningd made it.
     pub fn add_change_without_time<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
         let path = self.store.path.clone();
+        let store = self.store;
         guarded(&path, || self.add_change_inner(version, statements, crate::record::TIME_NOT_RECORDED))
+            .map_err(|e| store.failed(e))
     }
 
     fn add_change_inner<S: AsRef<str>>(&mut self, version: u32, statements: &[S], time_ms: u64) -> Result<Added> {
@@ -489,6 +492,7 @@ impl BulkLoad<'_> {
     /// Commit what is left and make everything added durable (one sync).
     pub fn finish(mut self) -> Result<()> {
         let path = self.store.path.clone();
+        let store = self.store;
         guarded(&path, || {
             self.commit_batch()?;
             // A commit with immediate durability persists the non-durable
@@ -503,6 +507,7 @@ impl BulkLoad<'_> {
             self.commits += 1;
             Ok(())
         })
+        .map_err(|e| store.failed(e))
     }
 
     /// Commits made so far (each batch, and the final durable one): the test

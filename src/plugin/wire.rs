@@ -278,11 +278,25 @@ pub fn classify(msg: &[u8]) -> Incoming<'_> {
 
 /// The generic parse of a message that is not a well-formed `db_write`.
 fn classify_slowly(msg: &[u8]) -> Incoming<'static> {
-    let Ok(v) = serde_json::from_slice::<Value>(msg) else {
-        return Incoming::Other;
+    let (v, utf8) = match serde_json::from_slice::<Value>(msg) {
+        Ok(v) => (v, true),
+        // Text that is not UTF-8 is not JSON: read with the bad bytes
+        // replaced only to find the call's id and method, so that a
+        // `db_write` carrying such text is refused, not passed on.
+        Err(_) => match std::str::from_utf8(msg) {
+            Ok(_) => return Incoming::Other,
+            Err(_) => match serde_json::from_str::<Value>(&String::from_utf8_lossy(msg)) {
+                Ok(v) => (v, false),
+                Err(_) => return Incoming::Other,
+            },
+        },
     };
     if v.get("method").and_then(Value::as_str) != Some("db_write") {
         return Incoming::Other;
+    }
+    if !utf8 {
+        let id = v.get("id").unwrap_or(&Value::Null).to_string();
+        return Incoming::BadDbWrite { id, error: "db_write: the message is not valid UTF-8".into() };
     }
     let id = v.get("id").unwrap_or(&Value::Null).to_string();
     let params = v.get("params");
@@ -376,6 +390,12 @@ mod tests {
         }
         let mixed = br#"{"jsonrpc":"2.0","id":7,"method":"db_write","params":{"data_version":3,"writes":["A",1]}}"#;
         assert!(matches!(classify(mixed), Incoming::BadDbWrite { error, .. } if error.contains("must be a string")));
+        let mut latin1 =
+            br#"{"jsonrpc":"2.0","id":"w","method":"db_write","params":{"data_version":3,"writes":["'"#.to_vec();
+        latin1.extend_from_slice(b"caf\xe9'\"]}}");
+        assert!(
+            matches!(classify(&latin1), Incoming::BadDbWrite { id, error } if id == "\"w\"" && error.contains("UTF-8"))
+        );
         let other = br#"{"jsonrpc":"2.0","id":"y","method":"getmanifest","params":{}}"#;
         assert!(matches!(classify(other), Incoming::Other));
         // Another method that mentions db_write is passed on.

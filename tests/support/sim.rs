@@ -20,6 +20,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The migrations lightningd applies at a first start.
@@ -186,6 +187,11 @@ pub struct Start {
     /// only slows them. Benchmarks turn it on, so that the node's writes are
     /// flushed by its own commits, not by the plugin's.
     pub durable_node: bool,
+    /// SIGKILL the plugin this long after it is started, wherever it is then
+    /// (a hook, a compaction, a rewind); the node goes on as lightningd
+    /// would: a write whose `continue` came first is committed, the one in
+    /// flight is not.
+    pub kill_after: Option<Duration>,
 }
 
 impl Start {
@@ -195,21 +201,36 @@ impl Start {
             migrations: migrations().len(),
             options: serde_json::Map::new(),
             durable_node: false,
+            kill_after: None,
         }
     }
 
     pub fn without_plugin() -> Start {
-        Start { plugin: None, migrations: migrations().len(), options: serde_json::Map::new(), durable_node: false }
+        Start {
+            plugin: None,
+            migrations: migrations().len(),
+            options: serde_json::Map::new(),
+            durable_node: false,
+            kill_after: None,
+        }
     }
 }
 
 struct Plugin {
-    child: Child,
+    /// Shared with a killer thread (see [`Start::kill_after`]): a child
+    /// already waited for is never signalled, so a reused pid is safe.
+    child: Arc<Mutex<Child>>,
     stdin: Option<ChildStdin>,
     messages: Receiver<Value>,
     next_id: u64,
     /// Answers that arrived while another answer was awaited.
     early: std::collections::HashMap<String, Value>,
+}
+
+impl Plugin {
+    fn child(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A running simulated node.
@@ -289,6 +310,13 @@ impl Node {
         let mut node = Node { network, db, data_version, plugin: None, logs: Vec::new(), hook_times: Vec::new() };
         if let Some(binary) = &opts.plugin {
             node.spawn(binary)?;
+            if let (Some(after), Some(plugin)) = (opts.kill_after, node.plugin.as_ref()) {
+                let child = Arc::clone(&plugin.child);
+                std::thread::spawn(move || {
+                    std::thread::sleep(after);
+                    let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+                });
+            }
             let manifest = node.request("getmanifest", json!({"allow-deprecated-apis": false}))?;
             let hooks = manifest.get("hooks").and_then(Value::as_array).cloned().unwrap_or_default();
             if !hooks.iter().any(|h| h.get("name").and_then(Value::as_str) == Some("db_write")) {
@@ -329,8 +357,13 @@ impl Node {
             .map_err(|e| Stop::PluginDied(format!("{}: {e}", binary.display())))?;
         let stdout = child.stdout.take().ok_or_else(|| Stop::PluginDied("no stdout".into()))?;
         let stdin = child.stdin.take();
-        self.plugin =
-            Some(Plugin { child, stdin, messages: spawn_reader(stdout), next_id: 0, early: Default::default() });
+        self.plugin = Some(Plugin {
+            child: Arc::new(Mutex::new(child)),
+            stdin,
+            messages: spawn_reader(stdout),
+            next_id: 0,
+            early: Default::default(),
+        });
         Ok(())
     }
 
@@ -565,20 +598,21 @@ impl Node {
 
     /// The plugin's process id.
     pub fn plugin_pid(&self) -> Option<u32> {
-        Some(self.plugin.as_ref()?.child.id())
+        Some(self.plugin.as_ref()?.child().id())
     }
 
     /// Resident memory of the plugin process, in KiB.
     pub fn plugin_rss_kib(&self) -> Option<u64> {
-        let pid = self.plugin.as_ref()?.child.id();
+        let pid = self.plugin.as_ref()?.child().id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
     }
 
     fn kill(&mut self) {
-        if let Some(mut p) = self.plugin.take() {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
+        if let Some(p) = self.plugin.take() {
+            let mut child = p.child();
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -593,12 +627,14 @@ impl Node {
                         self.logs.push(line);
                     }
                 }
-                match p.child.try_wait() {
+                let waited = p.child().try_wait();
+                match waited {
                     Ok(Some(_)) => break,
                     Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                     _ => {
-                        let _ = p.child.kill();
-                        let _ = p.child.wait();
+                        let mut child = p.child();
+                        let _ = child.kill();
+                        let _ = child.wait();
                         break;
                     }
                 }

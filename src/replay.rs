@@ -174,7 +174,14 @@ where
             for change in batch {
                 let change = change?;
                 for t in &change.transactions {
-                    replayer.apply(&t.statements)?;
+                    replayer.apply(&t.statements).map_err(|e| match e {
+                        Error::Sqlite { path, context: Some(c), source } => Error::Sqlite {
+                            path,
+                            context: Some(format!("version {}: {c}", change.data_version())),
+                            source,
+                        },
+                        other => other,
+                    })?;
                 }
                 count += 1;
                 tick(progress, count);

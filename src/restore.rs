@@ -365,7 +365,16 @@ where
         std::io::Write::flush(&mut w).map_err(|e| Error::io(&staged_path, e))?;
         started
     };
-    let replayed = replay::replay_changes(&staged_path, foreign_keys, changes, seq, opts.progress.as_ref())?;
+    // A statement that fails is the source's to answer for: the error names
+    // it (and, from the replay, the version), not the temporary file.
+    let replayed = replay::replay_changes(&staged_path, foreign_keys, changes, seq, opts.progress.as_ref()).map_err(
+        |e| match e {
+            Error::Sqlite { path, context, source: cause } if path == staged_path && context.is_some() => {
+                Error::Sqlite { path: source.to_path_buf(), context, source: cause }
+            }
+            other => other,
+        },
+    )?;
     let placed = staged.persist(data_version(seq))?;
     Ok(report(seq, &replayed, placed))
 }

@@ -78,6 +78,9 @@ pub mod destination;
 pub mod encryption;
 pub mod error;
 pub mod export;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod legacy;
 pub mod lockfile;
 mod pace;

@@ -46,6 +46,18 @@ pub use object::{ObjectDestination, ObjectOptions, RemoteSummary};
 pub use socket::{serve_connection, HostPort, ServeOptions, Served};
 pub use socket::{SocketDestination, SocketUrl};
 
+/// For the fuzz targets (see `crate::fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn read_one_packet(bytes: &[u8]) {
+    socket::read_packets(bytes);
+}
+
+/// Seeds of the socket protocol's fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn sample_packets(statements: &[String]) -> Vec<Vec<u8>> {
+    socket::sample_packets(statements)
+}
+
 /// The locations this version serves, as its error messages list them.
 pub(crate) const SUPPORTED: &str =
     "supported: a path, a file:// URL, socket:host:port, or object storage (s3://bucket/prefix, gs://, az://)";

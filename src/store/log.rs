@@ -82,7 +82,7 @@ impl Segment {
         }
     }
 
-    fn to_bytes(&self) -> Result<Vec<u8>, String> {
+    pub(super) fn to_bytes(&self) -> Result<Vec<u8>, String> {
         postcard::to_stdvec(&SegmentEnvelope::V1 { first: self.first, records: self.records.clone() })
             .map_err(|e| format!("sealed segment does not encode: {e}"))
     }

@@ -60,6 +60,8 @@ pub use write::{Added, BulkLoad};
 
 use crate::error::{Error, Result};
 use crate::record::{now_ms, Meta, FORMAT_VERSION};
+#[cfg(any(test, feature = "fuzzing"))]
+use crate::version::Seq;
 use redb::{ReadableDatabase, ReadableTable};
 use state::State;
 use std::fs::OpenOptions;
@@ -67,6 +69,19 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tables::{KEY_FORMAT, KEY_META};
+
+/// The records of a sealed segment's bytes (for the fuzz targets, see
+/// `crate::fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn segment_records(bytes: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    log::Segment::from_bytes(bytes).map(|s| s.records)
+}
+
+/// A sealed segment of `records` from `first` (a fuzz target's seed).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn segment_bytes(first: Seq, records: Vec<Vec<u8>>) -> Option<Vec<u8>> {
+    log::Segment { first, records }.to_bytes().ok()
+}
 
 /// The redb handle behind a store, and whether it may be written.
 #[derive(Clone)]

@@ -19,6 +19,39 @@ mod socks;
 mod url;
 
 pub use serve::{serve_connection, ServeOptions, Served};
+
+/// Read packets from `bytes` as a peer would, until one fails (for the fuzz
+/// targets, see `crate::fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn read_packets(bytes: &[u8]) {
+    use packet::Kind;
+    let mut r = bytes;
+    while let Ok(h) = packet::read_header(&mut r) {
+        let read = match h.kind {
+            Kind::Change => packet::read_change(&mut r, h).map(drop),
+            Kind::Snapshot => packet::read_snapshot(&mut r, h, &mut std::io::sink()).map(drop),
+            kind => packet::read_small(&mut r, h).map(|p| drop(packet::u32_at(kind, &p, 0))),
+        };
+        if read.is_err() {
+            break;
+        }
+    }
+}
+
+/// Packets of several kinds, as this client and the server send them.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn sample_packets(statements: &[String]) -> Vec<Vec<u8>> {
+    use packet::Kind;
+    let mut out = Vec::new();
+    if let Ok(change) = packet::change_packet(42, statements) {
+        out.push(change);
+    }
+    out.push(packet::packet(Kind::Ack, &42u32.to_be_bytes()));
+    out.push(packet::packet(Kind::Rewind, &41u32.to_be_bytes()));
+    out.push(packet::packet(Kind::Nack, b"version 43 does not follow 41"));
+    out.push(packet::packet(Kind::Done, b""));
+    out
+}
 pub use url::{HostPort, SocketUrl};
 
 use super::{Destination, Head, RestoreSource};

@@ -253,7 +253,9 @@ fn zeroed_sectors_and_truncations_are_one_clear_line_and_older_versions_still_re
 /// bit in a statement's text can be another valid statement, which no
 /// reader can tell from the real one), so its sweep is of what a disk does
 /// to a file: sectors lost and the file cut short. Each case is the true
-/// database or one line naming the file, never a panic.
+/// database or one line naming the file, never a panic; where the head
+/// does not restore, a version 40% into the file does when the damage is
+/// past it, and equals the truth there.
 #[test]
 fn zeroed_sectors_and_truncations_of_a_dbak_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,23 +264,33 @@ fn zeroed_sectors_and_truncations_of_a_dbak_are_one_clear_line() {
     let truth = dir.path().join("truth.sqlite3");
     let out = binary(&[&"restore", &fixture, &truth]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A version 40% into the file: damage past it leaves it restorable.
+    let records = cln_backup::legacy::DbakReader::open(&fixture).unwrap().scan().unwrap();
+    let middle = records.iter().find(|r| r.offset > bytes.len() as u64 * 2 / 5).unwrap().version - 1;
+    let at_middle = dir.path().join("truth-at-middle.sqlite3");
+    let v = middle.to_string();
+    let out = binary(&[&"restore", &"--to-version", &v, &fixture, &at_middle]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let len = bytes.len() as u64;
     let mut rng = Rng::new(5);
     // Truncations and zeroed sectors (a lost write) all over the file; the
     // header's 512 bytes among them.
     let mut cases: Vec<Damage> = (0..len / 512).map(|s| Damage::Zero(s * 512)).collect();
     cases.extend((1..64u64).map(|i| Damage::Truncate(i * len / 64 + rng.below(64))));
-    let t = sweep(dir.path(), &bytes, "node.dbak", one_line_naming, &truth, None, &cases);
+    let t =
+        sweep(dir.path(), &bytes, "node.dbak", one_line_naming, &truth, Some((u64::from(middle), &at_middle)), &cases);
     eprintln!(
-        "{} zeroed sectors and truncations of a .dbak: verify refused {}, restore succeeded {}",
+        "{} zeroed sectors and truncations of a .dbak: restore succeeded {}, restore --to-version {middle} after a failed one {}",
         cases.len(),
-        t.noticed,
-        t.restored
+        t.restored,
+        t.restored_below
     );
     assert_no_problems(&t, cases.len() * 2);
     // verify refuses a .dbak whole (import it first); restore is the one
     // that reads it, and most damage must stop it.
     assert!(cases.len() - t.restored > 20, "only {} of {} cases were refused", cases.len() - t.restored, cases.len());
+    // Damage past the middle leaves the middle restorable.
+    assert!(t.restored_below > 20, "only {} restores before the damage", t.restored_below);
 }
 
 #[test]

@@ -571,6 +571,46 @@ fn bad_legacy_files_are_refused_clearly() {
     }
 }
 
+/// A file cut short past some version restores the versions before the
+/// damage, never the head, and never the last change before the damage
+/// (the damaged record could have been its rewind); an import, which takes
+/// the whole file, is still refused.
+#[test]
+fn versions_before_damage_restore_and_the_rest_is_refused_naming_it() {
+    let fixture = fixture_bytes();
+    let records = DbakReader::open(Path::new(FIXTURE_DBAK)).unwrap().scan().unwrap();
+    let cut_in = records[records.len() / 2];
+    let last_whole = records[records.len() / 2 - 1].version;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("cut.dbak");
+    std::fs::write(&bad, &fixture[..cut_in.offset as usize + 20]).unwrap();
+    let needle = format!("truncated record at offset {}", cut_in.offset);
+
+    let before = u64::from(last_whole - 1);
+    let held = legacy::restorable(&bad, Some(before)).unwrap();
+    assert_eq!(held.target, before);
+    let dest = dir.path().join("before.sqlite3");
+    legacy::restore_dbak(&bad, &dest, &restore::Options { to_version: Some(before), ..Default::default() }).unwrap();
+    let truth = dir.path().join("truth.sqlite3");
+    legacy::restore_dbak(
+        Path::new(FIXTURE_DBAK),
+        &truth,
+        &restore::Options { to_version: Some(before), ..Default::default() },
+    )
+    .unwrap();
+    assert_same(&dest, &truth, Rows::ByRowid, "the restore before the damage");
+
+    for refused in [None, Some(u64::from(last_whole)), Some(u64::from(cut_in.version))] {
+        let e = legacy::restorable(&bad, refused).unwrap_err();
+        legacy_error(&e, &bad, &needle);
+        if refused.is_some() {
+            assert!(e.to_string().contains(&format!("restore, up to {}", last_whole - 1)), "{e}");
+        }
+    }
+    let e = legacy::import_new(&bad, &dir.path().join("s.redb")).unwrap_err();
+    legacy_error(&e, &bad, &needle);
+}
+
 #[test]
 fn version_sequence_errors_name_the_record() {
     let dir = tempfile::tempdir().unwrap();

@@ -194,6 +194,16 @@ impl DbakReader {
     /// the 9-byte record headers only. A record that runs past the end of the
     /// file, or a type other than 1 or 2, is an error naming its offset.
     pub fn scan(&mut self) -> Result<Vec<Record>> {
+        match self.scan_prefix()? {
+            (records, None) => Ok(records),
+            (_, Some(damage)) => Err(damage),
+        }
+    }
+
+    /// [`DbakReader::scan`], keeping the whole records before damage: the
+    /// records up to the first that is cut short or of an unknown type, and
+    /// the error that names it. An I/O error is still an error.
+    pub(crate) fn scan_prefix(&mut self) -> Result<(Vec<Record>, Option<Error>)> {
         let mut records = Vec::new();
         let mut offset = HEADER_LEN;
         let mut r = BufReader::with_capacity(64 << 10, &mut self.file);
@@ -201,12 +211,13 @@ impl DbakReader {
         while offset < self.len {
             let left = self.len - offset;
             if left < RECORD_HEADER_LEN {
-                return Err(Error::legacy(
+                let damage = Error::legacy(
                     &self.path,
                     format!(
                         "truncated record at offset {offset}: only {left} bytes left of its {RECORD_HEADER_LEN}-byte header"
                     ),
-                ));
+                );
+                return Ok((records, Some(damage)));
             }
             let mut h = [0u8; RECORD_HEADER_LEN as usize];
             r.read_exact(&mut h).map_err(|e| Error::io(&self.path, e))?;
@@ -216,28 +227,30 @@ impl DbakReader {
                 1 => Kind::Transaction,
                 2 => Kind::Snapshot,
                 t => {
-                    return Err(Error::legacy(
+                    let damage = Error::legacy(
                         &self.path,
                         format!("record at offset {offset} (version {version}) has unknown type {t} (expected 1 or 2)"),
-                    ))
+                    );
+                    return Ok((records, Some(damage)));
                 }
             };
             let rec = Record { offset, length, version, kind };
             if rec.end() > self.len {
-                return Err(Error::legacy(
+                let damage = Error::legacy(
                     &self.path,
                     format!(
                         "truncated record at offset {offset} (version {version}): its payload is {length} bytes but only {} remain in the {}-byte file",
                         left - RECORD_HEADER_LEN,
                         self.len
                     ),
-                ));
+                );
+                return Ok((records, Some(damage)));
             }
             r.seek_relative(i64::from(length)).map_err(|e| Error::io(&self.path, e))?;
             records.push(rec);
             offset = rec.end();
         }
-        Ok(records)
+        Ok((records, None))
     }
 
     /// The statements of a type-1 record.

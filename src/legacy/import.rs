@@ -168,8 +168,35 @@ pub struct Restorable {
 /// header of the file; writes nothing.
 pub fn restorable(dbak: &Path, to_version: Option<u64>) -> Result<Restorable> {
     let mut file = DbakReader::open(dbak)?;
-    let plan = normalise::plan(&mut file)?;
-    Ok(Restorable { target: plan.target(to_version)?, head: plan.head, snapshot: plan.snapshot.is_some() })
+    let (plan, target) = plan_for(&mut file, to_version)?;
+    Ok(Restorable { target, head: plan.head, snapshot: plan.snapshot.is_some() })
+}
+
+/// The plan of `file` and the version a restore to `to_version` means.
+///
+/// Decision: a file damaged past some version (cut short, a record of an
+/// unknown type or not UTF-8) still restores any version before the
+/// damage that `to_version` names; the head, or a version at or past the
+/// damage, is refused with the error that names it.
+fn plan_for(file: &mut DbakReader, to_version: Option<u64>) -> Result<(Plan, Seq)> {
+    let (plan, damage) = normalise::plan_before_damage(file)?;
+    match (damage, to_version) {
+        (None, _) => {
+            let target = plan.target(to_version)?;
+            Ok((plan, target))
+        }
+        (Some(damage), None) => Err(damage),
+        (Some(damage), Some(_)) => match plan.target(to_version) {
+            Ok(target) => Ok((plan, target)),
+            Err(_) => Err(match damage {
+                Error::Legacy { path, what } if !plan.steps.is_empty() => Error::Legacy {
+                    path,
+                    what: format!("{what}; the versions before it restore, up to {}", data_version(plan.head)),
+                },
+                other => other,
+            }),
+        },
+    }
 }
 
 /// Restore a legacy file straight into `dest`, with the same reading as
@@ -177,8 +204,7 @@ pub fn restorable(dbak: &Path, to_version: Option<u64>) -> Result<Restorable> {
 /// earlier version the file holds.
 pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result<restore::Report> {
     let mut file = DbakReader::open(dbak)?;
-    let plan = normalise::plan(&mut file)?;
-    let target = plan.target(opts.to_version)?;
+    let (plan, target) = plan_for(&mut file, opts.to_version)?;
     let (file, plan) = (&mut file, &plan);
     restore::restore_with(dbak, dest, opts, move |image| {
         if let Some(snap) = &plan.snapshot {

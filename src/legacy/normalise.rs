@@ -56,86 +56,39 @@ impl Plan {
 
 /// Read every record of `file` and work out what was committed.
 pub fn plan(file: &mut DbakReader) -> Result<Plan> {
-    let records = file.scan()?;
+    match plan_before_damage(file)? {
+        (plan, None) => Ok(plan),
+        (_, Some(damage)) => Err(damage),
+    }
+}
+
+/// [`plan`] of the whole records before the first damaged one (cut short, of
+/// an unknown type, not UTF-8, out of sequence), and the error naming it.
+///
+/// Decision: with damage, the last change before it is left out unless
+/// reports follow it. The damaged record could have been a rewind of it
+/// (the Python plugin appends a rewound version again), so whether
+/// lightningd committed it is not known; every version before it was
+/// followed by the next one, so was committed.
+pub(crate) fn plan_before_damage(file: &mut DbakReader) -> Result<(Plan, Option<Error>)> {
+    let (records, mut damage) = file.scan_prefix()?;
     let path = file.path().to_path_buf();
-    let at = |r: &Record| format!("record at offset {} (version {})", r.offset, r.version);
     let mut plan = Plan { records: records.len() as u64, ..Plan::default() };
     // Index into `plan.steps` of the head's transaction while nothing has
     // been reported after it: the one a same-version record would replace.
     let mut replaceable: Option<usize> = None;
     for (i, rec) in records.iter().enumerate() {
-        match rec.kind {
-            Kind::Snapshot => {
-                if i != 0 {
-                    return Err(Error::legacy(
-                        &path,
-                        format!(
-                            "{}: a snapshot after other records; the Python plugin only writes one as the first record",
-                            at(rec)
-                        ),
-                    ));
-                }
-                plan.snapshot = Some(*rec);
-                plan.base = Seq::from(rec.version);
-                plan.head = plan.base;
-            }
-            Kind::Transaction => {
-                let statements = file.statements(rec)?;
-                if statements.iter().all(|s| s.trim().is_empty()) {
-                    return Err(Error::legacy(&path, format!("{}: no statements", at(rec))));
-                }
-                let head_dv = data_version(plan.head);
-                let next = version::next(plan.head);
-                match version::transaction_bump(&statements) {
-                    Some(from) => {
-                        if from != rec.version.wrapping_sub(1) {
-                            return Err(Error::legacy(
-                                &path,
-                                format!(
-                                    "{}: its bump is from version {from}, not {}",
-                                    at(rec),
-                                    rec.version.wrapping_sub(1)
-                                ),
-                            ));
-                        }
-                        if rec.version == data_version(next) {
-                            plan.head = next;
-                            replaceable = Some(plan.steps.len());
-                            plan.steps.push(Step { record: *rec, seq: next, repeat: false });
-                        } else if rec.version == head_dv {
-                            let Some(j) = replaceable else {
-                                return Err(Error::legacy(
-                                    &path,
-                                    format!(
-                                        "{}: repeats version {head_dv} with a data_version bump, but version {head_dv} was {}; cannot tell which was committed",
-                                        at(rec),
-                                        if plan.steps.is_empty() { "the snapshot" } else { "followed by reports, so it was committed" }
-                                    ),
-                                ));
-                            };
-                            // The earlier record was rewound: lightningd never committed it.
-                            plan.rewound.push(plan.steps[j].record);
-                            plan.steps[j] = Step { record: *rec, seq: plan.head, repeat: false };
-                        } else {
-                            return Err(gap(&path, rec, head_dv, plan.snapshot.is_some()));
-                        }
-                    }
-                    None => {
-                        if rec.version != head_dv || (plan.steps.is_empty() && plan.snapshot.is_none()) {
-                            return Err(Error::legacy(
-                                &path,
-                                format!(
-                                    "{}: does not end with the data_version bump and does not repeat version {head_dv} as a lone report would",
-                                    at(rec)
-                                ),
-                            ));
-                        }
-                        replaceable = None;
-                        plan.steps.push(Step { record: *rec, seq: plan.head, repeat: true });
-                    }
-                }
-            }
+        if let Err(e) = add_record(file, &path, &mut plan, &mut replaceable, i, rec) {
+            damage = Some(e);
+            break;
         }
+    }
+    if damage.is_some() {
+        if matches!(plan.steps.last(), Some(s) if !s.repeat) {
+            plan.steps.pop();
+        }
+        plan.head = plan.steps.last().map_or(plan.base, |s| s.seq);
+        return Ok((plan, damage));
     }
     let header = file.header().version;
     let head_dv = data_version(plan.head);
@@ -158,7 +111,92 @@ pub fn plan(file: &mut DbakReader) -> Result<Plan> {
             ));
         }
     }
-    Ok(plan)
+    Ok((plan, None))
+}
+
+/// Add one record to `plan` (see the module doc for which records count).
+fn add_record(
+    file: &mut DbakReader,
+    path: &std::path::Path,
+    plan: &mut Plan,
+    replaceable: &mut Option<usize>,
+    i: usize,
+    rec: &Record,
+) -> Result<()> {
+    let at = |r: &Record| format!("record at offset {} (version {})", r.offset, r.version);
+    match rec.kind {
+        Kind::Snapshot => {
+            if i != 0 {
+                return Err(Error::legacy(
+                    path,
+                    format!(
+                        "{}: a snapshot after other records; the Python plugin only writes one as the first record",
+                        at(rec)
+                    ),
+                ));
+            }
+            plan.snapshot = Some(*rec);
+            plan.base = Seq::from(rec.version);
+            plan.head = plan.base;
+        }
+        Kind::Transaction => {
+            let statements = file.statements(rec)?;
+            if statements.iter().all(|s| s.trim().is_empty()) {
+                return Err(Error::legacy(path, format!("{}: no statements", at(rec))));
+            }
+            let head_dv = data_version(plan.head);
+            let next = version::next(plan.head);
+            match version::transaction_bump(&statements) {
+                Some(from) => {
+                    if from != rec.version.wrapping_sub(1) {
+                        return Err(Error::legacy(
+                            path,
+                            format!(
+                                "{}: its bump is from version {from}, not {}",
+                                at(rec),
+                                rec.version.wrapping_sub(1)
+                            ),
+                        ));
+                    }
+                    if rec.version == data_version(next) {
+                        plan.head = next;
+                        *replaceable = Some(plan.steps.len());
+                        plan.steps.push(Step { record: *rec, seq: next, repeat: false });
+                    } else if rec.version == head_dv {
+                        let Some(j) = *replaceable else {
+                            return Err(Error::legacy(
+                                path,
+                                format!(
+                                    "{}: repeats version {head_dv} with a data_version bump, but version {head_dv} was {}; cannot tell which was committed",
+                                    at(rec),
+                                    if plan.steps.is_empty() { "the snapshot" } else { "followed by reports, so it was committed" }
+                                ),
+                            ));
+                        };
+                        // The earlier record was rewound: lightningd never committed it.
+                        plan.rewound.push(plan.steps[j].record);
+                        plan.steps[j] = Step { record: *rec, seq: plan.head, repeat: false };
+                    } else {
+                        return Err(gap(path, rec, head_dv, plan.snapshot.is_some()));
+                    }
+                }
+                None => {
+                    if rec.version != head_dv || (plan.steps.is_empty() && plan.snapshot.is_none()) {
+                        return Err(Error::legacy(
+                            path,
+                            format!(
+                                "{}: does not end with the data_version bump and does not repeat version {head_dv} as a lone report would",
+                                at(rec)
+                            ),
+                        ));
+                    }
+                    *replaceable = None;
+                    plan.steps.push(Step { record: *rec, seq: plan.head, repeat: true });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn gap(path: &std::path::Path, rec: &Record, head: u32, has_snapshot: bool) -> Error {

@@ -594,3 +594,58 @@ fn after_a_failed_sync_the_store_writes_nothing_more_and_a_compaction_publishes_
     assert_eq!(store.head(), 3, "the change whose sync failed is in the store");
     store.add_change(4, &change(4, &mut rng)).unwrap();
 }
+
+/// An import under a power cut at each of its disk operations in turn: it
+/// fails and leaves no store at the target, or it returns `Ok` and the
+/// store it put there holds the whole file even if the power goes right
+/// after (every write since the last sync lost).
+#[test]
+fn an_import_cut_at_any_disk_operation_leaves_no_store_or_a_whole_one() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-4090-backup.dbak");
+    let scratch = tempfile::tempdir().unwrap();
+    let truth = scratch.path().join("truth.sqlite3");
+    crate::legacy::restore_dbak(&fixture, &truth, &Default::default()).unwrap();
+    let head = crate::legacy::restorable(&fixture, None).unwrap().head;
+    // How many disk operations a whole import makes.
+    let total = {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = sim_disk::attach(dir.path(), 1);
+        crate::legacy::import_new(&fixture, &dir.path().join("s.redb")).unwrap();
+        disk.ops()
+    };
+    assert!(total > 3, "{total}");
+    let (mut failed, mut whole) = (0, 0);
+    for cut in 1..=total + 1 {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("s.redb");
+        let disk = sim_disk::attach(dir.path(), cut);
+        disk.fault_in(cut, Fault::PowerCut);
+        match crate::legacy::import_new(&fixture, &target) {
+            Err(_) => {
+                failed += 1;
+                assert!(!target.exists(), "cut {cut}: a failed import left a store");
+            }
+            Ok(_) => {
+                whole += 1;
+                let ino = std::fs::metadata(&target).unwrap().ino();
+                let image = disk.image(ino, Loss::All).unwrap();
+                let other = tempfile::tempdir().unwrap();
+                let reopened = other.path().join("s.redb");
+                std::fs::write(&reopened, image).unwrap();
+                let store = Store::open(&reopened).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+                assert_eq!(store.head(), head, "cut {cut}: the import's changes are not all on disk");
+                let dest = scratch.path().join(format!("restored-{cut}.sqlite3"));
+                crate::restore::restore_store(&store, &dest, &Default::default()).unwrap();
+                assert!(crate::compare::compare_databases(
+                    &dest,
+                    &truth,
+                    crate::compare::Labels::RESTORED_AND_EXPECTED
+                )
+                .unwrap()
+                .is_none());
+            }
+        }
+    }
+    eprintln!("import cut at each of {} disk operations: failed with no store {failed}, whole {whole}", total + 1);
+    assert!(failed > 0 && whole > 0, "failed {failed}, whole {whole}");
+}

@@ -192,6 +192,11 @@ impl Disk {
         self.state().capacity = bytes;
     }
 
+    /// Writes, length changes and syncs so far.
+    pub(super) fn ops(&self) -> u64 {
+        self.state().ops
+    }
+
     /// Whether the power was cut.
     pub(super) fn is_dead(&self) -> bool {
         self.state().dead

@@ -16,14 +16,16 @@
 
 #[path = "support/sim.rs"]
 mod sim;
-#[path = "support/workload.rs"]
-mod workload;
+mod support;
 
 use cln_backup::{restore, Store};
 use serde_json::json;
 use sim::{Node, NodeDir, Start, Stop};
+use std::path::Path;
 use std::time::Duration;
-use workload::{Rng, Workload};
+use support::run;
+use support::server::Server;
+use support::workload::{self, Rng, Workload};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cln-backup");
 
@@ -57,15 +59,10 @@ struct Counts {
     transactions_committed: u64,
 }
 
-#[test]
-fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
-    let rounds = env_u64("CLN_BACKUP_KILL_ROUNDS", 24);
-    let seed = env_u64("CLN_BACKUP_KILL_SEED", 1);
+/// The campaign on the node in `dir`, whose `backup.lock` is written:
+/// `rounds` kills, then a last start without one. Returns what it did.
+fn campaign(dir: &NodeDir, rounds: u64, seed: u64) -> Counts {
     let mut rng = Rng::new(seed);
-    let dir = NodeDir::new();
-    let store = dir.root.path().join("backup.redb");
-    Store::create(&store).unwrap();
-    sim::write_lock(&dir, &store);
     // Automatic compactions every 120 changes, so that kills meet them too.
     let options = json!({"backup-compact-after-changes": "120"});
     let start = |kill_after: Option<Duration>| {
@@ -77,13 +74,12 @@ fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
 
     // The first start applies every migration: not killed (the simulator,
     // like lightningd, would redo them from the start).
-    let mut node = Node::start(&dir, &start(None)).unwrap();
+    let mut node = Node::start(dir, &start(None)).unwrap();
     let mut load = Workload::on_existing_schema(seed, node.data_version());
     for _ in 0..150 {
         node.apply(&load.next_txn()).unwrap();
     }
     node.stop();
-
     let mut counts = Counts::default();
     // A transaction the node reported but never committed, to run again.
     let mut pending: Option<Vec<String>> = None;
@@ -105,7 +101,7 @@ fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
             Aim::AfterHook => None,
             _ => Some(Duration::from_millis(kill_ms)),
         };
-        let mut node = match Node::start(&dir, &start(kill)) {
+        let mut node = match Node::start(dir, &start(kill)) {
             Ok(node) => node,
             Err(Stop::PluginDied(_)) => {
                 counts.killed_in_start += 1;
@@ -173,7 +169,7 @@ fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
 
     // A last start without a kill: the version check passes, writes go on,
     // and the store restores the node exactly.
-    let mut node = Node::start(&dir, &start(None)).unwrap();
+    let mut node = Node::start(dir, &start(None)).unwrap();
     assert!(node.logged("Versions match up") || node.logged("rewinding non-committed transaction"), "{:?}", node.logs);
     load.resume_at(node.data_version());
     if let Some(s) = pending.take() {
@@ -187,13 +183,53 @@ fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
         load.resume_at(node.data_version());
     }
     node.stop();
+    assert!(counts.killed_in_hook + counts.killed_in_compaction + counts.killed_in_start > rounds / 3, "{counts:?}");
+    assert!(counts.rewinds_seen > 0, "{counts:?}");
+    counts
+}
+
+/// The restore of `source` (a store or a URL) equals the node's database.
+fn restores_the_node(source: &dyn AsRef<std::ffi::OsStr>, node_db: &Path) {
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("restored.sqlite3");
+    run::assert_ok(&run::cln_backup(&[&"restore", source, &dest]));
+    workload::assert_same_db(&dest, node_db);
+}
+
+fn rounds() -> u64 {
+    env_u64("CLN_BACKUP_KILL_ROUNDS", 24)
+}
+
+#[test]
+fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
+    let dir = NodeDir::new();
+    let store = dir.root.path().join("backup.redb");
+    Store::create(&store).unwrap();
+    sim::write_lock(&dir, &store);
+    let counts = campaign(&dir, rounds(), env_u64("CLN_BACKUP_KILL_SEED", 1));
     eprintln!("kill campaign: {counts:?}");
     let store = Store::open(&store).unwrap();
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("restored.sqlite3");
     restore::restore_store(&store, &dest, &restore::Options::default()).unwrap();
     workload::assert_same_db(&dest, &dir.db());
-    // The campaign reached what it is for.
-    assert!(counts.killed_in_hook + counts.killed_in_compaction + counts.killed_in_start > rounds / 3, "{counts:?}");
-    assert!(counts.rewinds_seen > 0, "{counts:?}");
+}
+
+/// The same with a remote copy written on every change: a `cln-backup
+/// server` on loopback as a sync destination beside the local store. The
+/// server's copy, restored through the socket protocol, equals the node too.
+#[test]
+fn sigkill_with_a_socket_destination_leaves_both_copies_equal_to_the_node() {
+    let dir = NodeDir::new();
+    let files = tempfile::tempdir().unwrap();
+    let server_store = files.path().join("server.redb");
+    drop(Store::create(&server_store).unwrap());
+    let server = Server::start(&server_store, "127.0.0.1:0");
+    let local = dir.root.path().join("backup.redb");
+    let socket = server.url();
+    run::assert_ok(&run::cln_backup(&[&"init", &"--lightning-dir", &dir.network(), &local, &socket]));
+    let counts = campaign(&dir, rounds().div_ceil(2), env_u64("CLN_BACKUP_KILL_SEED", 1) + 1);
+    eprintln!("kill campaign with a socket destination: {counts:?}");
+    restores_the_node(&local, &dir.db());
+    restores_the_node(&socket, &dir.db());
 }

@@ -14,15 +14,16 @@ mod support;
 use cln_backup::compare::{compare_databases, Labels};
 use cln_backup::Store;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::garage::{self, Garage};
 use support::run;
+use support::server::Server;
 
 #[path = "support/sim.rs"]
 mod sim;
@@ -96,56 +97,6 @@ fn info_json(url: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> Value {
 }
 
 // ---------------------------------------------------------------- socket server
-
-/// `cln-backup server` on a store of its own, the real binary.
-struct Server {
-    child: Child,
-    addr: String,
-    store: PathBuf,
-}
-
-impl Server {
-    fn start(store: &Path, listen: &str) -> Server {
-        let mut child = run::command()
-            .arg("server")
-            .arg("--listen")
-            .arg(listen)
-            .arg(store)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server on {} did not start: {line:?}", store.display());
-        };
-        Server { addr: addr.to_string(), child, store: store.to_path_buf() }
-    }
-
-    fn url(&self) -> String {
-        format!("socket:{}", self.addr)
-    }
-
-    /// SIGKILL, and then the same server again on the same address.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        *self = Server::start(&self.store.clone(), &self.addr.clone());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------- a relay to Garage
 

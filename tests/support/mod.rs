@@ -6,6 +6,9 @@
 // Runs the binary, which exists only with both front ends.
 #[cfg(all(feature = "cli", feature = "plugin"))]
 pub mod run;
+// `cln-backup server` on loopback.
+#[cfg(all(feature = "cli", feature = "plugin"))]
+pub mod server;
 pub mod workload;
 // A Garage server on loopback, for the object-storage tests.
 pub mod garage;

@@ -74,6 +74,20 @@ fn one_line_naming(out: &Output, file: &Path, what: &str) -> Result<bool, String
     Ok(false)
 }
 
+/// `source` restored (at `to_version`, or its head) into `dest`, which
+/// must succeed: the truth a damaged copy is compared with.
+fn restored(source: &Path, to_version: Option<u32>, dest: PathBuf) -> PathBuf {
+    let v = to_version.map(|v| v.to_string());
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"restore"];
+    if let Some(v) = &v {
+        args.extend([&"--to-version" as &dyn AsRef<std::ffi::OsStr>, v]);
+    }
+    args.extend([&source as &dyn AsRef<std::ffi::OsStr>, &dest]);
+    let out = binary(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    dest
+}
+
 /// One way of damaging a file.
 #[derive(Clone, Copy, Debug)]
 enum Damage {
@@ -193,9 +207,7 @@ fn a_flipped_byte_anywhere_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let original = build_store(dir.path());
     let bytes = std::fs::read(&original).unwrap();
-    let truth = dir.path().join("truth.sqlite3");
-    let out = binary(&[&"restore", &original, &truth]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let truth = restored(&original, None, dir.path().join("truth.sqlite3"));
 
     // Every page's first bytes (its kind and entry count: where redb meets
     // damage with a panic), offsets spread over the whole file, random ones
@@ -219,15 +231,10 @@ fn zeroed_sectors_and_truncations_are_one_clear_line_and_older_versions_still_re
     let dir = tempfile::tempdir().unwrap();
     let original = build_store(dir.path());
     let bytes = std::fs::read(&original).unwrap();
-    let truth = dir.path().join("truth.sqlite3");
-    let out = binary(&[&"restore", &original, &truth]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let truth = restored(&original, None, dir.path().join("truth.sqlite3"));
     // The snapshot's version: below every record but the first.
     let snapshot = Store::open_read_only(&original).unwrap().status().unwrap().snapshots[0].version;
-    let at_snapshot = dir.path().join("truth-at-snapshot.sqlite3");
-    let v = snapshot.to_string();
-    let out = binary(&[&"restore", &"--to-version", &v, &original, &at_snapshot]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let at_snapshot = restored(&original, Some(snapshot), dir.path().join("truth-at-snapshot.sqlite3"));
 
     // A zeroed sector in every page (each page kind: redb's headers and
     // trees, snapshot chunks, sealed segments, tail records, metadata), and
@@ -261,16 +268,11 @@ fn zeroed_sectors_and_truncations_of_a_dbak_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-4090-backup.dbak");
     let bytes = std::fs::read(&fixture).unwrap();
-    let truth = dir.path().join("truth.sqlite3");
-    let out = binary(&[&"restore", &fixture, &truth]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let truth = restored(&fixture, None, dir.path().join("truth.sqlite3"));
     // A version 40% into the file: damage past it leaves it restorable.
     let records = cln_backup::legacy::DbakReader::open(&fixture).unwrap().scan().unwrap();
     let middle = records.iter().find(|r| r.offset > bytes.len() as u64 * 2 / 5).unwrap().version - 1;
-    let at_middle = dir.path().join("truth-at-middle.sqlite3");
-    let v = middle.to_string();
-    let out = binary(&[&"restore", &"--to-version", &v, &fixture, &at_middle]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let at_middle = restored(&fixture, Some(middle), dir.path().join("truth-at-middle.sqlite3"));
     let len = bytes.len() as u64;
     let mut rng = Rng::new(5);
     // Truncations and zeroed sectors (a lost write) all over the file; the

@@ -18,7 +18,7 @@
 mod sim;
 mod support;
 
-use cln_backup::{restore, Store};
+use cln_backup::Store;
 use serde_json::json;
 use sim::{Node, NodeDir, Start, Stop};
 use std::path::Path;
@@ -208,11 +208,7 @@ fn sigkill_at_random_points_never_breaks_a_restart_or_the_restore() {
     sim::write_lock(&dir, &store);
     let counts = campaign(&dir, rounds(), env_u64("CLN_BACKUP_KILL_SEED", 1));
     eprintln!("kill campaign: {counts:?}");
-    let store = Store::open(&store).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("restored.sqlite3");
-    restore::restore_store(&store, &dest, &restore::Options::default()).unwrap();
-    workload::assert_same_db(&dest, &dir.db());
+    restores_the_node(&store, &dir.db());
 }
 
 /// The same with a remote copy written on every change: a `cln-backup

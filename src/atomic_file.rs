@@ -229,12 +229,23 @@ impl TempFile {
     /// [`Error::DestinationExists`]. Call [`settle`](Self::settle) first.
     pub(crate) fn place(mut self, replace: Replace) -> Result<PathBuf> {
         self.file = None;
+        #[cfg(test)]
+        crate::store::before_rename(&self.path, &self.target).map_err(|e| Error::io(&self.target, e))?;
         match replace {
             Replace::Existing => std::fs::rename(&self.path, &self.target).map_err(|e| Error::io(&self.target, e))?,
             Replace::Never => link_new(&self.path, &self.target)?,
         }
         self.placed = true;
-        sync_parent(&self.target)?;
+        if let Err(e) = sync_parent(&self.target) {
+            // Decision: a new name whose directory could not be synced is
+            // taken back, so that a failure leaves nothing at the target
+            // (nothing had that name before). A replaced file cannot be
+            // given back; the caller knows the rename happened.
+            if matches!(replace, Replace::Never) {
+                let _ = std::fs::remove_file(&self.target);
+            }
+            return Err(e);
+        }
         Ok(self.target.clone())
     }
 
@@ -386,6 +397,8 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 /// survives a crash.
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     let dir = parent_dir(path);
+    #[cfg(test)]
+    crate::store::before_dir_sync(path).map_err(|e| Error::io(&dir, e))?;
     File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(&dir, e))
 }
 

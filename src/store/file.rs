@@ -87,6 +87,28 @@ fn over(
     builder.create_with_backend(backend)
 }
 
+/// A rename of `from` over `to` is about to be done: the tests' simulated
+/// disk counts it as one of its operations, and may cut the power there
+/// (the rename is then not done).
+#[cfg(test)]
+pub(crate) fn before_rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(disk) = super::sim_disk::disk_for(to) else { return Ok(()) };
+    let ino = std::fs::metadata(from)?.ino();
+    let before = std::fs::metadata(to).ok().map(|m| m.ino());
+    disk.dir_op(super::sim_disk::DirOp::Rename { target: super::sim_disk::canonical(to), before, ino })
+}
+
+/// The directory holding `path` is about to be synced: an operation of the
+/// tests' simulated disk, which may fail it.
+#[cfg(test)]
+pub(crate) fn before_dir_sync(path: &Path) -> std::io::Result<()> {
+    match super::sim_disk::disk_for(path) {
+        Some(disk) => disk.dir_op(super::sim_disk::DirOp::Sync),
+        None => Ok(()),
+    }
+}
+
 /// Check that `path` is a file that starts like a redb database.
 pub(super) fn check_magic(path: &Path) -> Result<()> {
     let mut magic = [0u8; 9];

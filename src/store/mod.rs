@@ -36,6 +36,8 @@
 //!   twice, so adding a change touches one table.
 
 mod file;
+#[cfg(test)]
+pub(crate) use file::{before_dir_sync, before_rename};
 mod guard;
 mod log;
 mod overlay;

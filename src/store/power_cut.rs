@@ -195,6 +195,9 @@ struct Figures {
     compactions: u64,
     restores: u64,
     torn_images: u64,
+    /// Cases whose file at the store's path is the one a compaction's
+    /// rename replaced, the rename lost before the directory was synced.
+    renames_undone: u64,
 }
 
 enum Op {
@@ -500,7 +503,12 @@ fn case(seed: u64, figures: &mut Figures) -> Result<(), String> {
     }
     let ran = started.elapsed();
     drop(store);
-    let ino = std::fs::metadata(&path).map_err(|e| format!("the store's path: {e}"))?.ino();
+    let live = std::fs::metadata(&path).map_err(|e| format!("the store's path: {e}"))?.ino();
+    let ino = disk
+        .ino_at(&path, disk.coin())
+        .map_err(|e| format!("the store's path: {e}"))?
+        .ok_or("a lost rename leaves no file at the store's path")?;
+    figures.renames_undone += u64::from(ino != live);
     let image = disk.image(ino, loss).ok_or("the file at the store's path was never written")?;
     drop(disk);
     let after = scratch.path().join("after");
@@ -552,6 +560,7 @@ fn no_acknowledged_operation_is_lost_to_a_power_cut_an_io_error_or_a_full_disk()
         total.compactions += f.compactions;
         total.restores += f.restores;
         total.torn_images += f.torn_images;
+        total.renames_undone += f.renames_undone;
         problems.extend(p);
     }
     eprintln!("power-cut campaign: {total:?} in {:.1} s", started.elapsed().as_secs_f64());
@@ -595,10 +604,12 @@ fn after_a_failed_sync_the_store_writes_nothing_more_and_a_compaction_publishes_
     store.add_change(4, &change(4, &mut rng)).unwrap();
 }
 
-/// An import under a power cut at each of its disk operations in turn: it
-/// fails and leaves no store at the target, or it returns `Ok` and the
-/// store it put there holds the whole file even if the power goes right
-/// after (every write since the last sync lost).
+/// An import under a power cut at each of its disk operations in turn
+/// (the rename and the directory sync that put the store at its target
+/// included): it fails and leaves no store at the target, or it returns
+/// `Ok`. Either way, the file the disk shows at the target after the crash,
+/// if any (a rename not yet synced may or may not have happened), is a
+/// whole store, even with every write since the last sync lost.
 #[test]
 fn an_import_cut_at_any_disk_operation_leaves_no_store_or_a_whole_one() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-4090-backup.dbak");
@@ -614,7 +625,7 @@ fn an_import_cut_at_any_disk_operation_leaves_no_store_or_a_whole_one() {
         disk.ops()
     };
     assert!(total > 3, "{total}");
-    let (mut failed, mut whole) = (0, 0);
+    let (mut failed, mut returned, mut after_crash) = (0, 0, 0);
     for cut in 1..=total + 1 {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("s.redb");
@@ -625,27 +636,112 @@ fn an_import_cut_at_any_disk_operation_leaves_no_store_or_a_whole_one() {
                 failed += 1;
                 assert!(!target.exists(), "cut {cut}: a failed import left a store");
             }
-            Ok(_) => {
-                whole += 1;
-                let ino = std::fs::metadata(&target).unwrap().ino();
-                let image = disk.image(ino, Loss::All).unwrap();
-                let other = tempfile::tempdir().unwrap();
-                let reopened = other.path().join("s.redb");
-                std::fs::write(&reopened, image).unwrap();
-                let store = Store::open(&reopened).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
-                assert_eq!(store.head(), head, "cut {cut}: the import's changes are not all on disk");
-                let dest = scratch.path().join(format!("restored-{cut}.sqlite3"));
-                crate::restore::restore_store(&store, &dest, &Default::default()).unwrap();
-                assert!(crate::compare::compare_databases(
-                    &dest,
-                    &truth,
-                    crate::compare::Labels::RESTORED_AND_EXPECTED
-                )
-                .unwrap()
-                .is_none());
-            }
+            Ok(_) => returned += 1,
+        }
+        for (lose_renames, loss) in [(true, Loss::All), (false, Loss::All), (false, Loss::Nothing)] {
+            let Some(ino) = disk.ino_at(&target, lose_renames).unwrap() else { continue };
+            after_crash += 1;
+            let image = disk.image(ino, loss).unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let reopened = other.path().join("s.redb");
+            std::fs::write(&reopened, image).unwrap();
+            let store = Store::open(&reopened).unwrap_or_else(|e| panic!("cut {cut}, {lose_renames}, {loss:?}: {e}"));
+            assert_eq!(
+                store.head(),
+                head,
+                "cut {cut}, {lose_renames}, {loss:?}: the import's changes are not all on disk"
+            );
+            let dest = scratch.path().join(format!("restored-{cut}-{lose_renames}-{loss:?}.sqlite3"));
+            crate::restore::restore_store(&store, &dest, &Default::default()).unwrap();
+            let differs =
+                crate::compare::compare_databases(&dest, &truth, crate::compare::Labels::RESTORED_AND_EXPECTED)
+                    .unwrap();
+            assert!(differs.is_none(), "cut {cut}, {loss:?}: {differs:?}");
         }
     }
-    eprintln!("import cut at each of {} disk operations: failed with no store {failed}, whole {whole}", total + 1);
-    assert!(failed > 0 && whole > 0, "failed {failed}, whole {whole}");
+    eprintln!(
+        "import cut at each of {} disk operations: failed with no store {failed}, returned Ok {returned}; \
+         stores at the target after the crash {after_crash}, each whole",
+        total + 1
+    );
+    assert!(failed > 0 && returned > 0 && after_crash > 2, "failed {failed}, returned {returned}, {after_crash}");
+}
+
+/// A compaction under a power cut at each of its disk operations in turn,
+/// its new file's rename and the directory sync after it included. Whatever
+/// the compaction answered, the file the disk shows at the store's path
+/// after the crash (the old one when the rename was not yet synced, or the
+/// new one), with none, some or all of what was not synced, is a whole
+/// store that restores the database.
+#[test]
+fn a_compaction_cut_at_each_disk_operation_leaves_a_whole_store_at_the_path() {
+    const CHANGES: u32 = 60;
+    let changes: Vec<Vec<String>> = {
+        let mut rng = Rng(11);
+        (1..=CHANGES).map(|v| change(v, &mut rng)).collect()
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let setup = |dir: &Path, seed: u64| {
+        let disk = sim_disk::attach(dir, seed);
+        let store = Store::create(dir.join("s.redb")).unwrap();
+        for (v, c) in (1..).zip(&changes) {
+            store.add_change(v, c).unwrap();
+        }
+        (disk, store)
+    };
+    let truth = {
+        let dir = tempfile::tempdir().unwrap();
+        let (_disk, store) = setup(dir.path(), 1);
+        crate::restore::restore_store(&store, &scratch.path().join("truth.sqlite3"), &Default::default()).unwrap();
+        scratch.path().join("truth.sqlite3")
+    };
+    let total = {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, store) = setup(dir.path(), 1);
+        let before = disk.ops();
+        crate::compact::compact(&store, &Default::default()).unwrap();
+        disk.ops() - before
+    };
+    let (mut failed, mut old_file, mut new_file) = (0, 0, 0);
+    for cut in 1..=total + 1 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let (disk, store) = setup(dir.path(), cut);
+        let old_ino = std::fs::metadata(&path).unwrap().ino();
+        disk.fault_in(cut, Fault::PowerCut);
+        failed += u64::from(crate::compact::compact(&store, &Default::default()).is_err());
+        drop(store);
+        for (lose_renames, loss) in
+            [true, false].into_iter().flat_map(|r| [(r, Loss::All), (r, Loss::Some), (r, Loss::Nothing)])
+        {
+            let ino =
+                disk.ino_at(&path, lose_renames).unwrap().unwrap_or_else(|| panic!("cut {cut}: no file at the path"));
+            if ino == old_ino {
+                old_file += 1;
+            } else {
+                new_file += 1;
+            }
+            let other = tempfile::tempdir().unwrap();
+            let reopened = other.path().join("s.redb");
+            std::fs::write(&reopened, disk.image(ino, loss).unwrap()).unwrap();
+            let store = Store::open(&reopened).unwrap_or_else(|e| panic!("cut {cut}, {lose_renames}, {loss:?}: {e}"));
+            assert_eq!(store.head(), Seq::from(CHANGES), "cut {cut}, {loss:?}");
+            let dest = other.path().join("restored.sqlite3");
+            crate::restore::restore_store(&store, &dest, &Default::default())
+                .unwrap_or_else(|e| panic!("cut {cut}, {lose_renames}, {loss:?}: {e}"));
+            let differs =
+                crate::compare::compare_databases(&dest, &truth, crate::compare::Labels::RESTORED_AND_EXPECTED)
+                    .unwrap();
+            assert!(differs.is_none(), "cut {cut}, {loss:?}: {differs:?}");
+        }
+    }
+    eprintln!(
+        "compaction cut at each of {} disk operations: {failed} failed; the file at the path after the crash \
+         (6 losses each): the old one {old_file} times, the new one {new_file}",
+        total + 1
+    );
+    // Cuts before the rename fail it; those after the directory sync come
+    // once the new file is published, and it is shown whatever is lost.
+    assert!(failed > 0 && failed < total, "failed {failed} of {total}");
+    assert!(new_file >= 4 && old_file > new_file, "old {old_file}, new {new_file}");
 }

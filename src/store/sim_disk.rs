@@ -15,6 +15,11 @@
 //! writes it did not make durable are lost for good, as Linux drops such
 //! pages), and refuse to grow a file past a size (`ENOSPC`).
 //!
+//! Renames and directory syncs in the directory are operations of the disk
+//! too (see `file::before_rename`, `file::before_dir_sync`): a rename not
+//! yet followed by a directory sync may be lost in a cut, so that the path
+//! shows the file it showed before ([`Disk::ino_at`]).
+//!
 //! Learned from redb's own crash test (a live and a durable image, the
 //! durable one advanced by syncs); the sector tearing, the random reordering
 //! of unsynced writes and the failure modes are this project's.
@@ -82,6 +87,18 @@ struct State {
     injected: u64,
     full: u64,
     rng: u64,
+    /// Renames since the last directory sync: the target, the file it named
+    /// before (none for a new name) and the file it names now.
+    renamed: HashMap<PathBuf, (Option<u64>, u64)>,
+}
+
+/// An operation on the directory rather than on a file's bytes.
+#[derive(Clone, Debug)]
+pub(super) enum DirOp {
+    /// `target` is to name the file `ino` instead of `before` (if any).
+    Rename { target: PathBuf, before: Option<u64>, ino: u64 },
+    /// The directory is synced: every rename so far is durable.
+    Sync,
 }
 
 /// One directory's simulated disk.
@@ -109,6 +126,7 @@ pub(super) fn attach(dir: &Path, seed: u64) -> Attached {
             injected: 0,
             full: 0,
             rng: seed | 1,
+            renamed: HashMap::new(),
         }),
     });
     disks().push(disk.clone());
@@ -124,6 +142,14 @@ pub(super) fn disk_for(path: &Path) -> Option<Arc<Disk>> {
     let parent = path.parent()?;
     let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
     disks().iter().find(|d| d.dir == parent).cloned()
+}
+
+/// `path` with its directory resolved (the file itself need not exist).
+pub(super) fn canonical(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// A simulated disk, detached when dropped.
@@ -206,6 +232,61 @@ impl Disk {
     pub(super) fn counts(&self) -> (u64, u64) {
         let st = self.state();
         (st.injected, st.full)
+    }
+
+    /// Count a directory operation and say whether it goes ahead (before it
+    /// is done for real: a rename the power cut stops is not done).
+    pub(super) fn dir_op(&self, op: DirOp) -> io::Result<()> {
+        let mut st = self.state();
+        let st = &mut *st;
+        if st.dead {
+            return Err(power_cut());
+        }
+        st.ops += 1;
+        match st.fault {
+            Some((at, Fault::PowerCut)) if at == st.ops => {
+                st.dead = true;
+                st.injected += 1;
+                return Err(power_cut());
+            }
+            Some((at, Fault::Eio)) if at == st.ops => {
+                st.injected += 1;
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            _ => {}
+        }
+        match op {
+            DirOp::Rename { target, before, ino } => {
+                // Two renames over one name before a sync: the durable one
+                // is still the first's `before`.
+                let durable = st.renamed.get(&target).map_or(before, |(b, _)| *b);
+                st.renamed.insert(target, (durable, ino));
+            }
+            DirOp::Sync => st.renamed.clear(),
+        }
+        Ok(())
+    }
+
+    /// The file `path` names after a crash now: with `lose_renames`, the
+    /// one that a rename not yet followed by a directory sync replaced
+    /// (`None` if the name was new), otherwise the one it names now.
+    pub(super) fn ino_at(&self, path: &Path, lose_renames: bool) -> io::Result<Option<u64>> {
+        let path = canonical(path);
+        match self.state().renamed.get(&path) {
+            Some(&(before, _)) if lose_renames => return Ok(before),
+            Some(&(_, now)) => return Ok(Some(now)),
+            None => {}
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(std::os::unix::fs::MetadataExt::ino(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A coin toss from the disk's seed.
+    pub(super) fn coin(&self) -> bool {
+        next_random(&mut self.state().rng).is_multiple_of(2)
     }
 
     /// What the file `ino` holds after a crash now, losing `loss` of what

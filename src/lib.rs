@@ -55,6 +55,7 @@
 //! - [`store`]: the redb file: change log, snapshots, metadata; [`Store`] and its [`Reader`].
 //! - [`restore`]: a replayed database put safely where lightningd opens it.
 //! - [`replay`]: changes into SQLite exactly as lightningd executed them.
+//! - [`render`]: parameter values as exact SQL literals, for statements reported as text.
 //! - [`compact`]: fold old changes into a new snapshot; retention and the automatic policy.
 //! - [`timespec`]: points in time and ages as people write them (`--to-time`, retention).
 //! - [`compare`]: two databases, schema and rows, and their first difference.
@@ -85,6 +86,7 @@ pub mod legacy;
 pub mod lockfile;
 mod pace;
 mod record;
+pub mod render;
 pub mod replay;
 pub mod restore;
 pub mod store;

@@ -212,6 +212,22 @@ pub struct Stats {
 ///
 /// One compaction at a time per store: a second call waits for the running
 /// one (the time is in [`Stats::waited_ms`]) and then compacts what is left.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// for v in 2..=10 {
+///     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// }
+/// let stats = compact::compact(&store, &compact::Options::default())?;
+/// // The changes up to the one before the head are folded into a snapshot.
+/// assert_eq!(stats.snapshot_version, Some(9));
+/// assert_eq!(store.status()?.changes_since_snapshot, 1);
+/// # Ok(()) }
+/// ```
 pub fn compact(store: &Store, opts: &Options) -> Result<Stats> {
     let asked = Instant::now();
     let _one_at_a_time = store.lock_compaction();

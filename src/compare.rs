@@ -459,7 +459,7 @@ fn show(v: &Value) -> String {
 
 /// A failure reading `path` while running `sql`.
 fn reading(path: &Path, sql: &str, source: rusqlite::Error) -> Error {
-    Error::Sqlite { path: path.to_path_buf(), context: Some(sql.to_string()), source }
+    Error::Sqlite { path: path.to_path_buf(), context: Some(sql.to_string()), source: source.into() }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub enum Error {
     },
 
     /// Another process (or another handle in this one) holds the store.
-    #[error("{}: the store is already open in another process (a running node's plugin?); stop the node first, or ask the running plugin with `lightning-cli backup-status`", path.display())]
+    #[error("{}: the store is already open in another process, or by another handle in this one; close that one first", path.display())]
     StoreLocked {
         /// The store file.
         path: PathBuf,
@@ -94,7 +94,7 @@ pub enum Error {
         path: PathBuf,
         /// redb's error.
         #[source]
-        source: redb::Error,
+        source: Cause,
     },
 
     /// An earlier write through this handle failed in storage (an I/O
@@ -111,7 +111,7 @@ pub enum Error {
     },
 
     /// A change arrived whose version does not follow the head.
-    #[error("version {got} does not follow the backup's version {head}: expected {expected} (or {head} for a lone PRAGMA report)")]
+    #[error("version {got} does not follow the backup's version {head}: expected {expected} (or {head} again for a lone PRAGMA report, in lightningd's model)")]
     Gap {
         /// The `data_version` of the backup's last change.
         head: u32,
@@ -137,6 +137,29 @@ pub enum Error {
         expected_from: u32,
         /// The change's last statement, as reported.
         last: String,
+    },
+
+    /// Two writers raced on one store: the change was checked against the
+    /// store's version, and another write reached the store first. An
+    /// application must serialise its writers, holding one lock around its
+    /// own transaction and the report of it; then this cannot happen.
+    #[error("version {version} cannot be stored: another write reached the store first (it is at version {head}); writers of one store must be serialised, one lock held around the application's transaction and its report")]
+    ConcurrentWrite {
+        /// The version the change carried.
+        version: u32,
+        /// The store's version when the change came to be stored.
+        head: u32,
+    },
+
+    /// A snapshot image that is not what it is offered as: not a SQLite
+    /// database, damaged, or (lightningd's model) holding another
+    /// `data_version`. Nothing was stored.
+    #[error("cannot store a snapshot at version {version}: {what}")]
+    SnapshotImage {
+        /// The `data_version` the snapshot was offered at.
+        version: u32,
+        /// What is wrong with the image.
+        what: String,
     },
 
     /// A repeated version that carries a bump: that is an uncommitted transaction being replaced, not a repeat.
@@ -197,7 +220,7 @@ pub enum Error {
         context: Option<String>,
         /// SQLite's error.
         #[source]
-        source: rusqlite::Error,
+        source: Cause,
     },
 
     /// The restored database does not check out.
@@ -359,7 +382,179 @@ pub enum Error {
     },
 }
 
+/// What an application can do about an [`Error`] ([`Error::kind`]).
+///
+/// ```
+/// use cln_backup::{ErrorKind, Store};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("s.redb");
+/// let _first = Store::create(&path).unwrap();
+/// // A second handle on a store that is open: try again once it is closed.
+/// let e = Store::open(&path).unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::Busy);
+/// assert!(e.is_retryable());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Something else holds what the call needs: another process or handle
+    /// has the store open, another write or a compaction came first. The
+    /// same call may succeed later, unchanged.
+    Busy,
+    /// The disk or the network failed: full, an I/O error, a remote copy
+    /// unreachable. Try again once it is fixed; a store that reported
+    /// [`Error::WriteFailed`] (or the failure that caused it) is opened
+    /// again first.
+    Unavailable,
+    /// The call asked for something the rules refuse (a version that does
+    /// not follow, a rewind that is not allowed, a destination that
+    /// exists, a version not restorable). The same call fails again: the
+    /// caller must change what it asks.
+    Refused,
+    /// A file or object is damaged: a store failing its checks, a restore
+    /// failing its own, a `.dbak` or a remote object that does not read.
+    /// Stop, and restore from another copy.
+    Damaged,
+    /// The file, key or address given is not one this build can use: not
+    /// a store, a format too new, another key, a scheme not supported.
+    /// Stop, and give the right one.
+    Incompatible,
+}
+
+/// The underlying failure of [`Error::Storage`] (redb's) or
+/// [`Error::Sqlite`] (SQLite's), kept opaque so that the library's public
+/// types name neither crate: an application that uses another version of
+/// either builds against this one all the same. Its text is the underlying
+/// error's; [`std::error::Error::source`] goes on down the chain.
+#[derive(Debug)]
+pub struct Cause(Box<Inner>);
+
+#[derive(Debug)]
+enum Inner {
+    Redb(redb::Error),
+    Sqlite(rusqlite::Error),
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.0 {
+            Inner::Redb(e) => e.fmt(f),
+            Inner::Sqlite(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.0 {
+            Inner::Redb(e) => e.source(),
+            Inner::Sqlite(e) => e.source(),
+        }
+    }
+}
+
+impl Cause {
+    /// The operating system's error underneath, when there is one (a full
+    /// disk is `ErrorKind::StorageFull`, an I/O error `Other` with errno 5).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match &*self.0 {
+            Inner::Redb(redb::Error::Io(e)) => Some(e),
+            Inner::Redb(_) => None,
+            Inner::Sqlite(e) => std::error::Error::source(e).and_then(|s| s.downcast_ref()),
+        }
+    }
+
+    /// SQLite's extended result code, for a SQLite failure (for example
+    /// 2067, `SQLITE_CONSTRAINT_UNIQUE`, or 13, `SQLITE_FULL`).
+    pub fn sqlite_code(&self) -> Option<i32> {
+        match &*self.0 {
+            Inner::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.extended_code),
+            _ => None,
+        }
+    }
+}
+
+impl From<redb::Error> for Cause {
+    fn from(e: redb::Error) -> Self {
+        Cause(Box::new(Inner::Redb(e)))
+    }
+}
+
+impl From<rusqlite::Error> for Cause {
+    fn from(e: rusqlite::Error) -> Self {
+        Cause(Box::new(Inner::Sqlite(e)))
+    }
+}
+
 impl Error {
+    /// What the caller can do about this error: wait and try again
+    /// ([`ErrorKind::Busy`], [`ErrorKind::Unavailable`]), or stop and
+    /// change something ([`ErrorKind::Refused`], [`ErrorKind::Damaged`],
+    /// [`ErrorKind::Incompatible`]).
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind::*;
+        match self {
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::AlreadyExists
+                | std::io::ErrorKind::IsADirectory
+                | std::io::ErrorKind::NotADirectory
+                | std::io::ErrorKind::ReadOnlyFilesystem
+                | std::io::ErrorKind::InvalidInput => Refused,
+                _ => Unavailable,
+            },
+            Error::StoreLocked { .. } | Error::CompactionRaced { .. } | Error::ConcurrentWrite { .. } => Busy,
+            Error::Storage { .. } | Error::WriteFailed { .. } | Error::Remote { .. } | Error::Protocol { .. } => {
+                Unavailable
+            }
+            Error::Sqlite { source, .. } => match source.sqlite_code().map(|c| c & 0xff) {
+                // SQLITE_BUSY, SQLITE_LOCKED
+                Some(5 | 6) => Busy,
+                // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+                Some(10 | 13 | 14) => Unavailable,
+                // SQLITE_CORRUPT, SQLITE_NOTADB
+                Some(11 | 26) => Damaged,
+                _ => Refused,
+            },
+            Error::Corrupt { .. }
+            | Error::RestoreCheck { .. }
+            | Error::Legacy { .. }
+            | Error::Damaged { .. }
+            | Error::Truncated { .. } => Damaged,
+            Error::NotAStore { .. }
+            | Error::FormatTooNew { .. }
+            | Error::NotADbak { .. }
+            | Error::Destination { .. }
+            | Error::Key { .. }
+            | Error::WrongKey { .. } => Incompatible,
+            Error::ReadOnly { .. }
+            | Error::Encode { .. }
+            | Error::AlreadyExists { .. }
+            | Error::Gap { .. }
+            | Error::EmptyChange { .. }
+            | Error::MissingBump { .. }
+            | Error::RepeatWithBump { .. }
+            | Error::Rewind { .. }
+            | Error::SnapshotVersion { .. }
+            | Error::SnapshotImage { .. }
+            | Error::NotRestorable { .. }
+            | Error::TimeNotRestorable { .. }
+            | Error::DestinationExists { .. }
+            | Error::SameFile { .. }
+            | Error::StaleSideFile { .. }
+            | Error::BaseDirectory { .. }
+            | Error::LockFile { .. }
+            | Error::LeaseHeld { .. } => Refused,
+        }
+    }
+
+    /// Whether the same call may succeed later: [`ErrorKind::Busy`] or
+    /// [`ErrorKind::Unavailable`] (after the disk or the network is fixed).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Busy | ErrorKind::Unavailable)
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
@@ -369,7 +564,7 @@ impl Error {
     }
 
     pub(crate) fn sqlite(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
-        Error::Sqlite { path: path.into(), context: None, source }
+        Error::Sqlite { path: path.into(), context: None, source: Cause::from(source) }
     }
 
     pub(crate) fn legacy(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
@@ -399,7 +594,7 @@ impl Error {
                 path,
                 what: format!("a page lies beyond the end of the file (truncated or damaged): {e}"),
             },
-            other => Error::Storage { path, source: other },
+            other => Error::Storage { path, source: Cause::from(other) },
         }
     }
 
@@ -409,9 +604,9 @@ impl Error {
     pub(crate) fn damaged(path: impl Into<PathBuf>, source: impl Into<redb::Error>) -> Self {
         let path = path.into();
         match Error::redb(path, source) {
-            Error::Storage { path, source } => match source {
-                redb::Error::Io(e) => Error::Io { path, source: e },
-                other => Error::Corrupt { path, what: other.to_string() },
+            Error::Storage { path, source: Cause(inner) } => match *inner {
+                Inner::Redb(redb::Error::Io(e)) => Error::Io { path, source: e },
+                other => Error::Corrupt { path, what: Cause(Box::new(other)).to_string() },
             },
             mapped => mapped,
         }

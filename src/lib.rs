@@ -50,12 +50,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! An application with a SQLite database of its own uses the same store
+//! with its own change model ([`Model::Application`]: statements kept and
+//! replayed exactly, the version counter in the store, foreign keys as
+//! declared), the calls of [`lifecycle`] around its database, [`render`]
+//! for exact literals, and, with the feature `tokio`, an async handle
+//! (`AsyncStore`). EMBEDDING.md in the repository is the guide.
+//!
 //! ## Modules
 //!
 //! - [`store`]: the redb file: change log, snapshots, metadata; [`Store`] and its [`Reader`].
 //! - [`restore`]: a replayed database put safely where lightningd opens it.
+//! - [`model`]: a store's change model, lightningd's or an application's own.
+//! - [`lifecycle`]: reconcile at start, snapshot of a live connection, verify against a live database.
 //! - [`replay`]: changes into SQLite exactly as lightningd executed them.
 //! - [`render`]: parameter values as exact SQL literals, for statements reported as text.
+//! - `async_store` (feature `tokio`): [`Store`]'s calls on tokio's blocking pool.
 //! - [`compact`]: fold old changes into a new snapshot; retention and the automatic policy.
 //! - [`timespec`]: points in time and ages as people write them (`--to-time`, retention).
 //! - [`compare`]: two databases, schema and rows, and their first difference.
@@ -72,6 +82,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod async_store;
 pub mod atomic_file;
 pub mod compact;
 pub mod compare;
@@ -83,7 +95,9 @@ pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod legacy;
+pub mod lifecycle;
 pub mod lockfile;
+pub mod model;
 mod pace;
 mod record;
 pub mod render;
@@ -93,13 +107,23 @@ pub mod store;
 pub mod timespec;
 pub mod version;
 
+/// The SQLite binding this library is built with: rusqlite 0.43, SQLite
+/// bundled (libsqlite3-sys 0.40). One program can link only one SQLite
+/// (`links = "sqlite3"`), so an application that opens its own database
+/// uses this one, through this path or by depending on the same versions;
+/// [`lifecycle::snapshot_connection`] takes its connection.
+pub use rusqlite;
+
+#[cfg(feature = "tokio")]
+pub use async_store::AsyncStore;
 pub use compact::Stats as CompactStats;
 pub use compare::Difference;
 pub use destination::{Destination, FileDestination, Head, RestoreSource};
-pub use error::{Error, Result};
+pub use error::{Cause, Error, ErrorKind, Result};
 pub use export::ExportReport;
 pub use legacy::ImportReport;
 pub use lockfile::Repointed;
+pub use model::Model;
 pub use record::{now_ms, utc_iso8601, Change, CompactionRecord, Transaction, TIME_NOT_RECORDED};
 pub use replay::{Progress, Replayed};
 pub use restore::{MovedAside, Report as RestoreReport};

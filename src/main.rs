@@ -33,9 +33,20 @@ fn main() -> ExitCode {
     match args.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            eprintln!("error: {}{}", one_line(&err), hint(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What the command line adds to a library error in its own terms: who
+/// holds a locked store, and how to ask it instead.
+fn hint(err: &anyhow::Error) -> &'static str {
+    let locked = err.chain().any(|c| matches!(c.downcast_ref(), Some(cln_backup::Error::StoreLocked { .. })));
+    if locked {
+        " (a running node's plugin? stop the node first, or ask the plugin with `lightning-cli backup-status`)"
+    } else {
+        ""
     }
 }
 

@@ -7,7 +7,10 @@
 //! reports run outside any transaction, the pre-4090 expansion bug mended,
 //! transactions grouped into bounded SQLite transactions, and the checks at
 //! the end (`PRAGMA integrity_check`, `data_version` equal to the version
-//! replayed to). Every replay goes through here: restore, compaction,
+//! replayed to). A store of an application's own ([`Model::Application`])
+//! is replayed with none of lightningd's rules: its statements exactly as
+//! stored, foreign keys as it declared, and the integrity check alone at
+//! the end. Every replay goes through here: restore, compaction,
 //! `verify`, the dump export and the restore of a legacy `.dbak` file.
 //!
 //! It consumes changes from any iterator of [`Change`]s: the store's
@@ -16,6 +19,7 @@
 //! start image) that the caller discards if the replay fails.
 
 use crate::error::{Error, Result};
+use crate::model::Model;
 use crate::pace::{Pace, Paced};
 use crate::record::{Change, Hash};
 use crate::store::{Reader, SnapshotInfo};
@@ -69,35 +73,37 @@ pub struct Replayed {
 }
 
 /// Foreign keys at the start of a store's log: as the snapshot recorded
-/// them, and on from an empty database (lightningd opens its database with
-/// foreign keys on).
-pub(crate) fn foreign_keys_at_start(snapshot: Option<&SnapshotInfo>) -> bool {
-    snapshot.map(|s| s.foreign_keys).unwrap_or(true)
+/// them, and from an empty database as the model says (lightningd opens its
+/// database with foreign keys on).
+pub(crate) fn foreign_keys_at_start(model: Model, snapshot: Option<&SnapshotInfo>) -> bool {
+    snapshot.map(|s| s.foreign_keys).unwrap_or(model.foreign_keys_at_start())
 }
 
 /// Replay a store's snapshot and changes up to `upto` into `path` (a new,
 /// empty file). The log is read, checked and decoded on a thread of its
 /// own, ahead of SQLite.
-pub fn replay_store(reader: &Reader<'_>, upto: Seq, path: &Path, progress: Option<&Progress>) -> Result<Replayed> {
+pub fn replay_store(reader: &Reader, upto: Seq, path: &Path, progress: Option<&Progress>) -> Result<Replayed> {
     {
         let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         reader.copy_snapshot_for(upto, &mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Error::io(path, e))?;
     }
-    let fk = foreign_keys_at_start(reader.snapshot_for(upto).as_ref());
+    let fk = foreign_keys_at_start(reader.model(), reader.snapshot_for(upto).as_ref());
     let changes = reader.changes(upto)?;
     let failed = || Error::corrupt(reader.path(), "reading the change log failed unexpectedly");
-    run(path, fk, changes, upto, progress, failed)
+    run(path, reader.model(), fk, changes, upto, progress, failed)
 }
 
 /// Replay `changes` into `path`, which holds the start image (or is empty
-/// for a log that starts from nothing), with foreign keys `foreign_keys` at
-/// the start. The result must be at `upto`: its `data_version` is checked,
-/// and so is SQLite's `integrity_check`. The first error the iterator yields
-/// stops the replay and is returned as it is.
+/// for a log that starts from nothing), under the rules of `model`, with
+/// foreign keys `foreign_keys` at the start. The result must be at `upto`:
+/// SQLite's `integrity_check` is run, and in lightningd's model its
+/// `data_version` is checked. The first error the iterator yields stops the
+/// replay and is returned as it is.
 pub fn replay_changes<I>(
     path: &Path,
+    model: Model,
     foreign_keys: bool,
     changes: I,
     upto: Seq,
@@ -108,13 +114,14 @@ where
     I::IntoIter: Send,
 {
     let failed = || Error::io(path, std::io::Error::other("reading the changes to replay failed unexpectedly"));
-    run(path, foreign_keys, changes.into_iter(), upto, progress, failed)
+    run(path, model, foreign_keys, changes.into_iter(), upto, progress, failed)
 }
 
 /// A replay in the foreground: [`apply_all`], then the checks at the end.
 /// `failed` is the error when the reading thread dies (a bug, not input).
 fn run<I>(
     path: &Path,
+    model: Model,
     foreign_keys: bool,
     changes: I,
     upto: Seq,
@@ -124,7 +131,7 @@ fn run<I>(
 where
     I: Iterator<Item = Result<Change>> + Send,
 {
-    let (replayer, count, _) = apply_all(path, foreign_keys, changes, progress, failed, Pace::Foreground)?;
+    let (replayer, count, _) = apply_all(path, model, foreign_keys, changes, progress, failed, Pace::Foreground)?;
     replayer.finish(data_version(upto), count)
 }
 
@@ -135,6 +142,7 @@ where
 /// last chain hash).
 fn apply_all<I>(
     path: &Path,
+    model: Model,
     foreign_keys: bool,
     changes: I,
     progress: Option<&Progress>,
@@ -144,7 +152,7 @@ fn apply_all<I>(
 where
     I: Iterator<Item = Result<Change>> + Send,
 {
-    let mut replayer = Replayer::open(path, foreign_keys, pace)?;
+    let mut replayer = Replayer::open(path, model, foreign_keys, pace)?;
     // Reading, checking and decoding the log runs on its own thread, ahead of
     // SQLite, so a replay costs about what executing the statements costs.
     let (count, changes) = std::thread::scope(|scope| -> Result<(u64, I)> {
@@ -229,10 +237,11 @@ pub(crate) fn replay_for_compaction(
     if reader.snapshot_header_for(point).map(|(seq, _)| seq) != snapshot.as_ref().map(|(seq, _)| *seq) {
         return Err(raced());
     }
-    let fk = foreign_keys_at_start(reader.snapshot_for(point).as_ref());
+    let model = reader.model();
+    let fk = foreign_keys_at_start(model, reader.snapshot_for(point).as_ref());
     let changes = reader.changes(point)?;
     let failed = || Error::corrupt(reader.path(), "reading the change log failed unexpectedly");
-    let (replayer, count, changes) = apply_all(path, fk, changes, progress, failed, Pace::Background(rate))?;
+    let (replayer, count, changes) = apply_all(path, model, fk, changes, progress, failed, Pace::Background(rate))?;
     let last_hash = changes.last_hash();
     drop(changes);
     drop(reader);
@@ -282,6 +291,7 @@ pub fn fix_pre_4090(stmt: &str) -> Cow<'_, str> {
 struct Replayer {
     conn: Connection,
     path: PathBuf,
+    model: Model,
     in_txn: bool,
     foreign_keys: bool,
     journal_mode: String,
@@ -297,7 +307,7 @@ struct Replayer {
 impl Replayer {
     /// Open `path` (an existing image or a new empty file) for replay, with
     /// foreign keys enforced or not as the log's state says.
-    fn open(path: &Path, foreign_keys: bool, pace: Pace) -> Result<Replayer> {
+    fn open(path: &Path, model: Model, foreign_keys: bool, pace: Pace) -> Result<Replayer> {
         let sq = |e| Error::sqlite(path, e);
         let (batch, paced) = match pace {
             Pace::Foreground => (CHANGES_PER_BATCH, None),
@@ -316,6 +326,7 @@ impl Replayer {
         Ok(Replayer {
             conn,
             path: path.to_path_buf(),
+            model,
             in_txn: false,
             foreign_keys,
             journal_mode,
@@ -330,7 +341,7 @@ impl Replayer {
         self.conn.execute_batch(sql).map_err(|e| Error::Sqlite {
             path: self.path.clone(),
             context: Some(sql.chars().take(200).collect()),
-            source: e,
+            source: e.into(),
         })
     }
 
@@ -346,9 +357,10 @@ impl Replayer {
         Ok(())
     }
 
-    /// Replay one transaction as lightningd reported it.
+    /// Replay one transaction as it was reported.
     fn apply<S: AsRef<str>>(&mut self, statements: &[S]) -> Result<()> {
-        if let Some(on) = version::lone_foreign_keys_pragma(statements) {
+        let lightningd = self.model.is_lightningd();
+        if let Some(on) = version::lone_foreign_keys_pragma(statements).filter(|_| lightningd) {
             // lightningd ran this outside any transaction; inside one SQLite ignores it.
             self.commit()?;
             self.exec(statements[0].as_ref())?;
@@ -361,7 +373,11 @@ impl Replayer {
             self.in_txn = true;
         }
         for s in statements {
-            self.exec(&fix_pre_4090(s.as_ref()))?;
+            if lightningd {
+                self.exec(&fix_pre_4090(s.as_ref()))?;
+            } else {
+                self.exec(s.as_ref())?;
+            }
         }
         self.statements += statements.len() as u64;
         self.pending += 1;
@@ -394,8 +410,8 @@ impl Replayer {
                 what: format!("integrity_check: {}", check.join("; ")),
             });
         }
-        let found = read_data_version(&self.conn).map_err(sq)?;
-        if !holds_data_version(found, expect_version) {
+        let found = if self.model.is_lightningd() { read_data_version(&self.conn).map_err(sq)? } else { None };
+        if self.model.is_lightningd() && !holds_data_version(found, expect_version) {
             return Err(Error::RestoreCheck {
                 path: self.path.clone(),
                 what: format!(
@@ -408,6 +424,42 @@ impl Replayer {
         self.conn.close().map_err(|(_, e)| Error::sqlite(&self.path, e))?;
         Ok(replayed)
     }
+}
+
+/// The checks at the end of a replay, on an image offered as a snapshot at
+/// `version` (see [`Store::add_snapshot`](crate::Store::add_snapshot)): a
+/// SQLite database (its header, then `PRAGMA quick_check`), and in
+/// lightningd's model one whose `data_version` is `version`. The file is
+/// opened read-only. The error says what is wrong in one line.
+pub(crate) fn check_image(file: &Path, model: Model, version: u32) -> std::result::Result<(), String> {
+    let mut magic = [0u8; 16];
+    let len = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    if len > 0 {
+        use std::io::Read;
+        let mut f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+        if f.read_exact(&mut magic).is_err() || &magic != b"SQLite format 3\0" {
+            return Err("the image is not a SQLite database (its header is not SQLite's)".into());
+        }
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(file, flags).map_err(|e| format!("the image does not open: {e}"))?;
+    let check: Vec<String> = conn
+        .prepare("PRAGMA quick_check")
+        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+        .map_err(|e| format!("the image is damaged: {e}"))?;
+    if check != ["ok"] {
+        return Err(format!("the image is damaged: {}", check.join("; ")));
+    }
+    if model.is_lightningd() {
+        let found = read_data_version(&conn).map_err(|e| format!("cannot read its data_version: {e}"))?;
+        if !holds_data_version(found, version) {
+            return Err(format!(
+                "the image is at data_version {}, not {version}",
+                found.map(|v| v.to_string()).unwrap_or_else(|| "(none: no vars table or row)".into())
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `vars.data_version` of a database; `None` without a `vars` table or row.
@@ -514,7 +566,7 @@ mod tests {
             .inspect(|_| {
                 pulled.fetch_add(1, Ordering::SeqCst);
             });
-        let err = replay_changes(tmp.path(), true, changes, 2, None).unwrap_err();
+        let err = replay_changes(tmp.path(), Model::Lightningd, true, changes, 2, None).unwrap_err();
         assert!(matches!(&err, Error::Corrupt { what, .. } if what == "injected"), "{err}");
         // Nothing was read past the error.
         assert_eq!(pulled.load(Ordering::SeqCst), 2);
@@ -534,7 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
         let changes = [Ok(change(1, &SCHEMA)), Ok(change(2, &["INSERT INTO nowhere VALUES (1)"]))];
-        let err = replay_changes(&path, true, changes, 2, None).unwrap_err();
+        let err = replay_changes(&path, Model::Lightningd, true, changes, 2, None).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with(&path.display().to_string()), "{text}");
         assert!(text.contains("INSERT INTO nowhere"), "{text}");
@@ -544,7 +596,8 @@ mod tests {
     fn the_result_must_be_at_the_version_asked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
-        let err = replay_changes(&path, true, cascade_log().into_iter().map(Ok), 4, None).unwrap_err();
+        let err =
+            replay_changes(&path, Model::Lightningd, true, cascade_log().into_iter().map(Ok), 4, None).unwrap_err();
         assert!(matches!(&err, Error::RestoreCheck { what, .. } if what.contains("data_version is 3")), "{err}");
     }
 
@@ -553,7 +606,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for on in [true, false] {
             let path = dir.path().join(format!("fk-{on}.sqlite3"));
-            let replayed = replay_changes(&path, on, cascade_log().into_iter().map(Ok), 3, None).unwrap();
+            let replayed =
+                replay_changes(&path, Model::Lightningd, on, cascade_log().into_iter().map(Ok), 3, None).unwrap();
             assert_eq!(replayed.foreign_keys, on);
             assert_eq!((replayed.changes, replayed.statements), (3, 10));
             assert_eq!(children(&path), if on { 0 } else { 2 });
@@ -574,7 +628,7 @@ mod tests {
 
         // From the empty database: on until the pragma turns them off.
         let reader = store.reader().unwrap();
-        assert!(foreign_keys_at_start(reader.snapshot().as_ref()));
+        assert!(foreign_keys_at_start(Model::Lightningd, reader.snapshot().as_ref()));
         let at_1 = dir.path().join("at-1.sqlite3");
         std::fs::File::create(&at_1).unwrap();
         assert!(replay_store(&reader, 1, &at_1, None).unwrap().foreign_keys);
@@ -589,7 +643,7 @@ mod tests {
         let reader = store.reader().unwrap();
         let snapshot = reader.snapshot().unwrap();
         assert_eq!((snapshot.version, snapshot.foreign_keys), (3, false));
-        assert!(!foreign_keys_at_start(Some(&snapshot)));
+        assert!(!foreign_keys_at_start(Model::Lightningd, Some(&snapshot)));
         let after = dir.path().join("after.sqlite3");
         std::fs::File::create(&after).unwrap();
         let replayed = replay_store(&reader, 4, &after, None).unwrap();

@@ -201,8 +201,9 @@ impl Staged {
     /// mode (or the directory's owner and mode 0600); move the old database
     /// aside with its SQLite side files if it has any; rename the file into
     /// place and fsync the directory; then open it where it now is and check
-    /// that it reads `data_version` `version`.
-    pub fn persist(mut self, version: u32) -> Result<Placed> {
+    /// that it reads `data_version` `version` (with `None`, that it opens:
+    /// an application's database keeps its version where it chooses).
+    pub fn persist(mut self, version: Option<u32>) -> Result<Placed> {
         if !self.force {
             // Something may have appeared since the restore started.
             refuse_without_force(&self.dest)?;
@@ -283,10 +284,15 @@ fn move_aside(dest: &Path) -> Result<Vec<MovedAside>> {
     Ok(moved)
 }
 
-/// Open the database placed at `path` as lightningd will and check its `data_version`.
-fn check_placed(path: &Path, expected: u32) -> Result<()> {
+/// Open the database placed at `path` as its application will and check
+/// its `data_version` (lightningd's model; `None`: that its schema reads).
+fn check_placed(path: &Path, expected: Option<u32>) -> Result<()> {
     let sq = |e| Error::sqlite(path, e);
     let conn = Connection::open(path).map_err(sq)?;
+    let Some(expected) = expected else {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(sq)?;
+        return conn.close().map_err(|(_, e)| Error::sqlite(path, e));
+    };
     let found = read_data_version(&conn).map_err(sq)?;
     conn.close().map_err(|(_, e)| Error::sqlite(path, e))?;
     if !holds_data_version(found, expected) {
@@ -323,12 +329,29 @@ fn report(seq: Seq, replayed: &replay::Replayed, placed: Placed) -> Report {
 pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Result<Report> {
     restore_with(Path::new(source.location()), dest, opts, |image| {
         let from = source.restore_source(opts.to_version, image)?;
-        Ok((from.upto, from.foreign_keys, from.changes))
+        Ok((from.upto, from.model, from.foreign_keys, from.changes))
     })
 }
 
 /// Restore `store` to `dest` (a file, or a directory meaning
 /// `DIR/lightningd.sqlite3`).
+///
+/// ```
+/// use cln_backup::{restore, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// store.add_change(2, &["INSERT INTO t VALUES (42)"])?;
+/// let dest = dir.path().join("app.sqlite3");
+/// // Version 1, then the head; an existing file is replaced only when asked.
+/// let opts = restore::Options { to_version: Some(1), ..Default::default() };
+/// assert_eq!(restore::restore_store(&store, &dest, &opts)?.version, 1);
+/// assert!(restore::restore_store(&store, &dest, &Default::default()).is_err());
+/// let opts = restore::Options { force: true, ..Default::default() };
+/// assert_eq!(restore::restore_store(&store, &dest, &opts)?.version, 2);
+/// # Ok(()) }
+/// ```
 pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Report> {
     let reader = store.reader()?;
     let seq = match opts.to_time_ms {
@@ -337,21 +360,22 @@ pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Repor
     };
     restore_with(store.path(), dest, opts, |image| {
         reader.copy_snapshot_for(seq, image)?;
-        Ok((seq, replay::foreign_keys_at_start(reader.snapshot_for(seq).as_ref()), reader.changes(seq)?))
+        let model = reader.model();
+        Ok((seq, model, replay::foreign_keys_at_start(model, reader.snapshot_for(seq).as_ref()), reader.changes(seq)?))
     })
 }
 
 /// The one restore, whatever the source: stage a file beside `dest`; `start`
 /// writes the start image into it (nothing for a log that starts from an
-/// empty database) and returns the version to reach, the foreign-key state at
-/// the start and the changes; they are replayed into the staged file, which
+/// empty database) and returns the version to reach, the change model, the
+/// foreign-key state at the start and the changes; they are replayed into the staged file, which
 /// is then placed (see [`Staged::persist`]). `source` is the file read from,
 /// never to be written over. On any error the staged file is removed.
 pub(crate) fn restore_with<I>(
     source: &Path,
     dest: &Path,
     opts: &Options,
-    start: impl FnOnce(&mut dyn std::io::Write) -> Result<(Seq, bool, I)>,
+    start: impl FnOnce(&mut dyn std::io::Write) -> Result<(Seq, crate::Model, bool, I)>,
 ) -> Result<Report>
 where
     I: IntoIterator<Item = Result<Change>>,
@@ -359,7 +383,7 @@ where
 {
     let mut staged = Staged::new(source, dest, opts.force)?;
     let staged_path = staged.path().to_path_buf();
-    let (seq, foreign_keys, changes) = {
+    let (seq, model, foreign_keys, changes) = {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.file()?);
         let started = start(&mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Error::io(&staged_path, e))?;
@@ -367,14 +391,13 @@ where
     };
     // A statement that fails is the source's to answer for: the error names
     // it (and, from the replay, the version), not the temporary file.
-    let replayed = replay::replay_changes(&staged_path, foreign_keys, changes, seq, opts.progress.as_ref()).map_err(
-        |e| match e {
+    let replayed = replay::replay_changes(&staged_path, model, foreign_keys, changes, seq, opts.progress.as_ref())
+        .map_err(|e| match e {
             Error::Sqlite { path, context, source: cause } if path == staged_path && context.is_some() => {
                 Error::Sqlite { path: source.to_path_buf(), context, source: cause }
             }
             other => other,
-        },
-    )?;
-    let placed = staged.persist(data_version(seq))?;
+        })?;
+    let placed = staged.persist(model.is_lightningd().then_some(data_version(seq)))?;
     Ok(report(seq, &replayed, placed))
 }

@@ -757,7 +757,7 @@ fn exports_and_restores_report_progress_to_the_last_change() {
     let seen = Arc::clone(&last);
     let progress: restore::Progress = Arc::new(move |n| seen.store(n, Ordering::SeqCst));
     type Export = fn(
-        &cln_backup::Reader<'_>,
+        &cln_backup::Reader,
         u64,
         &Path,
         bool,

@@ -151,12 +151,21 @@ fn lone_pragma_outside_transaction_in_replayer() {
     for i in pragmas {
         let path = dir.path().join(format!("upto-{i}.sqlite3"));
         let (v, s) = &txns[i];
-        let replayed = replay::replay_changes(&path, true, as_changes(&txns[..=i]), u64::from(*v), None).unwrap();
+        let replayed = replay::replay_changes(
+            &path,
+            cln_backup::Model::Lightningd,
+            true,
+            as_changes(&txns[..=i]),
+            u64::from(*v),
+            None,
+        )
+        .unwrap();
         assert_eq!(replayed.foreign_keys, s[0].contains("ON"));
     }
     let path = dir.path().join("replayed.sqlite3");
     let head = u64::from(txns.last().unwrap().0);
-    let replayed = replay::replay_changes(&path, true, as_changes(&txns), head, None).unwrap();
+    let replayed =
+        replay::replay_changes(&path, cln_backup::Model::Lightningd, true, as_changes(&txns), head, None).unwrap();
     assert!(replayed.foreign_keys);
     let want = reference(dir.path(), "reference.sqlite3", &txns);
     workload::assert_same_db(&path, &want);

@@ -103,7 +103,7 @@ struct RangeTimes {
 
 /// [`RangeTimes`] of the store `reader` reads; `None` when it holds no
 /// database yet (no snapshot and no change).
-fn range_times(reader: &Reader<'_>) -> Result<Option<RangeTimes>> {
+fn range_times(reader: &Reader) -> Result<Option<RangeTimes>> {
     let (lo, hi) = reader.restorable();
     let from = if lo == 0 && reader.snapshot_for(0).is_none() { 1 } else { lo };
     if from > hi {

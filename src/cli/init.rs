@@ -337,8 +337,7 @@ fn snapshot_into(store: &Store, db: &Path, dest: &Path) -> Result<(u32, u64)> {
         .with_context(|| format!("{}: cannot create a temporary file for the snapshot", parent_dir(dest).display()))?;
     copy_database(db, tmp.path())?;
     let version = read_data_version(tmp.path()).map_err(|e| anyhow!("{}: {e}", db.display()))?;
-    let mut image = std::fs::File::open(tmp.path()).with_context(|| format!("{}", tmp.path().display()))?;
-    let info = store.add_snapshot(version, &mut image)?;
+    let info = store.add_snapshot_file(version, tmp.path())?;
     Ok((version, info.size))
 }
 

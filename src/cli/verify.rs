@@ -12,7 +12,7 @@
 use super::{finish_bar, is_remote, plural, progress_bar, progress_callback, store_path, RemoteArgs};
 use anyhow::{bail, Context, Result};
 use cln_backup::compare::{compare_databases, Labels};
-use cln_backup::replay::replay_store;
+use cln_backup::lifecycle;
 use cln_backup::restore::DB_FILE_NAME;
 use cln_backup::version::data_version;
 use cln_backup::{Reader, SnapshotInfo, Store};
@@ -89,23 +89,21 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
 
-    let tmp = cln_backup::atomic_file::ScratchDir::new("verify")
-        .context("cannot create a temporary directory for the replay")?;
-    let db = tmp.path().join(DB_FILE_NAME);
-    std::fs::File::create(&db).with_context(|| db.display().to_string())?;
     let bar = progress_bar(chain.changes, "verify");
-    let replayed = replay_store(&reader, head, &db, progress_callback(&bar).as_ref());
+    let verified = lifecycle::verify_against(&reader, against.as_deref(), progress_callback(&bar).as_ref());
     finish_bar(bar);
-    let replayed = replayed?;
+    let verified = verified?;
     println!(
-        "Replayed into a temporary database: integrity check ok, data_version {} ({}, {})",
-        data_version(head),
-        plural(replayed.changes, "change"),
-        plural(replayed.statements, "statement")
+        "Replayed into a temporary database: integrity check ok{} ({}, {})",
+        match reader.model() {
+            cln_backup::Model::Lightningd => format!(", data_version {}", data_version(head)),
+            _ => format!(", version {}", data_version(head)),
+        },
+        plural(verified.changes, "change"),
+        plural(verified.statements, "statement")
     );
-
     if let Some(against) = &against {
-        match compare_databases(&db, against, Labels::BACKUP_AND_LIVE)? {
+        match verified.difference {
             None => println!("{} matches the backup at version {}", against.display(), data_version(head)),
             Some(diff) => {
                 bail!("{}: differs from the backup at version {}: {}", against.display(), data_version(head), diff.what)
@@ -123,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Read every snapshot's image, which checks it against its content hash,
 /// into nothing. Returns the bytes read.
-fn check_snapshots(reader: &Reader<'_>, snapshots: &[SnapshotInfo]) -> Result<u64> {
+fn check_snapshots(reader: &Reader, snapshots: &[SnapshotInfo]) -> Result<u64> {
     let mut total = 0;
     for snap in snapshots {
         total += reader
@@ -171,7 +169,7 @@ struct Chain {
 
 /// Walk every change record kept, from the oldest snapshot (or the start
 /// of the log) to the head, checking the hash chain.
-fn walk_chain(reader: &Reader<'_>) -> Result<Chain> {
+fn walk_chain(reader: &Reader) -> Result<Chain> {
     let mut chain = Chain::default();
     let mut last = None;
     for change in reader.log()? {

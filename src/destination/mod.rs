@@ -119,6 +119,9 @@ pub struct RestoreSource {
     /// Whether foreign keys are on at the start point (as the base snapshot
     /// recorded them; on when the log starts from an empty database).
     pub foreign_keys: bool,
+    /// The change model the changes follow (lightningd's for every remote
+    /// copy; a local store's own).
+    pub model: crate::Model,
     /// The changes after the base snapshot up to `upto`, in order, each
     /// checked as it is read; the first error ends the iteration.
     pub changes: Box<dyn Iterator<Item = Result<Change>> + Send>,
@@ -132,7 +135,7 @@ impl RestoreSource {
         foreign_keys: bool,
         changes: Box<dyn Iterator<Item = Result<Change>> + Send>,
     ) -> RestoreSource {
-        RestoreSource { upto, foreign_keys, changes }
+        RestoreSource { upto, foreign_keys, model: crate::Model::Lightningd, changes }
     }
 }
 

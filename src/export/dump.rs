@@ -28,7 +28,7 @@ use std::path::Path;
 /// snapshot and changes are replayed into a temporary database beside `out`,
 /// which is then dumped (see [`dump`]).
 pub fn export_dump(
-    reader: &Reader<'_>,
+    reader: &Reader,
     upto: Seq,
     out: &Path,
     force: bool,

@@ -55,7 +55,7 @@ impl Output {
     /// Refuse a version `upto` the reader cannot export, an output that is
     /// the store being read, or (without `force`) one that exists; then
     /// create the temporary file (mode 0600: exports hold the node's data).
-    pub(crate) fn new(reader: &Reader<'_>, upto: Seq, dest: &Path, force: bool) -> Result<Output> {
+    pub(crate) fn new(reader: &Reader, upto: Seq, dest: &Path, force: bool) -> Result<Output> {
         reader.check_restorable(upto)?;
         if atomic_file::same_file(reader.path(), dest) {
             return Err(Error::SameFile { input: reader.path().to_path_buf(), output: dest.to_path_buf() });

@@ -25,7 +25,7 @@ use std::path::Path;
 /// imported from a `.dbak`, which records no times, is headed
 /// `-- version N (time not recorded: imported from a .dbak)`.
 pub fn export_sql(
-    reader: &Reader<'_>,
+    reader: &Reader,
     upto: Seq,
     out: &Path,
     force: bool,
@@ -56,10 +56,22 @@ pub fn export_sql(
         None => writeln!(w, "-- The log starts from an empty database."),
     }
     .map_err(io)?;
-    writeln!(
-        w,
-        "-- lightningd runs with foreign keys on, and the log relies on its cascades.\nPRAGMA foreign_keys = ON;"
-    )
+    let model = reader.model();
+    match model {
+        crate::Model::Lightningd => writeln!(
+            w,
+            "-- lightningd runs with foreign keys on, and the log relies on its cascades.\nPRAGMA foreign_keys = ON;"
+        ),
+        _ => {
+            let on = crate::replay::foreign_keys_at_start(model, snapshot.as_ref());
+            writeln!(
+                w,
+                "-- The application declared foreign keys {}.\nPRAGMA foreign_keys = {};",
+                if on { "on" } else { "off" },
+                if on { "ON" } else { "OFF" }
+            )
+        }
+    }
     .map_err(io)?;
     let mut records = 0u64;
     let mut changes = 0u64;
@@ -79,7 +91,7 @@ pub fn export_sql(
                 writeln!(w, "-- reported again at the same version ({time})").map_err(io)?;
             }
             for s in &tx.statements {
-                let s = fix_pre_4090(s);
+                let s = if model.is_lightningd() { fix_pre_4090(s) } else { std::borrow::Cow::Borrowed(s.as_str()) };
                 let s = s.trim_end().trim_end_matches(';').trim_end();
                 writeln!(w, "{s};").map_err(io)?;
             }

@@ -31,7 +31,7 @@ use std::path::Path;
 /// not stored in the database), and writing them keeps the file complete:
 /// importing it again gives back the same change log.
 pub fn export_dbak(
-    reader: &Reader<'_>,
+    reader: &Reader,
     upto: Seq,
     out: &Path,
     force: bool,

@@ -211,7 +211,7 @@ pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result
             file.copy_snapshot(snap, image)?;
         }
         let changes = PlanChanges { file, steps: plan.steps.iter().peekable(), upto: target, failed: false };
-        Ok((target, FOREIGN_KEYS_AT_START, changes))
+        Ok((target, crate::Model::Lightningd, FOREIGN_KEYS_AT_START, changes))
     })
 }
 

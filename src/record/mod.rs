@@ -14,12 +14,16 @@ pub mod codec;
 use crate::version::Seq;
 use serde::{Deserialize, Serialize};
 
-/// The store format this build writes, and the newest it can read.
+/// The newest store format this build reads.
 ///
 /// 2: change records may use statement codec 2, and the log has a
 /// `recent_changes` table between its tail and its sealed segments. A
 /// format 1 store reads as before and is marked 2 when opened for writing.
-pub const FORMAT_VERSION: u32 = 2;
+///
+/// 3: the store records a [`Model`](crate::Model) other than lightningd's
+/// (`meta` key `model`). Only such stores are format 3; lightningd's stay
+/// format 2, which older builds read.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A chain hash (BLAKE3).
 pub type Hash = [u8; 32];

@@ -28,6 +28,7 @@ const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0
 pub(super) fn builder() -> redb::Builder {
     let mut builder = redb::Database::builder();
     builder.set_cache_size(CACHE_BYTES);
+    builder.set_check_integrity_on_open(super::guard::PANICS_ABORT);
     builder
 }
 

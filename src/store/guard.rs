@@ -5,11 +5,25 @@
 //! the process-wide panic hook that keeps such caught panics quiet. Every
 //! call that touches redb runs inside `guarded`; this is the only place the
 //! library catches panics. It must not know what the guarded code does.
+//!
+//! Decision: redb is built as the embedding program's profile says, with
+//! debug assertions on in a debug build (a `[profile]` override in this
+//! package's manifest does not reach its dependents), and those assertions
+//! meet some damaged pages with a panic. Under `panic = "unwind"` (Rust's
+//! default) `guarded` turns it into an error; under `panic = "abort"`
+//! ([`PANICS_ABORT`]) every open checks the whole file first.
 
 use crate::error::{Error, Result};
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Once;
+
+/// Whether a panic ends the process in this build (`panic = "abort"` in the
+/// profile of the program the library is built into). [`guarded`] cannot
+/// catch redb's panics then, so every open checks the whole file against
+/// redb's checksums first (see `file::builder`): damage present when a
+/// store is opened is an error before redb can meet it.
+pub(crate) const PANICS_ABORT: bool = cfg!(panic = "abort");
 
 thread_local! {
     /// How many [`guarded`] calls this thread is inside.
@@ -29,6 +43,10 @@ static QUIET_HOOK: Once = Once::new();
 /// embedding wallet cannot tell that message from a real crash. Panics outside
 /// [`guarded`], in any thread, are reported exactly as before.
 fn install_quiet_hook() {
+    // A panic that ends the process is not caught: it is said as it is.
+    if PANICS_ABORT {
+        return;
+    }
     QUIET_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {

@@ -61,7 +61,7 @@ pub(crate) use tables::{CHANGES, CHUNKS, META, RECENT, SEALED, SNAPSHOTS};
 pub use write::{Added, BulkLoad};
 
 use crate::error::{Error, Result};
-use crate::record::{now_ms, Meta, FORMAT_VERSION};
+use crate::record::{now_ms, Meta};
 #[cfg(any(test, feature = "fuzzing"))]
 use crate::version::Seq;
 use redb::{ReadableDatabase, ReadableTable};
@@ -70,7 +70,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use tables::{KEY_FORMAT, KEY_META};
+use tables::{KEY_FORMAT, KEY_META, KEY_MODEL};
 
 /// The records of a sealed segment's bytes (for the fuzz targets, see
 /// `crate::fuzzing`).
@@ -104,6 +104,11 @@ enum Db {
 }
 
 /// An open store. Safe to share between threads: writes are serialised.
+///
+/// Reading its state ([`Store::version`], [`Store::head`],
+/// [`Store::status`], ...) never waits for a write: a write holds the state
+/// lock across its commit and its sync, and publishes the state it leaves
+/// once it is durable; those calls read what was last published.
 pub struct Store {
     path: PathBuf,
     /// Replaced whole, under the state lock, when a compaction puts a
@@ -111,6 +116,10 @@ pub struct Store {
     /// taking the state lock.
     db: RwLock<Db>,
     state: Mutex<State>,
+    /// The state as the last write left it, for the calls that only read
+    /// it: replaced (never held) by whoever changed `state`, when it lets go
+    /// of the lock (see [`StateGuard`]).
+    published: RwLock<Arc<State>>,
     /// Held by a running compaction (and a bulk load): one at a time.
     compacting: Mutex<()>,
 }
@@ -149,8 +158,27 @@ fn random_id() -> [u8; 16] {
 }
 
 impl Store {
-    /// Create a new, empty store at `path` (mode 0600). Refuses an existing path.
+    /// Create a new, empty store at `path` (mode 0600) for lightningd's
+    /// changes ([`Model::Lightningd`](crate::Model)). Refuses an existing
+    /// path.
     pub fn create(path: impl AsRef<Path>) -> Result<Store> {
+        Store::create_with(path, crate::Model::Lightningd)
+    }
+
+    /// Create a new, empty store at `path` (mode 0600) that reads and
+    /// replays its changes as `model` says, for good: the model is recorded
+    /// in the store. Refuses an existing path.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.redb");
+    /// drop(Store::create_with(&path, Model::Application { foreign_keys: true })?);
+    /// assert_eq!(Store::open(&path)?.model(), Model::Application { foreign_keys: true });
+    /// # Ok(()) }
+    /// ```
+    pub fn create_with(path: impl AsRef<Path>, model: crate::Model) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let file =
             OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path).map_err(|e| match e
@@ -167,8 +195,11 @@ impl Store {
             let txn = db.begin_write().map_err(|e| Error::redb(&path, e))?;
             {
                 let mut t = txn.open_table(META).map_err(|e| Error::redb(&path, e))?;
-                t.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
+                t.insert(KEY_FORMAT, model.format().to_le_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
                 t.insert(KEY_META, meta_bytes.as_slice()).map_err(|e| Error::redb(&path, e))?;
+                if model != crate::Model::Lightningd {
+                    t.insert(KEY_MODEL, model.to_bytes().as_slice()).map_err(|e| Error::redb(&path, e))?;
+                }
                 txn.open_table(CHANGES).map_err(|e| Error::redb(&path, e))?;
                 txn.open_table(RECENT).map_err(|e| Error::redb(&path, e))?;
                 txn.open_table(SEALED).map_err(|e| Error::redb(&path, e))?;
@@ -182,6 +213,20 @@ impl Store {
     }
 
     /// Open an existing store for reading and writing, with an exclusive lock.
+    ///
+    /// ```
+    /// use cln_backup::{ErrorKind, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// drop(Store::create(&path)?);
+    /// let store = Store::open(&path)?;
+    /// // One writer at a time: a second open waits for the first to close.
+    /// assert_eq!(Store::open(&path).unwrap_err().kind(), ErrorKind::Busy);
+    /// drop(store);
+    /// assert!(Store::open(&path).is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         Store::open_write(path.as_ref(), false)
     }
@@ -200,9 +245,13 @@ impl Store {
         file::check_magic(&path)?;
         guarded(&path.clone(), move || {
             let handle = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-            let db =
-                file::writable(file::builder().set_check_integrity_on_open(check), &path, handle, file::Backing::Plain)
-                    .map_err(|e| file::open_error(&path, e))?;
+            let db = file::writable(
+                file::builder().set_check_integrity_on_open(check || guard::PANICS_ABORT),
+                &path,
+                handle,
+                file::Backing::Plain,
+            )
+            .map_err(|e| file::open_error(&path, e))?;
             let store = Store::from_db(path, Db::Write(Arc::new(db)))?;
             store.upgrade_format()?;
             // With the store's lock held, no compaction of it runs: a
@@ -215,7 +264,7 @@ impl Store {
     }
 
     /// Mark a store of an older format (already accepted by the open) as
-    /// [`FORMAT_VERSION`] before this build writes to it: what it writes
+    /// its model's format (see [`crate::Model`]) before this build writes to it: what it writes
     /// (codec 2 records, `recent_changes`) is not readable by the builds that
     /// wrote the older format, which then refuse the file as too new instead
     /// of calling it damaged. A store already at this format is left as it is.
@@ -225,6 +274,7 @@ impl Store {
 
     fn upgrade_format_inner(&self) -> Result<()> {
         let db = self.writer()?;
+        let format = self.lock().model.format();
         let txn = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -233,11 +283,11 @@ impl Store {
                 .map_err(|e| self.err(e))?
                 .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
                 .map(u32::from_le_bytes);
-            if stored.is_some_and(|f| f >= FORMAT_VERSION) {
+            if stored.is_some_and(|f| f >= format) {
                 // Nothing to write: the transaction is dropped, not committed.
                 return Ok(());
             }
-            meta.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
+            meta.insert(KEY_FORMAT, format.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
             txn.open_table(RECENT).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
@@ -260,12 +310,35 @@ impl Store {
     /// is no consistent state to read beside it from another process, and the
     /// plugin's `backup-status` answers for a running node. Every write method
     /// of the returned store fails with [`Error::ReadOnly`].
+    ///
+    /// ```
+    /// use cln_backup::{Error, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// drop(Store::create(&path)?);
+    /// let before = std::fs::read(&path)?;
+    /// let store = Store::open_read_only(&path)?;
+    /// assert!(matches!(store.rewind(), Err(Error::ReadOnly { .. })));
+    /// drop(store);
+    /// assert_eq!(std::fs::read(&path)?, before, "reading never writes");
+    /// # Ok(()) }
+    /// ```
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         file::check_magic(&path)?;
         guarded(&path.clone(), move || {
             let builder = file::builder();
-            match builder.open_read_only(&path) {
+            // redb checks a file whole only when it opens it for writing (it
+            // commits the allocator state it rebuilds): where panics abort,
+            // a read-only open goes through the in-memory layer too, so
+            // that the check runs and writes nothing to the file.
+            let opened = if guard::PANICS_ABORT {
+                Err(redb::DatabaseError::RepairAborted)
+            } else {
+                builder.open_read_only(&path)
+            };
+            match opened {
                 Ok(db) => Store::from_db(path, Db::Read(Arc::new(db))),
                 Err(redb::DatabaseError::RepairAborted) => {
                     let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -280,8 +353,13 @@ impl Store {
 
     fn from_db(path: PathBuf, db: Db) -> Result<Store> {
         guarded(&path.clone(), move || {
-            let store =
-                Store { path, db: RwLock::new(db), state: Mutex::new(State::empty()), compacting: Mutex::new(()) };
+            let store = Store {
+                path,
+                db: RwLock::new(db),
+                state: Mutex::new(State::empty()),
+                published: RwLock::new(Arc::new(State::empty())),
+                compacting: Mutex::new(()),
+            };
             let txn = store.begin_read()?;
             let state = state::load_state(&store.path, &txn, true)?;
             drop(txn);
@@ -368,14 +446,50 @@ impl Store {
         self.compacting.try_lock().is_err()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> StateGuard<'_> {
         // A panic while holding the lock cannot leave State half-updated: it is
         // replaced whole after each commit.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        StateGuard { state: self.state.lock().unwrap_or_else(|p| p.into_inner()), store: self, changed: false }
+    }
+
+    /// The state the last write published: never waits for a write.
+    fn published(&self) -> Arc<State> {
+        self.published.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> Error {
         Error::redb(&self.path, e)
+    }
+}
+
+/// The state lock, held. Whoever changes the state through it publishes
+/// what it leaves when it lets go (see [`Store::published`]).
+struct StateGuard<'s> {
+    state: MutexGuard<'s, State>,
+    store: &'s Store,
+    changed: bool,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.changed = true;
+        &mut self.state
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if self.changed {
+            let now = Arc::new(self.state.clone());
+            *self.store.published.write().unwrap_or_else(|p| p.into_inner()) = now;
+        }
     }
 }
 
@@ -403,7 +517,7 @@ mod tests {
             store.add_change(v, &stmts).unwrap();
         }
         drop(store);
-        assert_eq!(stored_format(&path), FORMAT_VERSION);
+        assert_eq!(stored_format(&path), 2);
         // What format 1 looked like: no recent_changes, format 1.
         {
             let db = redb::Database::open(&path).unwrap();
@@ -422,6 +536,30 @@ mod tests {
         assert_eq!(store.reader().unwrap().changes(4).unwrap().count(), 4);
         drop(store);
         assert_eq!(stored_format(&path), 2);
+    }
+
+    #[test]
+    fn reading_the_state_does_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s.redb")).unwrap();
+        store.add_change(1, &["SELECT 1".to_string(), crate::version::bump_statement(1)]).unwrap();
+        // What a write holds across its commit and its sync.
+        let held = store.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let status = store.status().map(|s| s.version).ok();
+                let _ = tx.send((store.version(), store.head(), status, store.since_snapshot().0, store.id()));
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+            drop(held);
+            let (version, head, status, since, id) = got.expect("reading the state waited for the write");
+            assert_eq!((version, head, status, since), (1, 1, Some(1), 1));
+            assert_ne!(id, [0; 16]);
+        });
+        // A write publishes what it leaves.
+        store.add_change(2, &["SELECT 2".to_string(), crate::version::bump_statement(2)]).unwrap();
+        assert_eq!((store.version(), store.status().unwrap().changes), (2, 2));
     }
 
     #[test]

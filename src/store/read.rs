@@ -20,11 +20,25 @@ use std::path::{Path, PathBuf};
 impl Store {
     /// A consistent view of the store for reading (restore, export, verify,
     /// compaction). Writers go on while it is held.
-    pub fn reader(&self) -> Result<Reader<'_>> {
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let reader = store.reader()?;
+    /// store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+    /// // The view stays where it was; it owns what it reads and can move to another thread.
+    /// let seen = std::thread::spawn(move || reader.changes(reader.head()).map(|c| c.count())).join().unwrap()?;
+    /// assert_eq!(seen, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn reader(&self) -> Result<Reader> {
         guarded(&self.path, || {
             let txn = self.begin_read()?;
             let state = load_state(&self.path, &txn, false)?;
-            Ok(Reader { store: self, txn: Some(txn), state })
+            Ok(Reader { path: self.path.clone(), txn: Some(txn), state })
         })
     }
 }
@@ -51,32 +65,40 @@ impl Store {
     }
 }
 
-/// A consistent, read-only view of a store.
-pub struct Reader<'s> {
-    store: &'s Store,
+/// A consistent, read-only view of a store. It owns what it reads (redb's
+/// read transaction keeps the file's pages it sees), so it may outlive the
+/// borrow of the [`Store`] it came from and move to another thread; writes
+/// to the store go on while it is held.
+pub struct Reader {
+    path: PathBuf,
     /// Always `Some` until dropped (see `Drop`).
     txn: Option<redb::ReadTransaction>,
     state: State,
 }
 
-impl Drop for Reader<'_> {
+impl Drop for Reader {
     fn drop(&mut self) {
         let txn = self.txn.take();
-        let _ = guarded(&self.store.path, move || {
+        let _ = guarded(&self.path, move || {
             drop(txn);
             Ok(())
         });
     }
 }
 
-impl Reader<'_> {
+impl Reader {
     fn txn(&self) -> Result<&redb::ReadTransaction> {
-        self.txn.as_ref().ok_or_else(|| Error::redb(&self.store.path, redb::Error::DatabaseClosed))
+        self.txn.as_ref().ok_or_else(|| Error::redb(&self.path, redb::Error::DatabaseClosed))
+    }
+
+    /// The change model of the store read (see [`crate::Model`]).
+    pub fn model(&self) -> crate::Model {
+        self.state.model
     }
 
     /// The store's file.
     pub fn path(&self) -> &Path {
-        &self.store.path
+        &self.path
     }
 
     /// The head as of this view.
@@ -150,10 +172,8 @@ impl Reader<'_> {
     /// which [`changes(upto)`](Reader::changes) continues. Returns the bytes
     /// written (0 when the restore starts from an empty database).
     pub fn copy_snapshot_for(&self, upto: Seq, out: &mut dyn Write) -> Result<u64> {
-        guarded(&self.store.path, || match self.state.snapshot_for(upto) {
-            Some((seq, header)) => {
-                snapshot::copy(&self.store.path, snapshot::Views::One(self.txn()?), *seq, header, out)
-            }
+        guarded(&self.path, || match self.state.snapshot_for(upto) {
+            Some((seq, header)) => snapshot::copy(&self.path, snapshot::Views::One(self.txn()?), *seq, header, out),
             None => Ok(0),
         })
     }
@@ -169,7 +189,7 @@ impl Reader<'_> {
     /// chain before it is decoded: what a restore to `upto` replays on top
     /// of that snapshot.
     pub fn changes(&self, upto: Seq) -> Result<Changes> {
-        guarded(&self.store.path, || self.changes_inner(upto))
+        guarded(&self.path, || self.changes_inner(upto))
     }
 
     /// Every change record kept, from the oldest snapshot (or the start of
@@ -177,7 +197,7 @@ impl Reader<'_> {
     /// `verify` walks. A newer snapshot's version is passed through, not
     /// started from.
     pub fn log(&self) -> Result<Changes> {
-        guarded(&self.store.path, || self.changes_from(self.state.snapshots.first(), self.state.head))
+        guarded(&self.path, || self.changes_from(self.state.snapshots.first(), self.state.head))
     }
 
     fn changes_inner(&self, upto: Seq) -> Result<Changes> {
@@ -187,16 +207,16 @@ impl Reader<'_> {
     /// The records after the snapshot `from` (or from the start of the log)
     /// up to `upto`.
     fn changes_from(&self, from: Option<&(Seq, crate::record::SnapshotHeader)>, upto: Seq) -> Result<Changes> {
-        let tail = self.txn()?.open_table(CHANGES).map_err(|e| self.store.err(e))?;
-        let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.store.path))?;
-        let sealed = self.txn()?.open_table(SEALED).map_err(|e| self.store.err(e))?;
+        let tail = self.txn()?.open_table(CHANGES).map_err(|e| Error::redb(&self.path, e))?;
+        let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.path))?;
+        let sealed = self.txn()?.open_table(SEALED).map_err(|e| Error::redb(&self.path, e))?;
         let (start, prev_hash) = match from {
             Some((seq, h)) => (*seq, h.anchor),
             None => (0, self.state.origin()),
         };
         Ok(Changes {
-            path: self.store.path.clone(),
-            records: Records::new(&tail, recent.as_ref(), &sealed, start, upto).map_err(|e| e.at(&self.store.path))?,
+            path: self.path.clone(),
+            records: Records::new(&tail, recent.as_ref(), &sealed, start, upto).map_err(|e| e.at(&self.path))?,
             upto,
             prev_hash,
             prev_seq: None,
@@ -216,12 +236,12 @@ impl Reader<'_> {
     /// source recorded none (an import). Refused outside
     /// [`restorable`](Reader::restorable).
     pub fn time_of(&self, seq: Seq) -> Result<u64> {
-        guarded(&self.store.path, || {
+        guarded(&self.path, || {
             self.check_restorable(seq)?;
-            match record_in(&self.store.path, self.txn()?, seq)? {
+            match record_in(&self.path, self.txn()?, seq)? {
                 Some(bytes) => {
                     let rec = StoredChange::from_bytes(&bytes)
-                        .map_err(|e| Error::corrupt(&self.store.path, format!("version {}: {e}", data_version(seq))))?;
+                        .map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(seq))))?;
                     // At the floor, a record holds reports made after the
                     // snapshot: the version's time is the snapshot's.
                     match (seq == self.state.base(), self.state.snapshot_for(seq)) {
@@ -232,7 +252,7 @@ impl Reader<'_> {
                 None => match self.state.snapshot_for(seq) {
                     Some((s, h)) if *s == seq => Ok(h.version_time_ms),
                     _ => Err(Error::corrupt(
-                        &self.store.path,
+                        &self.path,
                         format!("change record for version {} is missing", data_version(seq)),
                     )),
                 },
@@ -310,33 +330,33 @@ impl Reader<'_> {
     /// `after` (or from the base when there is none there). What a replica
     /// that already holds everything up to `after` is sent.
     pub fn changes_after(&self, after: Seq, upto: Seq) -> Result<Changes> {
-        guarded(&self.store.path, || {
+        guarded(&self.path, || {
             let base = self.state.base();
             if after < base {
                 return Err(self.not_restorable(after));
             }
-            let prev_hash = match record_in(&self.store.path, self.txn()?, after)? {
+            let prev_hash = match record_in(&self.path, self.txn()?, after)? {
                 Some(bytes) => {
                     StoredChange::from_bytes(&bytes)
-                        .map_err(|e| Error::corrupt(&self.store.path, format!("version {}: {e}", data_version(after))))?
+                        .map_err(|e| Error::corrupt(&self.path, format!("version {}: {e}", data_version(after))))?
                         .hash
                 }
                 None if after == base => self.state.origin(),
                 None => {
                     return Err(Error::corrupt(
-                        &self.store.path,
+                        &self.path,
                         format!("change record for version {} is missing", data_version(after)),
                     ))
                 }
             };
-            let tail = self.txn()?.open_table(CHANGES).map_err(|e| self.store.err(e))?;
-            let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.store.path))?;
-            let sealed = self.txn()?.open_table(SEALED).map_err(|e| self.store.err(e))?;
+            let tail = self.txn()?.open_table(CHANGES).map_err(|e| Error::redb(&self.path, e))?;
+            let recent = log::open_recent(self.txn()?).map_err(|e| e.at(&self.path))?;
+            let sealed = self.txn()?.open_table(SEALED).map_err(|e| Error::redb(&self.path, e))?;
             let from = after + 1;
             Ok(Changes {
-                path: self.store.path.clone(),
+                path: self.path.clone(),
                 records: Records::new(&tail, recent.as_ref(), &sealed, from, upto.max(after))
-                    .map_err(|e| e.at(&self.store.path))?,
+                    .map_err(|e| e.at(&self.path))?,
                 upto: upto.max(after),
                 prev_hash,
                 prev_seq: None,
@@ -349,7 +369,7 @@ impl Reader<'_> {
 
     /// Bytes of each stored change record, for size accounting.
     pub fn stored_change_bytes(&self) -> Result<u64> {
-        guarded(&self.store.path, || self.stored_change_bytes_inner())
+        guarded(&self.path, || self.stored_change_bytes_inner())
     }
 
     fn stored_change_bytes_inner(&self) -> Result<u64> {
@@ -359,10 +379,10 @@ impl Reader<'_> {
                 Ok(t) => t,
                 // A store of format 1 has no recent records.
                 Err(redb::TableError::TableDoesNotExist(_)) => continue,
-                Err(e) => return Err(self.store.err(e)),
+                Err(e) => return Err(Error::redb(&self.path, e)),
             };
-            for entry in t.range::<u64>(..).map_err(|e| self.store.err(e))? {
-                let (_, v) = entry.map_err(|e| self.store.err(e))?;
+            for entry in t.range::<u64>(..).map_err(|e| Error::redb(&self.path, e))? {
+                let (_, v) = entry.map_err(|e| Error::redb(&self.path, e))?;
                 total += v.value().len() as u64;
             }
         }

@@ -2,13 +2,14 @@
 //! `info`, `backup-status` and embedding callers.
 //!
 //! Owns turning the writer's [`State`](super::state::State) into those
-//! reports. It must not read the tables: a status is the state the last
-//! write left, plus the file's length.
+//! reports. It must not read the tables, nor take the state lock (a write
+//! holds it across its sync): a status is the state the last write
+//! published, plus the file's length.
 
 use super::guarded;
 use super::Store;
 use crate::error::{Error, Result};
-use crate::record::{CompactionRecord, FORMAT_VERSION};
+use crate::record::CompactionRecord;
 use crate::version::{data_version, Seq};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -42,8 +43,11 @@ pub struct SnapshotInfo {
 pub struct Status {
     /// The store file.
     pub path: PathBuf,
-    /// The store format this build writes.
+    /// The store's format: 2 for lightningd's model, 3 for an
+    /// application's.
     pub format: u32,
+    /// The change model the store records.
+    pub model: crate::Model,
     /// lightningd's `data_version` at the head.
     pub version: u32,
     /// The head as a store version (differs from `version` after a u32 wrap).
@@ -75,18 +79,32 @@ pub struct Status {
 }
 
 impl Store {
-    /// Status of the store.
+    /// Status of the store, as the last write left it: never waits for a
+    /// write in progress.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: false })?;
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let status = store.status()?;
+    /// assert_eq!((status.version, status.changes, status.rewind_allowed), (1, 1, true));
+    /// assert_eq!(status.model, Model::Application { foreign_keys: false });
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> Result<Status> {
         guarded(&self.path, || self.status_inner())
     }
 
     fn status_inner(&self) -> Result<Status> {
-        let st = self.lock().clone();
+        let st = self.published();
         let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| Error::io(&self.path, e))?;
         let rewind_allowed = st.rewind_refusal().is_none();
         Ok(Status {
             path: self.path.clone(),
-            format: FORMAT_VERSION,
+            format: st.model.format(),
+            model: st.model,
             version: data_version(st.head),
             seq: st.head,
             prev_version: st
@@ -112,20 +130,32 @@ impl Store {
     /// [`Status`] reports them, without reading the file's length: what an
     /// automatic compaction policy checks after each write.
     pub fn since_snapshot(&self) -> (u64, u64) {
-        let st = self.lock();
+        let st = self.published();
         (st.changes_since_snapshot(), st.bytes_since_snapshot)
     }
 
-    /// The head's `data_version`.
+    /// The head's version (lightningd's `data_version`, or an application's
+    /// own): what the next change must follow. Never waits for a write.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// assert_eq!(store.version(), 0);
+    /// store.add_change(store.version() + 1, &["CREATE TABLE t (x)"])?;
+    /// assert_eq!((store.version(), store.head()), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn version(&self) -> u32 {
-        data_version(self.lock().head)
+        data_version(self.published().head)
     }
 
     /// The store's identity: 16 random bytes fixed when it was created, the
     /// same for every open of the file (a replica's single-writer lease
     /// names its writer by it).
     pub fn id(&self) -> [u8; 16] {
-        self.lock().meta.store_id
+        self.published().meta.store_id
     }
 
     /// The head left by the last rewind, if the store was ever rewound: the
@@ -133,11 +163,16 @@ impl Store {
     /// replaced since). A replica holding that version may hold the
     /// removed change.
     pub fn rewound_at(&self) -> Option<Seq> {
-        self.lock().meta.rewound_at
+        self.published().meta.rewound_at
+    }
+
+    /// The change model the store records (see [`crate::Model`]).
+    pub fn model(&self) -> crate::Model {
+        self.published().model
     }
 
     /// The head as a store version.
     pub fn head(&self) -> Seq {
-        self.lock().head
+        self.published().head
     }
 }

@@ -45,11 +45,11 @@
 use super::log::{self, Packer, Records};
 use super::read::record_in;
 use super::state::{load_state, record_bytes, State};
-use super::tables::{CHANGES, CHUNKS, KEY_FORMAT, KEY_META, META, RECENT, SEALED, SNAPSHOTS};
+use super::tables::{CHANGES, CHUNKS, KEY_FORMAT, KEY_META, KEY_MODEL, META, RECENT, SEALED, SNAPSHOTS};
 use super::{file, guarded, snapshot, Db, Store};
 use crate::atomic_file::{NewOwner, Replace, TempFile};
 use crate::error::{Error, Result};
-use crate::record::{now_ms, CompactionRecord, Hash, SnapshotHeader, StoredChange, FORMAT_VERSION};
+use crate::record::{now_ms, CompactionRecord, Hash, SnapshotHeader, StoredChange};
 use crate::version::{data_version, Seq};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use std::fs::OpenOptions;
@@ -409,8 +409,11 @@ impl Store {
         {
             let meta = st.meta.to_bytes().map_err(|what| Error::Encode { path: self.path.clone(), what })?;
             let mut t = txn.open_table(META).map_err(|e| b.err(e))?;
-            t.insert(KEY_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(|e| b.err(e))?;
+            t.insert(KEY_FORMAT, st.model.format().to_le_bytes().as_slice()).map_err(|e| b.err(e))?;
             t.insert(KEY_META, meta.as_slice()).map_err(|e| b.err(e))?;
+            if st.model != crate::Model::Lightningd {
+                t.insert(KEY_MODEL, st.model.to_bytes().as_slice()).map_err(|e| b.err(e))?;
+            }
             for table in [CHANGES, RECENT, SEALED, SNAPSHOTS] {
                 txn.open_table(table).map_err(|e| b.err(e))?;
             }

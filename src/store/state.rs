@@ -12,7 +12,7 @@
 //! keys, never stored twice, so a plain write touches the tail table only.
 
 use super::log;
-use super::tables::{CHANGES, KEY_FORMAT, KEY_META, META, SEALED, SNAPSHOTS, TABLE_NAMES};
+use super::tables::{CHANGES, KEY_FORMAT, KEY_META, KEY_MODEL, META, SEALED, SNAPSHOTS, TABLE_NAMES};
 use super::SnapshotInfo;
 use crate::error::{Error, Result};
 use crate::record::{genesis_hash, Hash, Meta, SnapshotHeader, StoredChange, FORMAT_VERSION};
@@ -33,6 +33,8 @@ pub(super) struct Last {
 #[derive(Clone, Debug)]
 pub(super) struct State {
     pub meta: Meta,
+    /// The change model the store records.
+    pub model: crate::Model,
     pub head: Seq,
     /// The snapshots, oldest first. The oldest is the log's floor: change
     /// records are kept from it to the head.
@@ -61,6 +63,7 @@ impl State {
         let meta = Meta { store_id: [0; 16], created_ms: 0, rewound_at: None, last_compaction: None };
         State {
             meta,
+            model: crate::Model::Lightningd,
             head: 0,
             snapshots: Vec::new(),
             last: None,
@@ -193,6 +196,12 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
         .map_err(|e| err(e.into()))?
         .ok_or_else(|| Error::corrupt(path, "metadata record is missing"))?;
     let meta = Meta::from_bytes(meta.value()).map_err(|e| Error::corrupt(path, e))?;
+    let model = match meta_t.get(KEY_MODEL).map_err(|e| err(e.into()))? {
+        None => crate::Model::Lightningd,
+        Some(v) => crate::Model::from_bytes(v.value()).ok_or_else(|| {
+            Error::corrupt(path, format!("its change model {:?} is not one this build knows", v.value()))
+        })?,
+    };
 
     let snaps = txn.open_table(SNAPSHOTS).map_err(|e| err(e.into()))?;
     let mut snapshots = Vec::new();
@@ -229,6 +238,7 @@ pub(super) fn load_state(path: &Path, txn: &redb::ReadTransaction, at_open: bool
     };
     let mut st = State { snapshots, changes, ..State::empty() };
     st.meta = meta;
+    st.model = model;
     let origin = st.origin();
     st.head = st.newest_seq();
     st.tip = origin;
@@ -417,7 +427,16 @@ mod tests {
         for v in 1..=4 {
             store.add_change(v, &change(v)).unwrap();
         }
-        let image = vec![7u8; 10_000];
+        // A database at version 4 (its rows do not matter here).
+        let db = dir.path().join("image.sqlite3");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER); \
+             INSERT INTO vars VALUES ('data_version', 4);",
+        )
+        .unwrap();
+        drop(conn);
+        let image = std::fs::read(&db).unwrap();
         store.add_snapshot(4, &mut image.as_slice()).unwrap();
         let (store, st) = check(store);
         let (seq, header) = st.newest().cloned().unwrap();

@@ -25,6 +25,8 @@ pub(crate) const CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::n
 pub(super) const KEY_FORMAT: &str = "format";
 /// `meta` key of the metadata envelope.
 pub(super) const KEY_META: &str = "meta";
+/// `meta` key of the change model (absent: lightningd's), see [`crate::Model`].
+pub(super) const KEY_MODEL: &str = "model";
 
 /// The names of a store's tables (`recent_changes` since format 2).
 pub(super) const TABLE_NAMES: [&str; 6] =

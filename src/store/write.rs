@@ -104,9 +104,10 @@ pub(super) fn plan_change<S: AsRef<str>>(
     // when the clock was set back (an unknown time stays unknown).
     let time_ms = if time_ms == crate::record::TIME_NOT_RECORDED { time_ms } else { time_ms.max(st.last_time_ms) };
     after.last_time_ms = after.last_time_ms.max(time_ms);
+    let lightningd = st.model.is_lightningd();
     if version == data_version(next) {
         let expected_from = version.wrapping_sub(1);
-        if version::transaction_bump(statements) != Some(expected_from) {
+        if lightningd && version::transaction_bump(statements) != Some(expected_from) {
             let last = statements.last().map(|s| s.as_ref()).unwrap_or_default();
             return Err(Error::MissingBump { version, expected_from, last: last.chars().take(160).collect() });
         }
@@ -120,6 +121,11 @@ pub(super) fn plan_change<S: AsRef<str>>(
         after.bytes_since_snapshot += bytes.len() as u64;
         Ok(Planned { seq: next, bytes, added: Added::New(next), next: after, drop_snapshot: None })
     } else if version == data_version(head) {
+        if !lightningd {
+            // An application's versions are the store's alone: one already
+            // stored was stored by another writer (or reported twice).
+            return Err(Error::ConcurrentWrite { version, head: data_version(head) });
+        }
         if version::transaction_bump(statements).is_some() {
             return Err(Error::RepeatWithBump { version });
         }
@@ -158,6 +164,9 @@ pub(super) fn plan_change<S: AsRef<str>>(
             after.snapshots.retain(|(s, _)| *s != seq);
         }
         Ok(Planned { seq: head, bytes, added: Added::Repeated(head), next: after, drop_snapshot })
+    } else if !lightningd && data_version(head).wrapping_sub(version) < 1 << 31 {
+        // Behind the head: stored already, by another writer.
+        Err(Error::ConcurrentWrite { version, head: data_version(head) })
     } else {
         Err(Error::Gap { head: data_version(head), expected: data_version(next), got: version })
     }
@@ -189,6 +198,22 @@ impl Store {
     /// (mod 2^32) and end with the bump to it, or equal the head's version for
     /// a repeated-version report (appended to that version's record, in order).
     /// Anything else is refused. Durable when it returns `Ok`.
+    ///
+    /// In an application's model ([`crate::Model::Application`]) `version`
+    /// is the head's next version and the statements are taken as they are;
+    /// a version already stored is [`Error::ConcurrentWrite`].
+    ///
+    /// ```
+    /// use cln_backup::{Added, Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// assert_eq!(store.add_change(1, &["CREATE TABLE t (x)"])?, Added::New(1));
+    /// // A second writer that read version 0 lost the race.
+    /// let raced = store.add_change(1, &["INSERT INTO t VALUES (1)"]).unwrap_err();
+    /// assert!(matches!(raced, Error::ConcurrentWrite { .. }) && raced.is_retryable());
+    /// # Ok(()) }
+    /// ```
     pub fn add_change<S: AsRef<str>>(&self, version: u32, statements: &[S]) -> Result<Added> {
         guarded(&self.path, || self.add_change_inner(version, statements)).map_err(|e| self.failed(e))
     }
@@ -200,11 +225,20 @@ impl Store {
         let time_ms = now_ms();
         // Encoded once, outside the lock; again only if another write came first.
         let mut encoded = Some(encode(&self.path, statements));
+        let mut raced = false;
         loop {
             let before = self.lock().clone();
             let encoded = encoded.take().unwrap_or_else(|| encode(&self.path, statements));
             let planned =
-                plan_change(&self.path, &before, version, statements, time_ms, encoded, |seq| self.read_change(seq))?;
+                plan_change(&self.path, &before, version, statements, time_ms, encoded, |seq| self.read_change(seq))
+                    .map_err(|e| match e {
+                        // Planned again because another write landed, and
+                        // now out of order: say that writers raced.
+                        Error::Gap { .. } | Error::RepeatWithBump { .. } | Error::MissingBump { .. } if raced => {
+                            Error::ConcurrentWrite { version, head: data_version(before.head) }
+                        }
+                        e => e,
+                    })?;
             #[cfg(test)]
             if tests::INTERFERE.with(|i| i.replace(false)) {
                 // The tests' stand-in for another thread's write landing here.
@@ -212,6 +246,7 @@ impl Store {
             }
             let mut st = self.lock();
             if st.generation != before.generation {
+                raced = true;
                 continue;
             }
             let db = self.writer()?;
@@ -270,6 +305,19 @@ impl Store {
     ///
     /// Refused when it is not safe: twice in a row, when the last version holds
     /// repeated-version reports, or when nothing follows the snapshot.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+    /// // The application's COMMIT of version 2 failed: take it back out.
+    /// assert_eq!(store.rewind()?, 1);
+    /// assert!(store.rewind().is_err(), "only one rewind in a row");
+    /// # Ok(()) }
+    /// ```
     pub fn rewind(&self) -> Result<Seq> {
         guarded(&self.path, || self.rewind_inner()).map_err(|e| self.failed(e))
     }
@@ -335,9 +383,55 @@ impl Store {
     /// Accepted on an empty store (it then starts at `version`) or at the
     /// head's version (it then replaces the log: the last change can no longer
     /// be rewound). Replay after it starts with foreign keys on, as lightningd
-    /// opens its database.
+    /// opens its database (an application's store: as it declared).
+    ///
+    /// The image is checked on the way in, and refused with
+    /// [`Error::SnapshotImage`] when it is not a SQLite database, fails
+    /// SQLite's `quick_check`, or (lightningd's model) holds another
+    /// `data_version`. Decision: to check it, the image is first copied to a
+    /// temporary file beside the store (removed when done), so the store's
+    /// disk needs room for it once more while it is taken.
     pub fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
-        guarded(&self.path, || self.add_snapshot_inner(version, image)).map_err(|e| self.failed(e))
+        self.writer()?;
+        let mut copy = crate::atomic_file::TempFile::create(&self.path, "snapshot")?;
+        let tmp = copy.path().to_path_buf();
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, copy.file()?);
+            std::io::copy(image, &mut w).map_err(|e| Error::io(&tmp, e))?;
+            std::io::Write::flush(&mut w).map_err(|e| Error::io(&tmp, e))?;
+        }
+        self.add_snapshot_file(version, &tmp)
+    }
+
+    /// [`Store::add_snapshot`] of the SQLite database in the file `image`
+    /// (not open for writing by anyone meanwhile), checked where it is
+    /// rather than copied first.
+    ///
+    /// ```
+    /// use cln_backup::rusqlite::Connection;
+    /// use cln_backup::{Error, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let image = dir.path().join("lightningd.sqlite3");
+    /// Connection::open(&image)?.execute_batch(
+    ///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER); INSERT INTO vars VALUES ('data_version', 2);",
+    /// )?;
+    /// let store = Store::create(dir.path().join("node.redb"))?;
+    /// // Offered at another version than the one it holds: refused.
+    /// assert!(matches!(store.add_snapshot_file(7, &image), Err(Error::SnapshotImage { .. })));
+    /// assert_eq!(store.add_snapshot_file(2, &image)?.version, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn add_snapshot_file(&self, version: u32, image: &Path) -> Result<SnapshotInfo> {
+        guarded(&self.path, || {
+            self.writer()?;
+            crate::replay::check_image(image, self.published().model, version)
+                .map_err(|what| Error::SnapshotImage { version, what })?;
+            let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut file);
+            self.add_snapshot_inner(version, &mut reader)
+        })
+        .map_err(|e| self.failed(e))
     }
 
     fn add_snapshot_inner(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
@@ -369,9 +463,10 @@ impl Store {
             Some(staged) => staged,
             None => snapshot::stage_in(&self.path, &txn, seq, image)?,
         };
-        let header = snapshot::install(&self.path, &txn, seq, &staged, true, now_ms(), |content| {
-            snapshot_anchor(&tip, seq, content)
-        })?;
+        let header =
+            snapshot::install(&self.path, &txn, seq, &staged, st.model.foreign_keys_at_start(), now_ms(), |content| {
+                snapshot_anchor(&tip, seq, content)
+            })?;
         // The snapshot replaces every snapshot and every record at or below
         // the head: none is left.
         let mut next = st.clone();
@@ -567,8 +662,11 @@ mod tests {
         store.add_change(1, &["SELECT 1".to_string(), bump_statement(1)]).unwrap();
         INTERFERE.with(|i| i.set(true));
         let err = store.add_change(2, &["SELECT 2".to_string(), bump_statement(2)]).unwrap_err();
-        // Planned again on the new head, version 2 is a repeat, with a bump.
-        assert!(matches!(err, Error::RepeatWithBump { version: 2 }), "{err}");
+        // Planned again on the new head, version 2 is a repeat, with a bump:
+        // the error says that another write came first.
+        assert!(matches!(err, Error::ConcurrentWrite { version: 2, head: 2 }), "{err}");
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("serialised"), "{err}");
         let st = store.lock().clone();
         assert_eq!((st.head, st.changes), (2, 2));
         let reader = store.reader().unwrap();
@@ -592,7 +690,7 @@ mod tests {
                     match store.add_change(v, &stmts) {
                         Ok(added) => assert_eq!(added, Added::New(Seq::from(v))),
                         // Another thread stored `v` first.
-                        Err(Error::RepeatWithBump { .. } | Error::Gap { .. }) => {}
+                        Err(Error::RepeatWithBump { .. } | Error::Gap { .. } | Error::ConcurrentWrite { .. }) => {}
                         Err(e) => panic!("{e}"),
                     }
                 });

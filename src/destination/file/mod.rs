@@ -62,9 +62,10 @@ impl Destination for FileDestination {
         let reader = self.store.reader()?;
         let upto = reader.target(to_version)?;
         reader.copy_snapshot_for(upto, image)?;
-        let foreign_keys = crate::replay::foreign_keys_at_start(reader.snapshot_for(upto).as_ref());
+        let model = reader.model();
+        let foreign_keys = crate::replay::foreign_keys_at_start(model, reader.snapshot_for(upto).as_ref());
         let changes = reader.changes(upto)?;
-        Ok(RestoreSource { upto, foreign_keys, changes: Box::new(changes) })
+        Ok(RestoreSource { upto, foreign_keys, model, changes: Box::new(changes) })
     }
 
     fn local_store(&self) -> Option<&Store> {

@@ -921,7 +921,7 @@ fn run_sequence(foreign_keys: bool, ops: &[Op]) -> Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn store_agrees_with_model(foreign_keys in any::<bool>(), ops in proptest::collection::vec(op(), 1..40)) {

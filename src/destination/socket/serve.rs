@@ -20,7 +20,7 @@ use crate::compact;
 use crate::store::Store;
 use crate::version::data_version;
 use crate::{Error, Result};
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -324,15 +324,16 @@ impl Connection<'_> {
                 }
             }
             Kind::Snapshot => {
-                let mut file =
-                    tempfile::tempfile_in(&self.scratch).map_err(|e| Fatal::Store(Error::io(&self.scratch, e)))?;
+                // Staged in a named file, which the store checks and takes
+                // where it is (no second copy).
+                let mut file = tempfile::NamedTempFile::new_in(&self.scratch)
+                    .map_err(|e| Fatal::Store(Error::io(&self.scratch, e)))?;
                 let (version, size) = {
-                    let mut w = BufWriter::with_capacity(64 << 10, &mut file);
+                    let mut w = BufWriter::with_capacity(64 << 10, file.as_file_mut());
                     packet::read_snapshot(&mut self.reader, h, &mut w)?
                 };
                 tracing::info!(version, size, "SNAPSHOT");
-                file.seek(SeekFrom::Start(0)).map_err(|e| Fatal::Store(Error::io(&self.scratch, e)))?;
-                match self.store.add_snapshot(version, &mut file) {
+                match self.store.add_snapshot_file(version, file.path()) {
                     Ok(_) => {
                         self.served.snapshots += 1;
                         self.ack()

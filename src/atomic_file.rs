@@ -19,6 +19,25 @@
 //! [`Ownership`] (in every report of a placed file), [`parent_dir`] and
 //! [`give_to_owner_of`], which the front ends use; placing a file, the
 //! clean-up and the name helpers are the library's own.
+//!
+//! ```
+//! use cln_backup::atomic_file::TempFile;
+//! use std::io::Write;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let target = dir.path().join("lightningd.sqlite3");
+//! let mut tmp = TempFile::create(&target, "copy")?;
+//! tmp.file()?.write_all(b"partial")?;
+//! // Beside the target, named for its purpose and the process writing it.
+//! let name = tmp.path().file_name().unwrap().to_string_lossy().into_owned();
+//! assert!(name.starts_with(&format!(".cln-backup-copy-{}-", std::process::id())), "{name}");
+//! assert_eq!(tmp.path().parent(), Some(dir.path()));
+//! // Never placed: dropping it leaves nothing behind, and no target.
+//! drop(tmp);
+//! assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+//! # Ok(()) }
+//! ```
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
@@ -58,6 +77,30 @@ pub(crate) enum NewOwner {
 }
 
 /// The owner, group and mode a placed file got.
+///
+/// Every report of a placed file carries one (a restore's, an export's):
+///
+/// ```
+/// use cln_backup::{restore, Store};
+/// use std::os::unix::fs::MetadataExt;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// let dest = dir.path().join("lightningd.sqlite3");
+/// let report = restore::restore_store(&store, &dest, &Default::default())?;
+/// // A new database: the owner and group of its directory, mode 0600.
+/// let owner = std::fs::metadata(dir.path())?;
+/// let got = &report.ownership;
+/// assert_eq!((got.uid, got.gid, got.mode), (owner.uid(), owner.gid(), 0o600));
+/// assert!(got.to_string().ends_with("mode 0600"), "{got}");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Ownership {
@@ -90,6 +133,24 @@ impl Ownership {
     /// The line a front end prints for a file given this ownership:
     /// `Set owner 1000:1000 (lightning:lightning), mode 0600 on PATH`, and
     /// the note, if any, after the path.
+    ///
+    /// ```
+    /// # use cln_backup::{restore, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)",
+    /// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+    /// # ])?;
+    /// let dest = dir.path().join("lightningd.sqlite3");
+    /// let report = restore::restore_store(&store, &dest, &Default::default())?;
+    /// let line = report.ownership.set_line(&report.path);
+    /// assert!(line.starts_with("Set owner "), "{line}");
+    /// assert!(line.ends_with(&format!("mode 0600 on {}", dest.display())), "{line}");
+    /// # Ok(()) }
+    /// ```
     pub fn set_line(&self, path: &Path) -> String {
         let mut line =
             format!("Set owner {}, mode {:04o} on {}", describe_owner(self.uid, self.gid), self.mode, path.display());
@@ -132,6 +193,22 @@ fn forget(path: &Path) {
 /// instead of leaving its temporaries to the next run's clean-up). The
 /// registry stays locked, so that nothing is registered meanwhile: call it
 /// only on the way out.
+///
+/// ```
+/// use cln_backup::atomic_file::{remove_unfinished, TempFile};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let target = dir.path().join("lightningd.sqlite3");
+/// let tmp = TempFile::create(&target, "restore")?;
+/// let unfinished = tmp.path().to_path_buf();
+/// // SIGTERM arrived: take away what this process was writing, then exit.
+/// assert_eq!(remove_unfinished(), [target.clone()]);
+/// assert!(!unfinished.exists() && !target.exists());
+/// // The registry stays locked: nothing is dropped after this, the process exits.
+/// std::mem::forget(tmp);
+/// # Ok(()) }
+/// ```
 pub fn remove_unfinished() -> Vec<PathBuf> {
     let mut list = unfinished();
     let mut targets = Vec::new();
@@ -152,6 +229,21 @@ pub fn remove_unfinished() -> Vec<PathBuf> {
 /// space beside a target (`init`'s copy of a live database); putting it in
 /// place is the library's (`place` and `commit` are crate-private), so that
 /// every file the project places goes through the checks above.
+///
+/// ```
+/// use cln_backup::atomic_file::TempFile;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let tmp = TempFile::create(&dir.path().join("lightningd.sqlite3"), "copy")?;
+/// // Used as a database, it gets SQLite's side files beside it.
+/// let journal = format!("{}-journal", tmp.path().display());
+/// std::fs::write(&journal, b"")?;
+/// let path = tmp.path().to_path_buf();
+/// drop(tmp);
+/// assert!(!path.exists() && !std::path::Path::new(&journal).exists());
+/// # Ok(()) }
+/// ```
 pub struct TempFile {
     path: PathBuf,
     target: PathBuf,
@@ -163,6 +255,20 @@ impl TempFile {
     /// Create an empty temporary file (mode 0600) beside `target`, after
     /// removing leftovers of interrupted runs in that directory. `purpose`
     /// names it (`restore`, `export`...); it must not contain `-`.
+    ///
+    /// ```
+    /// use cln_backup::atomic_file::TempFile;
+    /// use std::os::unix::fs::PermissionsExt;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let target = dir.path().join("dump.sql");
+    /// let tmp = TempFile::create(&target, "export")?;
+    /// let meta = std::fs::metadata(tmp.path())?;
+    /// assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600));
+    /// assert!(!target.exists(), "the target is not touched");
+    /// # Ok(()) }
+    /// ```
     pub fn create(target: &Path, purpose: &str) -> Result<TempFile> {
         let dir = parent_dir(target);
         remove_leftovers(&dir);
@@ -192,11 +298,38 @@ impl TempFile {
     }
 
     /// The temporary file's path.
+    ///
+    /// ```
+    /// use cln_backup::atomic_file::TempFile;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let target = dir.path().join("lightningd.sqlite3");
+    /// let tmp = TempFile::create(&target, "copy")?;
+    /// // In the target's directory, so that placing it is a rename.
+    /// assert_eq!(tmp.path().parent(), target.parent());
+    /// assert_ne!(tmp.path(), target);
+    /// assert!(tmp.path().is_file());
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The open temporary file (opened now if it was reserved).
+    ///
+    /// ```
+    /// use cln_backup::atomic_file::TempFile;
+    /// use std::io::Write;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let mut tmp = TempFile::create(&dir.path().join("out.sql"), "export")?;
+    /// tmp.file()?.write_all(b"SELECT 1;")?;
+    /// tmp.file()?.flush()?;
+    /// assert_eq!(std::fs::read(tmp.path())?, b"SELECT 1;");
+    /// # Ok(()) }
+    /// ```
     pub fn file(&mut self) -> Result<&mut File> {
         if self.file.is_none() {
             let file =
@@ -271,12 +404,38 @@ impl Drop for TempFile {
 /// as the temporaries are (`.cln-backup-<purpose>-<pid>-<random>`), removed
 /// with everything in it when dropped, and by a later run if this one is
 /// killed first.
+///
+/// ```
+/// use cln_backup::atomic_file::ScratchDir;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let scratch = ScratchDir::new("trial")?;
+/// let db = scratch.path().join("lightningd.sqlite3");
+/// std::fs::write(&db, b"")?;
+/// let path = scratch.path().to_path_buf();
+/// drop(scratch);
+/// assert!(!path.exists(), "removed with everything in it");
+/// # Ok(()) }
+/// ```
 pub struct ScratchDir {
     path: PathBuf,
 }
 
 impl ScratchDir {
     /// Create one, after removing those of runs that are gone.
+    ///
+    /// ```
+    /// use cln_backup::atomic_file::ScratchDir;
+    /// use std::os::unix::fs::PermissionsExt;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let scratch = ScratchDir::new("compare")?;
+    /// assert_eq!(scratch.path().parent(), Some(std::env::temp_dir().as_path()));
+    /// assert_eq!(std::fs::metadata(scratch.path())?.permissions().mode() & 0o777, 0o700);
+    /// // Each call makes a directory of its own.
+    /// assert_ne!(ScratchDir::new("compare")?.path(), scratch.path());
+    /// # Ok(()) }
+    /// ```
     pub fn new(purpose: &str) -> Result<ScratchDir> {
         let dir = std::env::temp_dir();
         remove_leftovers(&dir);
@@ -295,6 +454,17 @@ impl ScratchDir {
     }
 
     /// The directory's path.
+    ///
+    /// ```
+    /// use cln_backup::atomic_file::ScratchDir;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let scratch = ScratchDir::new("trial")?;
+    /// assert!(scratch.path().is_dir());
+    /// let name = scratch.path().file_name().unwrap().to_string_lossy().into_owned();
+    /// assert!(name.starts_with(".cln-backup-trial-"), "{name}");
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -386,6 +556,14 @@ pub(crate) fn side_paths(db: &Path) -> Vec<PathBuf> {
 }
 
 /// The directory a file lives in (`.` for a bare file name).
+///
+/// ```
+/// use cln_backup::atomic_file::parent_dir;
+/// use std::path::Path;
+///
+/// assert_eq!(parent_dir(Path::new("bitcoin/lightningd.sqlite3")), Path::new("bitcoin"));
+/// assert_eq!(parent_dir(Path::new("lightningd.sqlite3")), Path::new("."));
+/// ```
 pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -524,6 +702,19 @@ fn set_ownership(file: &File, path: &Path, target: &Path, owner: NewOwner) -> Re
 /// node's network directory. Not running as root, the file keeps its owner
 /// and the returned [`Ownership`] says so. Returns `None` when the file
 /// already had that owner and group.
+///
+/// ```
+/// use cln_backup::atomic_file::give_to_owner_of;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let dbak = dir.path().join("backup.dbak");
+/// std::fs::write(&dbak, b"")?;
+/// // Made by the directory's owner: nothing to change.
+/// assert_eq!(give_to_owner_of(&dbak, dir.path())?, None);
+/// assert!(give_to_owner_of(&dir.path().join("missing"), dir.path()).is_err());
+/// # Ok(()) }
+/// ```
 pub fn give_to_owner_of(path: &Path, dir: &Path) -> Result<Option<Ownership>> {
     let m = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;

@@ -13,6 +13,30 @@
 //!
 //! It must not change what a restore produces, and it must not run the
 //! policy by itself: a front end (the plugin) asks [`Policy::next`] when to.
+//!
+//! ```
+//! use cln_backup::{compact, version::bump_statement, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::create(dir.path().join("node.redb"))?;
+//! # store.add_change(1, &[
+//! #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+//! #     "INSERT INTO vars VALUES ('data_version', 0)",
+//! #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+//! # ])?;
+//! for v in 2..=5 {
+//!     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+//! }
+//! // The front end asks the policy, and compacts when it says so.
+//! let policy = compact::Policy::new(5, 0.0);
+//! assert!(policy.next(&store.status()?).due.is_some());
+//! let stats = compact::compact(&store, &compact::Options::default())?;
+//! assert_eq!(stats.snapshot_version, Some(4));
+//! assert_eq!(store.status()?.restorable, (4, 5));
+//! // One change after the new snapshot: nothing is due until more come.
+//! assert_eq!(policy.next(&store.status()?).due, None);
+//! # Ok(()) }
+//! ```
 
 use crate::error::Result;
 use crate::replay::{self, Progress};
@@ -25,6 +49,26 @@ use std::time::{Duration, Instant};
 ///
 /// Every change since the oldest snapshot kept is kept too, so a restore can
 /// reach any version from the oldest snapshot to the head.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let opts = compact::Options { retention: compact::Retention::new(1, None), ..Default::default() };
+/// assert_eq!(compact::compact(&store, &opts)?.snapshot_version, Some(2));
+/// store.add_change(4, &["INSERT INTO t VALUES (4)"])?;
+/// store.add_change(5, &["INSERT INTO t VALUES (5)"])?;
+/// // Keeping one snapshot drops the one at 2: versions 2 and 3 are restorable no more.
+/// let stats = compact::compact(&store, &opts)?;
+/// assert_eq!((stats.snapshots_kept, stats.snapshots_dropped), (vec![4], 1));
+/// assert_eq!(store.status()?.restorable, (4, 5));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Retention {
@@ -40,9 +84,42 @@ pub struct Retention {
 impl Retention {
     /// Snapshots kept by default: the new one and the two before it, so that
     /// one compaction never takes away a restore point of the interval before it.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let opts = compact::Options::default();
+    /// assert_eq!(opts.retention.keep_snapshots, compact::Retention::DEFAULT_KEEP);
+    /// // Snapshots at 2, 4 and 6...
+    /// for v in 2..=8 {
+    ///     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    ///     if v % 2 == 1 {
+    ///         compact::compact(&store, &opts)?;
+    ///     }
+    /// }
+    /// // ...then a fourth at 8: the oldest goes.
+    /// store.add_change(9, &["INSERT INTO t VALUES (9)"])?;
+    /// let stats = compact::compact(&store, &opts)?;
+    /// assert_eq!((stats.snapshots_kept, stats.snapshots_dropped), (vec![4, 6, 8], 1));
+    /// # Ok(()) }
+    /// ```
     pub const DEFAULT_KEEP: usize = 3;
 
-    /// Keep `keep_snapshots` (at least 1), with no age limit.
+    /// Keep `keep_snapshots` (at least 1), and drop snapshots stored longer
+    /// than `max_age` ago (`None`: no age limit).
+    ///
+    /// ```
+    /// use cln_backup::compact::Retention;
+    /// use std::time::Duration;
+    ///
+    /// let week = Retention::new(2, Some(Duration::from_secs(7 * 24 * 3600)));
+    /// assert_eq!((week.keep_snapshots, week.max_age), (2, Some(Duration::from_secs(604_800))));
+    /// // The newest snapshot is always kept.
+    /// assert_eq!(Retention::new(0, None).keep_snapshots, 1);
+    /// ```
     pub fn new(keep_snapshots: usize, max_age: Option<Duration>) -> Retention {
         Retention { keep_snapshots: keep_snapshots.max(1), max_age }
     }
@@ -55,6 +132,29 @@ impl Default for Retention {
 }
 
 /// How to compact.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// use std::sync::{atomic::{AtomicU64, Ordering}, Arc};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=5 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let replayed = Arc::new(AtomicU64::new(0));
+/// let seen = replayed.clone();
+/// let opts = compact::Options {
+///     progress: Some(Arc::new(move |n| seen.store(n, Ordering::Relaxed))),
+///     ..Default::default()
+/// };
+/// assert_eq!(opts.io_rate, None, "as fast as the disk goes");
+/// compact::compact(&store, &opts)?;
+/// // Versions 1 to 4 were replayed into the new snapshot.
+/// assert_eq!(replayed.load(Ordering::Relaxed), 4);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct Options {
     /// What to keep.
@@ -73,6 +173,22 @@ impl Options {
     /// node's commits rarely meet the compaction's writes, while a store
     /// with a 1 GiB snapshot, which writes about three times that, still
     /// compacts in about a minute.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// // Beside a running node: paced, as the plugin compacts.
+    /// let opts = compact::Options { io_rate: Some(compact::Options::DEFAULT_IO_RATE), ..Default::default() };
+    /// let stats = compact::compact(&store, &opts)?;
+    /// assert!(stats.compacted);
+    /// # Ok(()) }
+    /// ```
     pub const DEFAULT_IO_RATE: u64 = 64 << 20;
 }
 
@@ -89,6 +205,22 @@ impl std::fmt::Debug for Options {
 /// the newest snapshot, or once those changes' stored bytes exceed
 /// `after_ratio` times the snapshot's stored bytes (whichever comes first).
 /// `0` / `0.0` turns a trigger off.
+///
+/// ```
+/// use cln_backup::{compact::Policy, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// // Three changes: due after three, not after four.
+/// let status = store.status()?;
+/// assert!(Policy::new(3, 0.0).next(&status).due.is_some());
+/// assert_eq!(Policy::new(4, 0.0).next(&status).due, None);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Policy {
@@ -106,31 +238,129 @@ impl Policy {
     /// Default change count: at about 2 changes a second (a busy routing
     /// node), a compaction every few hours, and a restore that replays at
     /// most this many changes on top of a snapshot.
+    ///
+    /// ```
+    /// use cln_backup::{compact::Policy, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let next = Policy::default().next(&store.status()?);
+    /// assert_eq!(next.changes_left, Some(Policy::DEFAULT_AFTER_CHANGES - 3));
+    /// # Ok(()) }
+    /// ```
     pub const DEFAULT_AFTER_CHANGES: u64 = 50_000;
     /// Default ratio: compact once the log since the snapshot has grown as
     /// large as the snapshot, so compaction work stays proportional to what
     /// the node writes.
+    ///
+    /// ```
+    /// use cln_backup::{compact::{self, Policy}, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// compact::compact(&store, &compact::Options::default())?;
+    /// let status = store.status()?;
+    /// let snapshot = status.snapshot.as_ref().expect("a snapshot");
+    /// // The log since the snapshot may grow to the snapshot's own stored size.
+    /// let next = Policy::new(0, Policy::DEFAULT_AFTER_RATIO).next(&status);
+    /// assert_eq!(next.bytes_left, Some(snapshot.stored_bytes.saturating_sub(status.bytes_since_snapshot)));
+    /// # Ok(()) }
+    /// ```
     pub const DEFAULT_AFTER_RATIO: f64 = 1.0;
     /// Default first-compaction size: 64 MiB of stored changes.
+    ///
+    /// ```
+    /// use cln_backup::{compact::Policy, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// // No snapshot yet: the size trigger counts toward the first-compaction size.
+    /// let status = store.status()?;
+    /// assert!(status.snapshot.is_none() && status.bytes_since_snapshot > 0);
+    /// let next = Policy::default().next(&status);
+    /// assert_eq!(next.bytes_left, Some(Policy::DEFAULT_FIRST_AFTER_BYTES - status.bytes_since_snapshot));
+    /// # Ok(()) }
+    /// ```
     pub const DEFAULT_FIRST_AFTER_BYTES: u64 = 64 << 20;
 
     /// A policy with these triggers.
+    ///
+    /// ```
+    /// use cln_backup::compact::Policy;
+    ///
+    /// let policy = Policy::new(1000, 0.5);
+    /// assert_eq!((policy.after_changes, policy.after_ratio), (1000, 0.5));
+    /// assert_eq!(policy.first_after_bytes, Policy::DEFAULT_FIRST_AFTER_BYTES);
+    /// assert_eq!(Policy::default(), Policy::new(Policy::DEFAULT_AFTER_CHANGES, Policy::DEFAULT_AFTER_RATIO));
+    /// ```
     pub fn new(after_changes: u64, after_ratio: f64) -> Policy {
         Policy { after_changes, after_ratio, first_after_bytes: Policy::DEFAULT_FIRST_AFTER_BYTES }
     }
 
     /// No automatic compaction.
+    ///
+    /// ```
+    /// use cln_backup::{compact::Policy, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let next = Policy::off().next(&store.status()?);
+    /// assert_eq!((next.due, next.changes_left, next.bytes_left), (None, None, None));
+    /// # Ok(()) }
+    /// ```
     pub fn off() -> Policy {
         Policy { after_changes: 0, after_ratio: 0.0, first_after_bytes: 0 }
     }
 
     /// Whether any trigger is on.
+    ///
+    /// ```
+    /// use cln_backup::compact::Policy;
+    ///
+    /// assert!(Policy::default().is_on());
+    /// assert!(Policy::new(0, 1.0).is_on());
+    /// assert!(!Policy::new(0, 0.0).is_on());
+    /// assert!(!Policy::off().is_on());
+    /// ```
     pub fn is_on(&self) -> bool {
         self.after_changes > 0 || self.after_ratio > 0.0
     }
 
     /// What is left before the next compaction is due, for a store whose
     /// status is `s`; `due` is set when it is due now.
+    ///
+    /// ```
+    /// use cln_backup::{compact::Policy, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let policy = Policy::new(3, 0.0);
+    /// assert_eq!(policy.next(&store.status()?).changes_left, Some(2));
+    /// for v in 2..=3 {
+    ///     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// }
+    /// let next = policy.next(&store.status()?);
+    /// assert_eq!(next.changes_left, Some(0));
+    /// assert_eq!(next.due.as_deref(), Some("3 changes since the last snapshot (the limit is 3)"));
+    /// # Ok(()) }
+    /// ```
     pub fn next(&self, s: &Status) -> Next {
         let changes = s.changes_since_snapshot;
         let bytes = s.bytes_since_snapshot;
@@ -163,6 +393,23 @@ impl Default for Policy {
 }
 
 /// What [`Policy::next`] found.
+///
+/// ```
+/// use cln_backup::{compact::Policy, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// // Three changes against a count trigger of ten; the size trigger is off.
+/// let next = Policy::new(10, 0.0).next(&store.status()?);
+/// assert_eq!(next.due, None);
+/// assert_eq!(next.changes_left, Some(7));
+/// assert_eq!(next.bytes_left, None);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Next {
@@ -175,6 +422,25 @@ pub struct Next {
 }
 
 /// What a compaction did.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// let stats = compact::compact(&store, &compact::Options::default())?;
+/// assert!(!stats.compacted, "one change: nothing to fold");
+/// for v in 2..=4 {
+///     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// }
+/// let stats = compact::compact(&store, &compact::Options::default())?;
+/// assert!(stats.compacted);
+/// assert_eq!((stats.changes_before, stats.changes_after), (4, 1));
+/// assert_eq!(stats.snapshots_kept, vec![3]);
+/// assert!(stats.bytes_in_use <= stats.bytes_after);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {

@@ -22,6 +22,35 @@
 //! in memory at a time and sorts it in Rust (not with SQL's ORDER BY, whose
 //! order depends on column collations and the database's text encoding),
 //! which suits test-sized databases, not a node's; `verify` never uses it.
+//!
+//! ```
+//! use cln_backup::compare::{compare_databases, Labels};
+//! use cln_backup::{restore, rusqlite::Connection, version::bump_statement, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::create(dir.path().join("node.redb"))?;
+//! let live_db = dir.path().join("live.sqlite3");
+//! let live = Connection::open(&live_db)?;
+//! // The node runs each transaction and reports it to the store.
+//! let bump = bump_statement(1);
+//! let first = [
+//!     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+//!     "INSERT INTO vars VALUES ('data_version', 0)",
+//!     "CREATE TABLE peers (id INTEGER PRIMARY KEY, address TEXT)",
+//!     bump.as_str(),
+//! ];
+//! store.add_change(1, &first)?;
+//! live.execute_batch(&first.join(";"))?;
+//! let backup = dir.path().join("backup.sqlite3");
+//! restore::restore_store(&store, &backup, &Default::default())?;
+//! assert_eq!(compare_databases(&backup, &live_db, Labels::BACKUP_AND_LIVE)?, None);
+//!
+//! // A change the backup does not have: the versions differ, and that comes first.
+//! live.execute_batch(&format!("INSERT INTO peers VALUES (1, 'a:1'); {}", bump_statement(2)))?;
+//! let d = compare_databases(&backup, &live_db, Labels::BACKUP_AND_LIVE)?.unwrap();
+//! assert!(d.what.starts_with("table vars, row data_version, column intval: backup 1, live 2"), "{d}");
+//! # Ok(()) }
+//! ```
 
 use crate::error::{Error, Result};
 use rusqlite::types::Value;
@@ -31,6 +60,21 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The first difference between two databases.
+///
+/// ```
+/// use cln_backup::compare::{compare_databases, Labels};
+/// use cln_backup::rusqlite::Connection;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("a.sqlite3"), dir.path().join("b.sqlite3"));
+/// Connection::open(&a)?.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1)")?;
+/// Connection::open(&b)?.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (2)")?;
+/// let d = compare_databases(&a, &b, Labels::RESTORED_AND_EXPECTED)?.expect("they differ");
+/// assert_eq!((d.a.as_path(), d.b.as_path()), (a.as_path(), b.as_path()));
+/// assert_eq!(d.what, "table t, rowid 1, column x: restored 1, expected 2");
+/// assert_eq!(d.to_string(), format!("{}: differs from {}: {}", a.display(), b.display(), d.what));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Difference {
@@ -56,12 +100,49 @@ impl fmt::Display for Difference {
 /// naming the two sides, or `None` when schema and rows are equal. A
 /// missing `b` is an error naming it. Rows are matched by rowid: the
 /// comparison a restore must pass.
+///
+/// ```
+/// use cln_backup::compare::{compare_databases, Labels};
+/// use cln_backup::rusqlite::Connection;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("a.sqlite3"), dir.path().join("b.sqlite3"));
+/// for path in [&a, &b] {
+///     Connection::open(path)?.execute_batch("CREATE TABLE t (x REAL); INSERT INTO t VALUES (0.1 + 0.2)")?;
+/// }
+/// assert_eq!(compare_databases(&a, &b, Labels::BACKUP_AND_LIVE)?, None);
+/// // A REAL is compared bit for bit: 0.3 is another number.
+/// Connection::open(&b)?.execute_batch("UPDATE t SET x = 0.3")?;
+/// let d = compare_databases(&a, &b, Labels::BACKUP_AND_LIVE)?.expect("a rounded value is a difference");
+/// assert_eq!(d.what, "table t, rowid 1, column x: backup 0.30000000000000004, live 0.3");
+/// // A missing second database is an error naming it.
+/// let err = compare_databases(&a, &dir.path().join("gone.sqlite3"), Labels::BACKUP_AND_LIVE).unwrap_err();
+/// assert!(err.to_string().contains("gone.sqlite3"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn compare_databases(a: &Path, b: &Path, labels: Labels) -> Result<Option<Difference>> {
     compare_databases_with(a, b, labels, Rows::ByRowid)
 }
 
 /// [`compare_databases`], with the rows of each table matched as `rows`
 /// says: [`Rows::AsMultiset`] when one side was reloaded from a `.dump`.
+///
+/// ```
+/// use cln_backup::compare::{compare_databases_with, Labels, Rows};
+/// use cln_backup::rusqlite::Connection;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("a.sqlite3"), dir.path().join("b.sqlite3"));
+/// // The same rows under other rowids, as a reload of a `.dump` may number them.
+/// Connection::open(&a)?.execute_batch("CREATE TABLE notes (body); INSERT INTO notes VALUES ('x'), ('y')")?;
+/// Connection::open(&b)?.execute_batch(
+///     "CREATE TABLE notes (body); INSERT INTO notes (rowid, body) VALUES (7, 'y'), (9, 'x')",
+/// )?;
+/// let labels = Labels::RESTORED_AND_EXPECTED;
+/// assert!(compare_databases_with(&a, &b, labels, Rows::ByRowid)?.is_some());
+/// assert_eq!(compare_databases_with(&a, &b, labels, Rows::AsMultiset)?, None);
+/// # Ok(()) }
+/// ```
 pub fn compare_databases_with(a: &Path, b: &Path, labels: Labels, rows: Rows) -> Result<Option<Difference>> {
     if !b.is_file() {
         return Err(Error::io(b, std::io::Error::new(std::io::ErrorKind::NotFound, "no such database file")));
@@ -77,6 +158,21 @@ pub fn compare_databases_with(a: &Path, b: &Path, labels: Labels, rows: Rows) ->
 
 /// How the rows of a table are matched between the two databases (the
 /// schema and `data_version` are compared the same way in both).
+///
+/// ```
+/// use cln_backup::compare::{compare_databases_with, Labels, Rows};
+/// use cln_backup::rusqlite::Connection;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("a.sqlite3"), dir.path().join("b.sqlite3"));
+/// Connection::open(&a)?.execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES ('x'), ('x')")?;
+/// Connection::open(&b)?.execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES ('x')")?;
+/// assert_eq!(Rows::default(), Rows::ByRowid);
+/// // As a multiset, duplicates are counted.
+/// let d = compare_databases_with(&a, &b, Labels::RESTORED_AND_EXPECTED, Rows::AsMultiset)?.unwrap();
+/// assert_eq!(d.what, "table t, values ('x'): row twice in the restored database, once in the expected database");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Rows {
     /// Row by row in rowid order (by all columns for a table without
@@ -93,6 +189,20 @@ pub enum Rows {
 
 /// How a difference names the two databases compared: a short word before a
 /// value (`backup 7, live 8`) and a phrase after "only in the".
+///
+/// ```
+/// use cln_backup::compare::{compare_databases, Labels};
+/// use cln_backup::rusqlite::Connection;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("old.sqlite3"), dir.path().join("new.sqlite3"));
+/// Connection::open(&a)?.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1)")?;
+/// Connection::open(&b)?.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)")?;
+/// let labels = Labels { a: "old", a_only: "old copy", b: "new", b_only: "new copy" };
+/// let d = compare_databases(&a, &b, labels)?.unwrap();
+/// assert_eq!(d.what, "table t, rowid 2: row only in the new copy");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Labels {
     /// The first database, before its value: `backup` in `backup 7, live 8`.
@@ -107,9 +217,36 @@ pub struct Labels {
 
 impl Labels {
     /// A restored backup against a node's database.
+    ///
+    /// ```
+    /// use cln_backup::compare::{compare_databases, Labels};
+    /// use cln_backup::rusqlite::Connection;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let (backup, live) = (dir.path().join("backup.sqlite3"), dir.path().join("lightningd.sqlite3"));
+    /// let sql = "CREATE TABLE peers (id INTEGER PRIMARY KEY)";
+    /// Connection::open(&backup)?.execute_batch(sql)?;
+    /// Connection::open(&live)?.execute_batch(&format!("{sql}; INSERT INTO peers VALUES (3)"))?;
+    /// let d = compare_databases(&backup, &live, Labels::BACKUP_AND_LIVE)?.unwrap();
+    /// assert_eq!(d.what, "table peers, rowid 3: row only in the live database");
+    /// # Ok(()) }
+    /// ```
     pub const BACKUP_AND_LIVE: Labels = Labels { a: "backup", a_only: "backup", b: "live", b_only: "live database" };
 
     /// A database restored by a test against the one it should equal.
+    ///
+    /// ```
+    /// use cln_backup::compare::{compare_databases, Labels};
+    /// use cln_backup::rusqlite::Connection;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let (restored, expected) = (dir.path().join("restored.sqlite3"), dir.path().join("expected.sqlite3"));
+    /// Connection::open(&restored)?.execute_batch("CREATE TABLE t (x)")?;
+    /// Connection::open(&expected)?.execute_batch("CREATE TABLE t (x); CREATE INDEX t_x ON t (x)")?;
+    /// let d = compare_databases(&restored, &expected, Labels::RESTORED_AND_EXPECTED)?.unwrap();
+    /// assert_eq!(d.what, "schema: index t_x exists only in the expected database");
+    /// # Ok(()) }
+    /// ```
     pub const RESTORED_AND_EXPECTED: Labels =
         Labels { a: "restored", a_only: "restored database", b: "expected", b_only: "expected database" };
 }

@@ -43,11 +43,45 @@
 //!   visible: the size class (at most 25% and 12.5% apart), the number of
 //!   objects, their names (versions, never content) and when they are
 //!   written.
+//!
+//! ```
+//! use cln_backup::encryption::KeySource;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("backup.key");
+//! std::fs::write(&path, format!("{}\n", "5a".repeat(32)))?;
+//! let key = KeySource::KeyFile(path.clone()).load()?;
+//! assert_eq!(format!("{key:?}"), "Key(..)", "a key is never printed");
+//!
+//! // Anything but 64 hexadecimal characters and a newline is refused.
+//! std::fs::write(&path, "5a".repeat(16))?;
+//! let err = KeySource::KeyFile(path).load().unwrap_err();
+//! assert!(err.to_string().contains("64 hexadecimal characters"), "{err}");
+//! # Ok(()) }
+//! ```
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Where the key of a remote copy comes from.
+///
+/// ```
+/// use cln_backup::encryption::KeySource;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let key_file = dir.path().join("backup.key");
+/// std::fs::write(&key_file, "5a".repeat(32))?;
+/// assert!(KeySource::KeyFile(key_file).load().is_ok());
+///
+/// // An encrypted hsm_secret is refused: its bytes change with its passphrase.
+/// let hsm_secret = dir.path().join("hsm_secret");
+/// std::fs::write(&hsm_secret, [1u8; 73])?;
+/// let err = KeySource::HsmSecret(hsm_secret).load().unwrap_err();
+/// assert!(err.to_string().contains("encrypted hsm_secret"), "{err}");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySource {
     /// A file holding the key.
@@ -61,6 +95,23 @@ const MAX_SECRET_FILE: u64 = 4096;
 
 impl KeySource {
     /// Read the key: parse the key file, or derive the key from `hsm_secret`.
+    ///
+    /// ```
+    /// use cln_backup::encryption::KeySource;
+    /// use cln_backup::ErrorKind;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("backup.key");
+    /// std::fs::write(&path, "not a key\n")?;
+    /// let err = KeySource::KeyFile(path.clone()).load().unwrap_err();
+    /// // The wrong file was given: the message names it.
+    /// assert_eq!(err.kind(), ErrorKind::Incompatible);
+    /// assert!(err.to_string().starts_with(&path.display().to_string()), "{err}");
+    /// std::fs::write(&path, "00ff".repeat(16))?;
+    /// assert!(KeySource::KeyFile(path).load().is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn load(&self) -> Result<Key> {
         match self {
             KeySource::KeyFile(path) => {
@@ -196,6 +247,22 @@ fn derive_from_hsm_secret(bytes: &[u8]) -> std::result::Result<Key, String> {
 /// Write a new random key to `path` (mode 0600, as a key file holds it) and
 /// return it. Refused when `path` exists: a key is never replaced, as the
 /// copies sealed with it could no longer be opened.
+///
+/// ```
+/// use cln_backup::encryption::{create_key_file, open, seal, KeySource};
+/// use std::os::unix::fs::PermissionsExt;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("backup.key");
+/// let key = create_key_file(&path)?;
+/// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+/// // What the new key seals opens with the key read back from the file.
+/// let sealed = seal(&key, "lease", b"hello")?;
+/// assert_eq!(open(&KeySource::KeyFile(path.clone()).load()?, "lease", &sealed)?, b"hello");
+/// assert!(create_key_file(&path).is_err(), "never replaced");
+/// # Ok(()) }
+/// ```
 #[cfg(feature = "object-store")]
 pub fn create_key_file(path: &Path) -> Result<Key> {
     use crate::atomic_file::{NewOwner, Replace, TempFile};
@@ -224,6 +291,13 @@ fn exists(path: &Path) -> Error {
 }
 
 /// A 256-bit key, never printed.
+///
+/// ```
+/// use cln_backup::encryption::Key;
+///
+/// let key = Key::from_bytes([0x5a; 32]);
+/// assert_eq!(format!("{key:?}"), "Key(..)");
+/// ```
 #[derive(Clone)]
 pub struct Key {
     bytes: [u8; 32],
@@ -238,11 +312,40 @@ impl std::fmt::Debug for Key {
 
 impl Key {
     /// A key from its 32 bytes (an embedder keeping keys its own way).
+    ///
+    /// ```
+    /// # #[cfg(feature = "object-store")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use cln_backup::encryption::{open, seal, Key, KeySource};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// // The same 32 bytes, kept by the embedder and as a key file.
+    /// let key = Key::from_bytes([7; 32]);
+    /// std::fs::write(dir.path().join("backup.key"), "07".repeat(32))?;
+    /// let from_file = KeySource::KeyFile(dir.path().join("backup.key")).load()?;
+    /// let sealed = seal(&key, "lease", b"hello")?;
+    /// assert_eq!(open(&from_file, "lease", &sealed)?, b"hello");
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "object-store"))]
+    /// # fn main() {}
+    /// ```
     pub fn from_bytes(bytes: [u8; 32]) -> Key {
         Key { bytes }
     }
 
     /// A new random key from the operating system.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{open, seal, Key};
+    /// use cln_backup::Error;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mine, another) = (Key::generate()?, Key::generate()?);
+    /// let sealed = seal(&mine, "lease", b"hello")?;
+    /// assert_eq!(open(&mine, "lease", &sealed)?, b"hello");
+    /// assert!(matches!(open(&another, "lease", &sealed), Err(Error::WrongKey { .. })));
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "object-store")]
     pub fn generate() -> std::result::Result<Key, String> {
         let mut bytes = [0u8; 32];
@@ -271,6 +374,22 @@ mod seal {
     const MAGIC: &[u8; 8] = b"clnbkOBJ";
     const FORMAT: u8 = 1;
     /// Bytes of the header: magic, format, chunk size, key check, salt.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{open, seal, Key, HEADER_LEN};
+    /// use cln_backup::Error;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([1; 32]);
+    /// let sealed = seal(&key, "lease", b"hello")?;
+    /// let header = &sealed[..HEADER_LEN];
+    /// // The header alone tells a wrong key apart from damage...
+    /// let other = Key::from_bytes([2; 32]);
+    /// assert!(matches!(open(&other, "lease", header), Err(Error::WrongKey { .. })));
+    /// // ... and an object that ends after it is truncated.
+    /// assert!(matches!(open(&key, "lease", header), Err(Error::Truncated { .. })));
+    /// # Ok(()) }
+    /// ```
     pub const HEADER_LEN: usize = 8 + 1 + 4 + 16 + 16;
     const TAG: usize = 16;
     /// The chunk size of objects larger than one chunk, and the largest.
@@ -317,6 +436,19 @@ mod seal {
 
     /// Whether `size` is the size of a sealed object: one chunk of a small
     /// class, or 64 KiB chunks in a counted class.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{is_size_class, seal, Key};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([1; 32]);
+    /// let short = seal(&key, "segments/a", &[0; 10])?;
+    /// let longer = seal(&key, "segments/b", &[0; 900])?;
+    /// assert_eq!(short.len(), longer.len(), "one size class");
+    /// assert!(is_size_class(short.len() as u64));
+    /// assert!(!is_size_class(short.len() as u64 + 1));
+    /// # Ok(()) }
+    /// ```
     pub fn is_size_class(size: u64) -> bool {
         let Some(body) = size.checked_sub(HEADER_LEN as u64) else { return false };
         let one = body.checked_sub(TAG as u64);
@@ -348,6 +480,22 @@ mod seal {
     }
 
     /// Seal `data` whole as the object `name`.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{open, seal, Key};
+    /// use cln_backup::Error;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([1; 32]);
+    /// let data = b"INSERT INTO vars VALUES ('a', 1)";
+    /// let sealed = seal(&key, "segments/1", data)?;
+    /// assert_eq!(open(&key, "segments/1", &sealed)?, data);
+    /// // Sealed under its name: moved to another name, it does not open.
+    /// assert!(matches!(open(&key, "segments/2", &sealed), Err(Error::Damaged { .. })));
+    /// // A random salt each time: the same data never gives the same bytes.
+    /// assert_ne!(seal(&key, "segments/1", data)?, sealed);
+    /// # Ok(()) }
+    /// ```
     pub fn seal(key: &Key, name: &str, data: &[u8]) -> Result<Vec<u8>> {
         let chunk = if data.len() + COUNT <= BIG_CHUNK { small_chunk(data.len() + COUNT) } else { BIG_CHUNK };
         let mut sealer = Sealer::with_chunk(key, name, chunk, Vec::new())?;
@@ -356,6 +504,22 @@ mod seal {
     }
 
     /// Open the whole sealed object `name`.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{open, seal, Key, HEADER_LEN};
+    /// use cln_backup::Error;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([1; 32]);
+    /// let sealed = seal(&key, "manifests/1", b"{}")?;
+    /// assert_eq!(open(&key, "manifests/1", &sealed)?, b"{}");
+    /// let mut altered = sealed.clone();
+    /// altered[HEADER_LEN + 3] ^= 1;
+    /// assert!(matches!(open(&key, "manifests/1", &altered), Err(Error::Damaged { .. })));
+    /// let cut = &sealed[..sealed.len() - 1];
+    /// assert!(matches!(open(&key, "manifests/1", cut), Err(Error::Truncated { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn open(key: &Key, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         let mut opener = Opener::new(key, name);
@@ -367,6 +531,21 @@ mod seal {
     /// A streaming sealer: data written to it comes out sealed in chunks to
     /// `out`, holding one chunk at a time; [`Sealer::finish_into`] pads and seals
     /// the last chunk.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{open, Key, Sealer};
+    /// use std::io::Write;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([1; 32]);
+    /// let image = vec![7u8; 100_000]; // two chunks
+    /// let mut sealer = Sealer::new(&key, "snapshots/3", Vec::new())?;
+    /// sealer.write_all(&image)?;
+    /// let (sealed, size) = sealer.finish_into()?;
+    /// assert_eq!(sealed.len() as u64, size);
+    /// assert_eq!(open(&key, "snapshots/3", &sealed)?, image);
+    /// # Ok(()) }
+    /// ```
     pub struct Sealer<W: Write> {
         keys: Keys,
         name: String,
@@ -387,6 +566,21 @@ mod seal {
 
     impl<W: Write> Sealer<W> {
         /// A sealer of a large object (a snapshot) named `name`, writing to `out`.
+        ///
+        /// ```
+        /// use cln_backup::encryption::{seal, Key, Sealer};
+        /// use std::io::Write;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let key = Key::from_bytes([1; 32]);
+        /// let mut sealer = Sealer::new(&key, "snapshots/1", Vec::new())?;
+        /// sealer.write_all(b"a tiny image")?;
+        /// let (_, size) = sealer.finish_into()?;
+        /// // Its chunks are 64 KiB, even for a small object; `seal` picks a smaller class.
+        /// assert!(size > 64 * 1024);
+        /// assert!((seal(&key, "snapshots/1", b"a tiny image")?.len() as u64) < size);
+        /// # Ok(()) }
+        /// ```
         pub fn new(key: &Key, name: &str, out: W) -> Result<Sealer<W>> {
             Sealer::with_chunk(key, name, BIG_CHUNK, out)
         }
@@ -442,6 +636,23 @@ mod seal {
 
         /// Seal what is left, pad to the object's size class, and return
         /// the output and the sealed object's size.
+        ///
+        /// ```
+        /// use cln_backup::encryption::{is_size_class, Key, Sealer};
+        /// use std::io::Write;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let dir = tempfile::tempdir()?;
+        /// let path = dir.path().join("snapshot.sealed");
+        /// let key = Key::from_bytes([1; 32]);
+        /// let mut sealer = Sealer::new(&key, "snapshots/3", std::fs::File::create(&path)?)?;
+        /// sealer.write_all(&[7; 5000])?;
+        /// let (file, size) = sealer.finish_into()?;
+        /// drop(file);
+        /// assert_eq!(std::fs::metadata(&path)?.len(), size);
+        /// assert!(is_size_class(size));
+        /// # Ok(()) }
+        /// ```
         pub fn finish_into(mut self) -> std::io::Result<(W, u64)> {
             let data_chunks = u64::from(self.index) + 1;
             let total = if self.chunk == BIG_CHUNK { chunk_count_class(data_chunks) } else { 1 };
@@ -482,6 +693,24 @@ mod seal {
     /// A streaming opener: sealed bytes pushed in come out as data, one
     /// chunk held at a time; [`Opener::finish`] checks the object ended
     /// with its last chunk.
+    ///
+    /// ```
+    /// use cln_backup::encryption::{seal, Key, Opener};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([1; 32]);
+    /// let image = vec![7u8; 200_000];
+    /// let sealed = seal(&key, "snapshots/3", &image)?;
+    /// // As a network stream delivers it: in pieces of any size.
+    /// let mut opener = Opener::new(&key, "snapshots/3");
+    /// let mut out = Vec::new();
+    /// for piece in sealed.chunks(4096) {
+    ///     opener.push(piece, &mut out)?;
+    /// }
+    /// opener.finish(&mut out)?;
+    /// assert_eq!(out, image);
+    /// # Ok(()) }
+    /// ```
     pub struct Opener {
         keys: Keys,
         name: String,
@@ -502,6 +731,19 @@ mod seal {
 
     impl Opener {
         /// An opener of the object `name` sealed with `key`.
+        ///
+        /// ```
+        /// use cln_backup::encryption::{seal, Key, Opener, HEADER_LEN};
+        /// use cln_backup::Error;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let sealed = seal(&Key::from_bytes([1; 32]), "lease", b"hello")?;
+        /// let mut opener = Opener::new(&Key::from_bytes([2; 32]), "lease");
+        /// // A wrong key is seen as soon as the header is in.
+        /// let err = opener.push(&sealed[..HEADER_LEN], &mut Vec::new()).unwrap_err();
+        /// assert!(matches!(err, Error::WrongKey { .. }));
+        /// # Ok(()) }
+        /// ```
         pub fn new(key: &Key, name: &str) -> Opener {
             Opener {
                 keys: keys(key),
@@ -589,6 +831,22 @@ mod seal {
 
         /// Feed sealed bytes; the data of each chunk known not to be the
         /// last is written to `out`.
+        ///
+        /// ```
+        /// use cln_backup::encryption::{seal, Key, Opener};
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let key = Key::from_bytes([1; 32]);
+        /// let sealed = seal(&key, "lease", b"hello")?;
+        /// let mut opener = Opener::new(&key, "lease");
+        /// let mut out = Vec::new();
+        /// opener.push(&sealed, &mut out)?;
+        /// // One chunk, which might be the last: nothing comes out before `finish`.
+        /// assert!(out.is_empty());
+        /// opener.finish(&mut out)?;
+        /// assert_eq!(out, b"hello");
+        /// # Ok(()) }
+        /// ```
         pub fn push(&mut self, mut data: &[u8], out: &mut dyn Write) -> Result<()> {
             if self.header.len() < HEADER_LEN {
                 let n = data.len().min(HEADER_LEN - self.header.len());
@@ -617,6 +875,22 @@ mod seal {
 
         /// The end of the sealed bytes: open the last chunk, or say what is
         /// missing.
+        ///
+        /// ```
+        /// use cln_backup::encryption::{seal, Key, Opener};
+        /// use cln_backup::Error;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let key = Key::from_bytes([1; 32]);
+        /// let sealed = seal(&key, "snapshots/3", &vec![7u8; 100_000])?;
+        /// // The stream broke off halfway.
+        /// let mut opener = Opener::new(&key, "snapshots/3");
+        /// let mut out = Vec::new();
+        /// opener.push(&sealed[..sealed.len() / 2], &mut out)?;
+        /// let err = opener.finish(&mut out).unwrap_err();
+        /// assert!(matches!(err, Error::Truncated { .. }), "{err}");
+        /// # Ok(()) }
+        /// ```
         pub fn finish(mut self, out: &mut dyn Write) -> Result<()> {
             if self.header.len() < HEADER_LEN {
                 return Err(if self.header.is_empty() {

@@ -5,13 +5,56 @@
 //! format for a particular front end (no log levels, no exit codes, no
 //! command-line flags: a message says what would fix it in the library's
 //! terms, and a front end names its own flag).
+//!
+//! ```
+//! use cln_backup::version::bump_statement;
+//! use cln_backup::{Error, ErrorKind, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::create(dir.path().join("node.redb"))?;
+//! // Version 2 reported to a store still at version 0.
+//! let err = store.add_change(2, &[bump_statement(2)]).unwrap_err();
+//! assert!(matches!(err, Error::Gap { head: 0, expected: 1, got: 2 }));
+//! assert!(err.to_string().starts_with("version 2 does not follow the backup's version 0: expected 1"));
+//! assert_eq!(err.kind(), ErrorKind::Refused);
+//! # Ok(()) }
+//! ```
 
 use std::path::PathBuf;
 
 /// Result alias used throughout the library.
+///
+/// ```
+/// use cln_backup::{Result, Store};
+/// use std::path::Path;
+///
+/// /// The version a store holds, read without taking its write lock.
+/// fn backed_up(store: &Path) -> Result<u32> {
+///     Ok(Store::open_read_only(store)?.version())
+/// }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// drop(Store::create(dir.path().join("node.redb"))?);
+/// assert_eq!(backed_up(&dir.path().join("node.redb"))?, 0);
+/// assert!(backed_up(&dir.path().join("missing.redb")).is_err());
+/// # Ok(()) }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the library.
+///
+/// ```
+/// use cln_backup::{Error, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("node.redb");
+/// let _store = Store::create(&path)?;
+/// let err = Store::create(&path).unwrap_err();
+/// assert!(matches!(&err, Error::AlreadyExists { path: p } if *p == path));
+/// // The message starts with the file it is about.
+/// assert!(err.to_string().starts_with(&format!("{}: already exists", path.display())));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -110,6 +153,16 @@ pub enum Error {
         cause: String,
     },
 
+    /// The [`Store`](crate::Store) this view came from was dropped: a
+    /// [`Reader`](crate::Reader) reads only while its store is open (redb
+    /// closes the file with the last handle). Not retryable: open the store
+    /// again and take a new reader.
+    #[error("{}: the store was closed while a view of it was still held; open it again to read it", path.display())]
+    StoreClosed {
+        /// The store file.
+        path: PathBuf,
+    },
+
     /// A change arrived whose version does not follow the head.
     #[error("version {got} does not follow the backup's version {head}: expected {expected} (or {head} again for a lone PRAGMA report, in lightningd's model)")]
     Gap {
@@ -202,6 +255,15 @@ pub enum Error {
         asked: String,
         /// The versions the backup can restore, with their times.
         range: String,
+    },
+
+    /// A restore to a time was asked of a source that keeps no times: only a
+    /// store records when each version was received (a `.dbak` file and the
+    /// remote copies do not).
+    #[error("{source_name}: restoring to a time needs the times a store keeps, and this source keeps none; restore a version instead")]
+    NoRecordTimes {
+        /// The source asked, as its location names it.
+        source_name: String,
     },
 
     /// Another writer changed the log while a compaction was being prepared.
@@ -426,6 +488,21 @@ pub enum ErrorKind {
 /// types name neither crate: an application that uses another version of
 /// either builds against this one all the same. Its text is the underlying
 /// error's; [`std::error::Error::source`] goes on down the chain.
+///
+/// ```
+/// use cln_backup::{lifecycle, Error, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x UNIQUE)"])?;
+/// store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+/// // Stored as given; the replay meets the duplicate.
+/// store.add_change(3, &["INSERT INTO t VALUES (1)"])?;
+/// let err = lifecycle::verify_against(&store.reader()?, None, None).unwrap_err();
+/// let Error::Sqlite { source, .. } = &err else { panic!("{err}") };
+/// assert_eq!(source.to_string(), "UNIQUE constraint failed: t.x");
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Cause(Box<Inner>);
 
@@ -456,6 +533,36 @@ impl std::error::Error for Cause {
 impl Cause {
     /// The operating system's error underneath, when there is one (a full
     /// disk is `ErrorKind::StorageFull`, an I/O error `Other` with errno 5).
+    /// A SQLite failure carries none: SQLite reports a result code instead
+    /// ([`Cause::sqlite_code`]; 13, `SQLITE_FULL`, for a full disk).
+    ///
+    /// ```
+    /// # use cln_backup::{lifecycle, Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x UNIQUE)"])?;
+    /// # store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+    /// # // Stored as given; the replay meets the duplicate.
+    /// # store.add_change(3, &["INSERT INTO t VALUES (1)"])?;
+    /// use std::io::ErrorKind;
+    ///
+    /// /// Whether `err` is a full disk, which freeing space fixes.
+    /// fn disk_full(err: &Error) -> bool {
+    ///     match err {
+    ///         Error::Storage { source, .. } => source.io_error().is_some_and(|e| e.kind() == ErrorKind::StorageFull),
+    ///         // SQLITE_FULL
+    ///         Error::Sqlite { source, .. } => source.sqlite_code() == Some(13),
+    ///         _ => false,
+    ///     }
+    /// }
+    /// let err = lifecycle::verify_against(&store.reader()?, None, None).unwrap_err();
+    /// let Error::Sqlite { source, .. } = &err else { panic!("{err}") };
+    /// // A constraint failed: no operating-system error, and not a full disk.
+    /// assert!(source.io_error().is_none());
+    /// assert!(!disk_full(&err));
+    /// # Ok(()) }
+    /// ```
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match &*self.0 {
             Inner::Redb(redb::Error::Io(e)) => Some(e),
@@ -466,6 +573,22 @@ impl Cause {
 
     /// SQLite's extended result code, for a SQLite failure (for example
     /// 2067, `SQLITE_CONSTRAINT_UNIQUE`, or 13, `SQLITE_FULL`).
+    ///
+    /// ```
+    /// # use cln_backup::{lifecycle, Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x UNIQUE)"])?;
+    /// # store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+    /// # // Stored as given; the replay meets the duplicate.
+    /// # store.add_change(3, &["INSERT INTO t VALUES (1)"])?;
+    /// let err = lifecycle::verify_against(&store.reader()?, None, None).unwrap_err();
+    /// let Error::Sqlite { source, .. } = &err else { panic!("{err}") };
+    /// // SQLITE_CONSTRAINT_UNIQUE
+    /// assert_eq!(source.sqlite_code(), Some(2067));
+    /// # Ok(()) }
+    /// ```
     pub fn sqlite_code(&self) -> Option<i32> {
         match &*self.0 {
             Inner::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.extended_code),
@@ -491,6 +614,25 @@ impl Error {
     /// ([`ErrorKind::Busy`], [`ErrorKind::Unavailable`]), or stop and
     /// change something ([`ErrorKind::Refused`], [`ErrorKind::Damaged`],
     /// [`ErrorKind::Incompatible`]).
+    ///
+    /// ```
+    /// use cln_backup::{Error, ErrorKind, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let notes = dir.path().join("notes.txt");
+    /// std::fs::write(&notes, "not a store")?;
+    /// let err = Store::open(&notes).unwrap_err();
+    /// assert!(matches!(err, Error::NotAStore { .. }));
+    /// assert_eq!(err.kind(), ErrorKind::Incompatible);
+    ///
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+    /// store.rewind()?;
+    /// // A second rewind in a row breaks a rule: the same call fails again.
+    /// assert_eq!(store.rewind().unwrap_err().kind(), ErrorKind::Refused);
+    /// # Ok(()) }
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         use ErrorKind::*;
         match self {
@@ -540,17 +682,34 @@ impl Error {
             | Error::SnapshotImage { .. }
             | Error::NotRestorable { .. }
             | Error::TimeNotRestorable { .. }
+            | Error::NoRecordTimes { .. }
             | Error::DestinationExists { .. }
             | Error::SameFile { .. }
             | Error::StaleSideFile { .. }
             | Error::BaseDirectory { .. }
             | Error::LockFile { .. }
-            | Error::LeaseHeld { .. } => Refused,
+            | Error::LeaseHeld { .. }
+            | Error::StoreClosed { .. } => Refused,
         }
     }
 
     /// Whether the same call may succeed later: [`ErrorKind::Busy`] or
     /// [`ErrorKind::Unavailable`] (after the disk or the network is fixed).
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// // Another writer stored version 1 first: retry with the next version.
+    /// let raced = store.add_change(1, &["INSERT INTO t VALUES (1)"]).unwrap_err();
+    /// assert!(raced.is_retryable());
+    /// // A version that skips one is refused for good.
+    /// let gap = store.add_change(3, &["INSERT INTO t VALUES (1)"]).unwrap_err();
+    /// assert!(!gap.is_retryable());
+    /// # Ok(()) }
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind(), ErrorKind::Busy | ErrorKind::Unavailable)
     }
@@ -580,6 +739,7 @@ impl Error {
         match source.into() {
             redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => Error::StoreLocked { path },
             redb::Error::Corrupted(what) => Error::Corrupt { path, what },
+            redb::Error::DatabaseClosed => Error::StoreClosed { path },
             redb::Error::TableDoesNotExist(t) => Error::Corrupt { path, what: format!("its {t} table is missing") },
             e @ (redb::Error::TableTypeMismatch { .. }
             | redb::Error::TypeDefinitionChanged { .. }

@@ -11,6 +11,23 @@
 //! The plugin, the command line and any embedding application use these
 //! same functions. It must not decide what to tell a user: the outcomes are
 //! values, worded by whoever shows them.
+//!
+//! ```
+//! use cln_backup::rusqlite::Connection;
+//! use cln_backup::{lifecycle, Model, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let db = dir.path().join("app.sqlite3");
+//! let conn = Connection::open(&db)?;
+//! conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1)")?;
+//! // A database at the application's version 1, not yet backed up.
+//! let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+//! lifecycle::snapshot_connection(&store, &conn, 1)?;
+//! // Then, at every start, and now and then.
+//! assert!(store.reconcile(1)?.may_continue());
+//! assert!(lifecycle::verify_against(&store.reader()?, Some(&db), None)?.difference.is_none());
+//! # Ok(()) }
+//! ```
 
 use crate::atomic_file::{ScratchDir, TempFile};
 use crate::compare::{compare_databases, Difference, Labels};
@@ -22,6 +39,24 @@ use crate::version::data_version;
 use std::path::Path;
 
 /// What [`reconcile`] found, and did.
+///
+/// ```
+/// use cln_backup::lifecycle::Reconciled;
+/// use cln_backup::{Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// // The application's database says it committed version 3.
+/// let what_to_do = match store.reconcile(3)? {
+///     Reconciled::Match { .. } | Reconciled::Rewound { .. } => "go on",
+///     Reconciled::DatabaseBehind { .. } => "restore the database",
+///     Reconciled::BackupBehind { committed: 3, backup: 1 } => "take a new backup",
+///     other => panic!("{other:?}"),
+/// };
+/// assert_eq!(what_to_do, "take a new backup");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reconciled {
@@ -66,6 +101,20 @@ pub enum Reconciled {
 
 impl Reconciled {
     /// Whether the application may go on writing: the versions now agree.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+    /// // Version 2 was reported but never committed: rewound, go on.
+    /// assert!(store.reconcile(1)?.may_continue());
+    /// // A database that ran on without the backup: stop.
+    /// assert!(!store.reconcile(5)?.may_continue());
+    /// # Ok(()) }
+    /// ```
     pub fn may_continue(self) -> bool {
         matches!(self, Reconciled::Match { .. } | Reconciled::Rewound { .. })
     }
@@ -178,6 +227,20 @@ pub fn snapshot_connection(store: &Store, conn: &rusqlite::Connection, version: 
 }
 
 /// What [`verify_against`] found.
+///
+/// ```
+/// use cln_backup::{lifecycle, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// store.add_change(2, &["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"])?;
+/// // Without a database to compare with: the restore and its checks only.
+/// let found = lifecycle::verify_against(&store.reader()?, None, None)?;
+/// assert_eq!((found.version, found.changes, found.statements), (2, 2, 3));
+/// assert!(found.difference.is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Verified {

@@ -27,6 +27,24 @@
 //! `import`/`export --lightning-dir` move a node between the two plugins with
 //! [`repoint`], which keeps the lock it replaces beside it. It must not open
 //! stores: what a URL names is [`crate::destination`]'s to say.
+//!
+//! ```
+//! use cln_backup::lockfile::{self, Entry, Mode, LOCK_FILE_NAME};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let (primary, replica) = (dir.path().join("node.redb"), dir.path().join("replica.redb"));
+//! # std::fs::write(&primary, b"")?;
+//! # std::fs::write(&replica, b"")?;
+//! let mut second = Entry::local(&replica)?;
+//! second.mode = Mode::Async;
+//! let entries = vec![Entry::local(&primary)?, second];
+//! lockfile::write_lock(&dir.path().join(LOCK_FILE_NAME), &entries)?;
+//! // Two destinations: the list form, which reads back the same.
+//! assert_eq!(lockfile::read_lock(dir.path())?, entries);
+//! assert_eq!(lockfile::read(dir.path())?, std::fs::canonicalize(&primary)?);
+//! # Ok(()) }
+//! ```
 
 use crate::atomic_file::{NewOwner, Replace, TempFile};
 use crate::encryption::KeySource;
@@ -35,9 +53,36 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The lock file's name inside the lightning directory.
+///
+/// ```
+/// use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lightning_dir = tempfile::tempdir()?;
+/// let store = lightning_dir.path().join("node.redb");
+/// # std::fs::write(&store, b"")?;
+/// lockfile::write(&lightning_dir.path().join(LOCK_FILE_NAME), &store)?;
+/// // The readers take the directory and find the lock by this name.
+/// assert_eq!(lockfile::read(lightning_dir.path())?, std::fs::canonicalize(&store)?);
+/// # Ok(()) }
+/// ```
 pub const LOCK_FILE_NAME: &str = "backup.lock";
 
 /// When a destination has a change, relative to the answer lightningd waits for.
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry, Mode};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let entry = Entry::new("socket:127.0.0.1:9000");
+/// assert_eq!(entry.mode, Mode::Sync, "the default");
+/// let mut replica = entry.clone();
+/// replica.mode = Mode::Async;
+/// // A sync entry alone is the Python plugin's form; an async one needs the list.
+/// assert!(lockfile::lock_text(&[entry])?.contains("backend_url"));
+/// assert!(lockfile::lock_text(&[replica])?.contains(r#""mode": "async""#));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -51,6 +96,18 @@ pub enum Mode {
 
 impl Mode {
     /// `"sync"` or `"async"`, as the lock and `backup-status` write it.
+    ///
+    /// ```
+    /// use cln_backup::lockfile::{self, Entry, Mode};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(Mode::Sync.as_str(), "sync");
+    /// let mut entry = Entry::new("socket:127.0.0.1:9000");
+    /// entry.mode = Mode::Async;
+    /// let text = lockfile::lock_text(&[entry])?;
+    /// assert!(text.contains(&format!("\"mode\": \"{}\"", Mode::Async.as_str())), "{text}");
+    /// # Ok(()) }
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Sync => "sync",
@@ -60,6 +117,19 @@ impl Mode {
 }
 
 /// One destination of `backup.lock`.
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry};
+/// use std::path::Path;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let mut entry = Entry::new("socket:127.0.0.1:9000");
+/// entry.token_file = Some(dir.path().join("token"));
+/// let text = lockfile::lock_text(std::slice::from_ref(&entry))?;
+/// assert_eq!(lockfile::parse_lock(Path::new("backup.lock"), &text)?, [entry]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Entry {
@@ -78,18 +148,48 @@ pub struct Entry {
 
 impl Entry {
     /// A sync destination at `url` with no options.
+    ///
+    /// ```
+    /// use cln_backup::lockfile::{Entry, Mode};
+    ///
+    /// let entry = Entry::new("socket:127.0.0.1:9000");
+    /// assert_eq!((entry.url.as_str(), entry.mode), ("socket:127.0.0.1:9000", Mode::Sync));
+    /// assert!(entry.key.is_none() && entry.token_file.is_none() && entry.credentials_file.is_none());
+    /// ```
     pub fn new(url: impl Into<String>) -> Entry {
         Entry { url: url.into(), mode: Mode::Sync, key: None, credentials_file: None, token_file: None }
     }
 
     /// A sync destination naming the local store `store` by its absolute
     /// `file://` URL (the store must exist: its path is made canonical).
+    ///
+    /// ```
+    /// use cln_backup::lockfile::Entry;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = dir.path().join("node.redb");
+    /// assert!(Entry::local(&store).is_err(), "not there yet");
+    /// std::fs::write(&store, b"")?;
+    /// let entry = Entry::local(&store)?;
+    /// assert_eq!(entry.url, format!("file://{}", std::fs::canonicalize(&store)?.display()));
+    /// # Ok(()) }
+    /// ```
     pub fn local(store: &Path) -> Result<Entry> {
         Ok(Entry::new(file_url(store)?))
     }
 
     /// Whether the entry is a URL alone, sync, with no options: the one
     /// entry a Python-readable lock can hold.
+    ///
+    /// ```
+    /// use cln_backup::lockfile::Entry;
+    ///
+    /// let mut entry = Entry::new("socket:127.0.0.1:9000");
+    /// assert!(entry.is_plain());
+    /// entry.token_file = Some("token".into());
+    /// assert!(!entry.is_plain());
+    /// ```
     pub fn is_plain(&self) -> bool {
         self.mode == Mode::Sync && self.key.is_none() && self.credentials_file.is_none() && self.token_file.is_none()
     }
@@ -170,6 +270,19 @@ fn lock_error(path: &Path, what: impl Into<String>) -> Error {
 
 /// Parse the text of the lock file `path`, and check its destinations
 /// against the registry's rules.
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry};
+/// use std::path::Path;
+///
+/// let lock = Path::new("backup.lock");
+/// let entries = lockfile::parse_lock(lock, r#"{"backend_url": "file:///b/node.redb"}"#).unwrap();
+/// assert_eq!(entries, [Entry::new("file:///b/node.redb")]);
+/// // The list form is strict, and its errors name the file.
+/// let err = lockfile::parse_lock(lock, r#"{"destinations": [{"url": "file:///b/node.redb", "colour": 1}]}"#);
+/// let err = err.unwrap_err().to_string();
+/// assert!(err.starts_with("backup.lock: ") && err.contains("unknown field `colour`"), "{err}");
+/// ```
 pub fn parse_lock(path: &Path, text: &str) -> Result<Vec<Entry>> {
     let lock: LockJson =
         serde_json::from_str(text).map_err(|e| lock_error(path, format!("not a backup lock file: {e}")))?;
@@ -197,6 +310,17 @@ pub fn parse_lock(path: &Path, text: &str) -> Result<Vec<Entry>> {
 
 /// Read `DIR/backup.lock`: its destinations, in order, checked against the
 /// registry's rules (see [`crate::destination::check_destinations`]).
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// assert!(lockfile::read_lock(dir.path()).is_err(), "no lock yet");
+/// std::fs::write(dir.path().join(LOCK_FILE_NAME), r#"{"backend_url": "socket:127.0.0.1:9000"}"#)?;
+/// assert_eq!(lockfile::read_lock(dir.path())?, [Entry::new("socket:127.0.0.1:9000")]);
+/// # Ok(()) }
+/// ```
 pub fn read_lock(dir: &Path) -> Result<Vec<Entry>> {
     let path = dir.join(LOCK_FILE_NAME);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -205,6 +329,18 @@ pub fn read_lock(dir: &Path) -> Result<Vec<Entry>> {
 
 /// The text of a lock holding `entries`: the Python plugin's form for one
 /// plain `file://` or `socket:` entry, the list otherwise.
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let primary = Entry::new("file:///b/node.redb");
+/// let text = lockfile::lock_text(std::slice::from_ref(&primary))?;
+/// assert_eq!(text, r#"{"backend_url": "file:///b/node.redb"}"#);
+/// let both = lockfile::lock_text(&[primary, Entry::new("socket:127.0.0.1:9000")])?;
+/// assert!(both.contains("\"destinations\"") && !both.contains("backend_url"), "{both}");
+/// # Ok(()) }
+/// ```
 pub fn lock_text(entries: &[Entry]) -> Result<String> {
     if let [one] = entries {
         let lower = one.url.to_ascii_lowercase();
@@ -223,6 +359,23 @@ pub fn lock_text(entries: &[Entry]) -> Result<String> {
 /// checking them against the registry's rules, through
 /// [`crate::atomic_file`] as [`write()`] does; an existing lock is never
 /// replaced.
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let lock = dir.path().join(LOCK_FILE_NAME);
+/// let entries = [Entry::new("socket:127.0.0.1:9000")];
+/// lockfile::write_lock(&lock, &entries)?;
+/// assert_eq!(std::fs::read_to_string(&lock)?, lockfile::lock_text(&entries)?);
+/// let again = lockfile::write_lock(&lock, &entries).unwrap_err().to_string();
+/// assert!(again.contains("already exists"), "{again}");
+/// // A list the rules refuse is not written.
+/// std::fs::remove_file(&lock)?;
+/// assert!(lockfile::write_lock(&lock, &[]).is_err() && !lock.exists());
+/// # Ok(()) }
+/// ```
 pub fn write_lock(lock: &Path, entries: &[Entry]) -> Result<()> {
     crate::destination::check_destinations(entries).map_err(|e| lock_error(lock, e.to_string()))?;
     let content = lock_text(entries)?;
@@ -231,6 +384,17 @@ pub fn write_lock(lock: &Path, entries: &[Entry]) -> Result<()> {
 
 /// Read `DIR/backup.lock` and return its `backend_url`, as written; for a
 /// lock in the list form, the first destination's URL.
+///
+/// ```
+/// use cln_backup::lockfile::{self, Entry, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let entries = [Entry::new("file:///b/node.redb"), Entry::new("socket:127.0.0.1:9000")];
+/// lockfile::write_lock(&dir.path().join(LOCK_FILE_NAME), &entries)?;
+/// assert_eq!(lockfile::read_url(dir.path())?, "file:///b/node.redb");
+/// # Ok(()) }
+/// ```
 pub fn read_url(dir: &Path) -> Result<String> {
     let path = dir.join(LOCK_FILE_NAME);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -246,6 +410,21 @@ pub fn read_url(dir: &Path) -> Result<String> {
 /// Read `DIR/backup.lock` and return the local file it names (the primary,
 /// in the list form); a lock without one is an error naming the lock file
 /// and the URL.
+///
+/// ```
+/// use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+/// use std::path::Path;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let lock = dir.path().join(LOCK_FILE_NAME);
+/// std::fs::write(&lock, r#"{"backend_url": "file:///b/node.redb"}"#)?;
+/// assert_eq!(lockfile::read(dir.path())?, Path::new("/b/node.redb"));
+/// std::fs::write(&lock, r#"{"backend_url": "socket:127.0.0.1:9000"}"#)?;
+/// let err = lockfile::read(dir.path()).unwrap_err().to_string();
+/// assert!(err.contains(LOCK_FILE_NAME) && err.contains("not a local store"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn read(dir: &Path) -> Result<PathBuf> {
     let url = read_url(dir)?;
     crate::destination::local_path(Path::new(&url)).map_err(|e| lock_error(&dir.join(LOCK_FILE_NAME), e.to_string()))
@@ -256,6 +435,21 @@ pub fn read(dir: &Path) -> Result<PathBuf> {
 /// the lightning directory's owner (the plugin reads it as the user
 /// lightningd runs as) with mode 0600, then linked into place without
 /// replacing one that appeared meanwhile. Returns the URL.
+///
+/// ```
+/// use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = dir.path().join("node.redb");
+/// # std::fs::write(&store, b"")?;
+/// let lock = dir.path().join(LOCK_FILE_NAME);
+/// let url = lockfile::write(&lock, &store)?;
+/// assert_eq!(url, lockfile::file_url(&store)?);
+/// assert_eq!(std::fs::read_to_string(&lock)?, format!(r#"{{"backend_url": "{url}"}}"#));
+/// assert!(lockfile::write(&lock, &store).is_err(), "an existing lock is never replaced");
+/// # Ok(()) }
+/// ```
 pub fn write(lock: &Path, store: &Path) -> Result<String> {
     let (url, content) = lock_content(store)?;
     put_new(lock, &content)?;
@@ -281,6 +475,20 @@ fn put_new(lock: &Path, content: &str) -> Result<()> {
 }
 
 /// The absolute `file://` URL of the existing file `store`.
+///
+/// ```
+/// use cln_backup::lockfile;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = dir.path().join("node.redb");
+/// std::fs::write(&store, b"")?;
+/// // A roundabout spelling still gives the canonical path.
+/// let url = lockfile::file_url(&dir.path().join(".").join("node.redb"))?;
+/// assert_eq!(url, format!("file://{}", std::fs::canonicalize(&store)?.display()));
+/// assert!(lockfile::file_url(&dir.path().join("missing.redb")).is_err());
+/// # Ok(()) }
+/// ```
 pub fn file_url(store: &Path) -> Result<String> {
     Ok(lock_content(store)?.0)
 }
@@ -321,6 +529,20 @@ fn keep(lock: &Path, kept: &Path, old: &[u8]) -> Result<()> {
 }
 
 /// What [`repoint`] did.
+///
+/// ```
+/// use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = dir.path().join("node.redb");
+/// # std::fs::write(&store, b"")?;
+/// let done = lockfile::repoint(dir.path(), &store, "python")?;
+/// assert_eq!(done.lock, dir.path().join(LOCK_FILE_NAME));
+/// assert_eq!(done.url, lockfile::read_url(dir.path())?);
+/// assert_eq!(done.kept, None, "there was no lock to keep");
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Repointed {
@@ -339,6 +561,27 @@ pub struct Repointed {
 /// the kept name first, as a hard link keeping its owner, mode and bytes (a
 /// copy where there are none; an existing kept file is refused before
 /// anything changes), then the new lock is renamed over it.
+///
+/// ```
+/// use cln_backup::lockfile::{self, LOCK_FILE_NAME};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (dbak, store) = (dir.path().join("backup.dbak"), dir.path().join("node.redb"));
+/// # std::fs::write(&dbak, b"")?;
+/// # std::fs::write(&store, b"")?;
+/// lockfile::write(&dir.path().join(LOCK_FILE_NAME), &dbak)?;
+/// let python_lock = std::fs::read(dir.path().join(LOCK_FILE_NAME))?;
+/// let done = lockfile::repoint(dir.path(), &store, "python")?;
+/// assert_eq!(lockfile::read(dir.path())?, std::fs::canonicalize(&store)?);
+/// let kept = done.kept.unwrap();
+/// assert_eq!(kept, dir.path().join("backup.lock.python"));
+/// assert_eq!(std::fs::read(&kept)?, python_lock);
+/// // Once more would lose the kept lock: refused, nothing changes.
+/// assert!(lockfile::repoint(dir.path(), &dbak, "python").is_err());
+/// assert_eq!(lockfile::read(dir.path())?, std::fs::canonicalize(&store)?);
+/// # Ok(()) }
+/// ```
 pub fn repoint(dir: &Path, store: &Path, keep_suffix: &str) -> Result<Repointed> {
     let lock = dir.join(LOCK_FILE_NAME);
     let kept = dir.join(format!("{LOCK_FILE_NAME}.{keep_suffix}"));

@@ -19,6 +19,22 @@
 //!
 //! It must not touch storage or SQLite: the store records the model
 //! (`Model::to_bytes`) and replay asks it what to do.
+//!
+//! ```
+//! use cln_backup::{Error, Model, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let node = Store::create(dir.path().join("node.redb"))?;
+//! assert_eq!(node.model(), Model::Lightningd);
+//! // lightningd's model: a new version ends with the bump to it.
+//! let refused = node.add_change(1, &["CREATE TABLE t (x)"]);
+//! assert!(matches!(refused, Err(Error::MissingBump { version: 1, .. })));
+//! // An application's model: any statements, the version kept by the store.
+//! let app = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+//! app.add_change(1, &["CREATE TABLE t (x)"])?;
+//! assert_eq!(app.version(), 1);
+//! # Ok(()) }
+//! ```
 
 use serde::Serialize;
 
@@ -102,6 +118,16 @@ impl Model {
     }
 
     /// The model's name, as `info` shows it.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: false })?;
+    /// assert_eq!(store.status()?.model.name(), "application");
+    /// assert_eq!(Model::default().name(), "lightningd");
+    /// # Ok(()) }
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Model::Lightningd => "lightningd",

@@ -63,6 +63,16 @@
 use std::fmt::Write as _;
 
 /// A parameter value, in SQLite's five storage classes.
+///
+/// ```
+/// use cln_backup::render::{literal, Value};
+///
+/// assert_eq!(Value::from(true), Value::Integer(1));
+/// assert_eq!(Value::from(None::<&str>), Value::Null);
+/// assert_eq!(Value::from(vec![0xca, 0xfe]), Value::Blob(vec![0xca, 0xfe]));
+/// // A NaN is stored as NULL by SQLite, and rendered so.
+/// assert_eq!(literal(&Value::Real(f64::NAN)), "NULL");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// SQL NULL.
@@ -140,6 +150,17 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 }
 
 /// Why [`expand`] could not render a statement.
+///
+/// ```
+/// use cln_backup::render::{expand, RenderError, Value};
+///
+/// let err = expand("SELECT ?2", &[Value::from(1)]).unwrap_err();
+/// assert!(matches!(err, RenderError::NoParameter { number: 2, offset: 7, given: 1, .. }));
+/// let err = expand("SELECT ?", &[Value::from(1), Value::from(2)]).unwrap_err();
+/// assert_eq!(err, RenderError::UnusedParameter { number: 2, given: 2 });
+/// let err = expand("SELECT * FROM t WHERE id = :id", &[Value::from(1)]).unwrap_err();
+/// assert!(matches!(err, RenderError::NamedParameter { ref name, .. } if name == ":id"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RenderError {

@@ -17,6 +17,37 @@
 //! ([`Reader::changes`]) or a legacy file's plan. It must not choose, create,
 //! place or remove files: the caller hands it a file (empty, or holding the
 //! start image) that the caller discards if the replay fails.
+//!
+//! ```
+//! use cln_backup::{replay, version::bump_statement, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::create(dir.path().join("node.redb"))?;
+//! # store.add_change(1, &[
+//! #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+//! #     "INSERT INTO vars VALUES ('data_version', 0)".into(),
+//! #     "CREATE TABLE parent (id INTEGER PRIMARY KEY)".into(),
+//! #     "CREATE TABLE child (id INTEGER, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE)".into(),
+//! #     bump_statement(1),
+//! # ])?;
+//! // Version 1 made a parent table and a child table that cascades from it.
+//! store.add_change(2, &[
+//!     "INSERT INTO parent VALUES (1)".to_string(),
+//!     "INSERT INTO child VALUES (1, 1)".into(),
+//!     bump_statement(2),
+//! ])?;
+//! store.add_change(3, &["DELETE FROM parent WHERE id = 1".to_string(), bump_statement(3)])?;
+//!
+//! let db = dir.path().join("replayed.sqlite3");
+//! std::fs::File::create(&db)?;
+//! let reader = store.reader()?;
+//! let replayed = replay::replay_store(&reader, reader.head(), &db, None)?;
+//! assert_eq!(replayed.changes, 3);
+//! // Foreign keys on, as lightningd has them: the delete cascaded, as it did live.
+//! let conn = cln_backup::rusqlite::Connection::open(&db)?;
+//! assert_eq!(conn.query_row("SELECT count(*) FROM child", [], |r| r.get::<_, i64>(0))?, 0);
+//! # Ok(()) }
+//! ```
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -42,6 +73,25 @@ const BACKGROUND_CHANGES_PER_BATCH: u64 = 500;
 const HANDOVER_BATCH: usize = 64;
 
 /// Called with the number of changes replayed so far.
+///
+/// ```
+/// use cln_backup::{replay, Change, Model, Transaction, TIME_NOT_RECORDED};
+/// use std::sync::{Arc, Mutex};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let calls = Arc::new(Mutex::new(Vec::new()));
+/// let seen = calls.clone();
+/// let progress: replay::Progress = Arc::new(move |n| seen.lock().unwrap().push(n));
+/// let changes = (1..=300u64).map(|v| {
+///     let sql = if v == 1 { "CREATE TABLE t (x)".to_string() } else { format!("INSERT INTO t VALUES ({v})") };
+///     Ok(Change { seq: v, transactions: vec![Transaction { time_ms: TIME_NOT_RECORDED, statements: vec![sql] }] })
+/// });
+/// let app = Model::Application { foreign_keys: true };
+/// replay::replay_changes(&dir.path().join("db.sqlite3"), app, true, changes, 300, Some(&progress))?;
+/// // Every 256 changes, and once at the end.
+/// assert_eq!(*calls.lock().unwrap(), [256, 300]);
+/// # Ok(()) }
+/// ```
 pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Tell `progress` that `done` changes are done, every 256 of them (a call
@@ -60,6 +110,25 @@ pub(crate) fn report_done(progress: Option<&Progress>, done: u64) {
 }
 
 /// What a replay did.
+///
+/// ```
+/// use cln_backup::{replay, version::bump_statement, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// store.add_change(1, &[
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+///     "INSERT INTO vars VALUES ('data_version', 0)".into(),
+///     bump_statement(1),
+/// ])?;
+/// // lightningd reports a lone pragma at the same version, outside any transaction.
+/// store.add_change(1, &["PRAGMA foreign_keys = OFF"])?;
+/// let db = dir.path().join("replayed.sqlite3");
+/// std::fs::File::create(&db)?;
+/// let replayed = replay::replay_store(&store.reader()?, 1, &db, None)?;
+/// assert_eq!((replayed.changes, replayed.statements, replayed.foreign_keys), (1, 4, false));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Replayed {
@@ -82,6 +151,26 @@ pub(crate) fn foreign_keys_at_start(model: Model, snapshot: Option<&SnapshotInfo
 /// Replay a store's snapshot and changes up to `upto` into `path` (a new,
 /// empty file). The log is read, checked and decoded on a thread of its
 /// own, ahead of SQLite.
+///
+/// ```
+/// use cln_backup::{replay, rusqlite::Connection, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=5 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let reader = store.reader()?;
+/// // Version 3 of a store at 5, into a new file.
+/// let db = dir.path().join("at-3.sqlite3");
+/// std::fs::File::create(&db)?;
+/// let replayed = replay::replay_store(&reader, 3, &db, None)?;
+/// assert_eq!(replayed.changes, 3);
+/// let rows: i64 = Connection::open(&db)?.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+/// assert_eq!(rows, 2);
+/// # Ok(()) }
+/// ```
 pub fn replay_store(reader: &Reader, upto: Seq, path: &Path, progress: Option<&Progress>) -> Result<Replayed> {
     {
         let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
@@ -101,6 +190,42 @@ pub fn replay_store(reader: &Reader, upto: Seq, path: &Path, progress: Option<&P
 /// SQLite's `integrity_check` is run, and in lightningd's model its
 /// `data_version` is checked. The first error the iterator yields stops the
 /// replay and is returned as it is.
+///
+/// ```
+/// use cln_backup::{replay, rusqlite::Connection, version::bump_statement, Change, Model, Transaction};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let change = |v: u32, sql: &[&str]| -> cln_backup::Result<Change> {
+///     let mut statements: Vec<String> = sql.iter().map(|s| s.to_string()).collect();
+///     statements.push(bump_statement(v));
+///     Ok(Change { seq: v.into(), transactions: vec![Transaction { time_ms: 0, statements }] })
+/// };
+/// let log = || {
+///     [
+///         change(1, &[
+///             "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+///             "INSERT INTO vars VALUES ('data_version', 0)",
+///             "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+///             "CREATE TABLE child (parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE)",
+///             "INSERT INTO parent VALUES (1)",
+///             "INSERT INTO child VALUES (1)",
+///         ]),
+///         change(2, &["DELETE FROM parent WHERE id = 1"]),
+///     ]
+/// };
+/// // Foreign keys at the start decide whether the delete cascades.
+/// for foreign_keys in [true, false] {
+///     let db = dir.path().join(format!("fk-{foreign_keys}.sqlite3"));
+///     let replayed = replay::replay_changes(&db, Model::Lightningd, foreign_keys, log(), 2, None)?;
+///     assert_eq!(replayed.changes, 2);
+///     let children: i64 = Connection::open(&db)?.query_row("SELECT count(*) FROM child", [], |r| r.get(0))?;
+///     assert_eq!(children, if foreign_keys { 0 } else { 1 });
+/// }
+/// // The result must be at the version given.
+/// let db = dir.path().join("wrong.sqlite3");
+/// assert!(replay::replay_changes(&db, Model::Lightningd, true, log(), 3, None).is_err());
+/// # Ok(()) }
+/// ```
 pub fn replay_changes<I>(
     path: &Path,
     model: Model,
@@ -252,6 +377,18 @@ pub(crate) fn replay_for_compaction(
 /// Mend the statements mangled by CLN's expansion bug before PR 4090:
 /// `reserved_til=1891733WHERE` and `peer_id=5WHERE channels.id=` lost the
 /// space before `WHERE`.
+///
+/// ```
+/// use cln_backup::replay::fix_pre_4090;
+/// use std::borrow::Cow;
+///
+/// assert_eq!(
+///     fix_pre_4090("UPDATE outputs SET status=2, reserved_til=1891733WHERE prev_out_tx=x'00'"),
+///     "UPDATE outputs SET status=2, reserved_til=1891733 WHERE prev_out_tx=x'00'"
+/// );
+/// // Anything else comes back as it was, borrowed.
+/// assert!(matches!(fix_pre_4090("UPDATE t SET a=5 WHERE b=1"), Cow::Borrowed(_)));
+/// ```
 pub fn fix_pre_4090(stmt: &str) -> Cow<'_, str> {
     if !stmt.contains("WHERE") {
         return Cow::Borrowed(stmt);

@@ -11,6 +11,27 @@
 //!
 //! It must not write to a store (it reads one through [`Reader`](crate::Reader)), and it
 //! must not know how statements are applied: that is [`crate::replay`].
+//!
+//! ```
+//! use cln_backup::{restore, Error, Model, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+//! # store.add_change(1, &["CREATE TABLE t (x)"])?;
+//! # store.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+//! let node = dir.path().join("bitcoin");
+//! std::fs::create_dir(&node)?;
+//! // A directory means the database lightningd opens in it.
+//! let report = restore::restore_store(&store, &node, &restore::Options::default())?;
+//! assert_eq!(report.path, node.join(restore::DB_FILE_NAME));
+//! // A version the store does not hold is refused before anything is written.
+//! let elsewhere = dir.path().join("other.sqlite3");
+//! let opts = restore::Options { to_version: Some(9), ..Default::default() };
+//! let err = restore::restore_store(&store, &elsewhere, &opts).unwrap_err();
+//! assert!(matches!(err, Error::NotRestorable { asked: 9, .. }), "{err}");
+//! assert!(!elsewhere.exists());
+//! # Ok(()) }
+//! ```
 
 use crate::atomic_file::{self, NewOwner, Ownership, Replace, TempFile};
 use crate::destination::Destination;
@@ -25,9 +46,43 @@ use std::path::{Path, PathBuf};
 pub use crate::replay::Progress;
 
 /// The database file name lightningd uses; a directory destination gets it.
+///
+/// ```
+/// use cln_backup::restore::{resolve_destination, DB_FILE_NAME};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// assert_eq!(resolve_destination(dir.path())?, dir.path().join(DB_FILE_NAME));
+/// # Ok(()) }
+/// ```
 pub const DB_FILE_NAME: &str = "lightningd.sqlite3";
 
 /// How to restore.
+///
+/// ```
+/// use cln_backup::{now_ms, restore, Model, Store};
+/// use std::sync::{atomic::{AtomicU64, Ordering}, Arc};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let dest = dir.path().join("app.sqlite3");
+/// let replayed = Arc::new(AtomicU64::new(0));
+/// let seen = replayed.clone();
+/// let opts = restore::Options {
+///     to_version: Some(2),
+///     progress: Some(Arc::new(move |n| seen.store(n, Ordering::Relaxed))),
+///     ..Default::default()
+/// };
+/// assert_eq!(restore::restore_store(&store, &dest, &opts)?.version, 2);
+/// assert_eq!(replayed.load(Ordering::Relaxed), 2);
+/// // A time takes precedence over a version: now, every change had been received.
+/// let opts = restore::Options { to_version: Some(1), to_time_ms: Some(now_ms()), force: true, ..Default::default() };
+/// assert_eq!(restore::restore_store(&store, &dest, &opts)?.version, 3);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct Options {
     /// Restore this version (a `data_version`, or an extended store version)
@@ -36,7 +91,9 @@ pub struct Options {
     /// Restore the newest version the store had received at this time
     /// (milliseconds since the Unix epoch) instead of the head; see
     /// [`Reader::target_time`](crate::Reader::target_time). Only a store
-    /// keeps record times; it takes precedence over `to_version`.
+    /// keeps record times: [`restore_from`] and
+    /// [`legacy::restore_dbak`](crate::legacy::restore_dbak) refuse it
+    /// ([`Error::NoRecordTimes`]). It takes precedence over `to_version`.
     pub to_time_ms: Option<u64>,
     /// Replace an existing destination.
     pub force: bool,
@@ -45,6 +102,25 @@ pub struct Options {
 }
 
 /// What a restore produced.
+///
+/// ```
+/// use cln_backup::{restore, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let dest = dir.path().join("app.sqlite3");
+/// let report = restore::restore_store(&store, &dest, &restore::Options::default())?;
+/// assert_eq!((report.version, report.seq), (3, 3));
+/// // Three changes of one statement each, from an empty database.
+/// assert_eq!((report.changes, report.statements), (3, 3));
+/// assert_eq!(report.bytes, std::fs::metadata(&dest)?.len());
+/// assert!(report.moved_aside.is_empty());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Report {
@@ -75,6 +151,18 @@ pub(crate) const NETWORKS: &[&str] =
 /// when `dir` holds none itself: `dir` is then lightningd's base directory
 /// (`~/.lightning`), not the network directory (`~/.lightning/bitcoin`)
 /// where the node's database lives. Empty for any other directory.
+///
+/// ```
+/// use cln_backup::restore::{networks_below, DB_FILE_NAME};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let base = tempfile::tempdir()?;
+/// let network = base.path().join("bitcoin");
+/// std::fs::create_dir(&network)?;
+/// std::fs::write(network.join(DB_FILE_NAME), b"")?;
+/// assert_eq!(networks_below(base.path()), vec![network.clone()]);
+/// assert!(networks_below(&network).is_empty());
+/// # Ok(()) }
+/// ```
 pub fn networks_below(dir: &Path) -> Vec<PathBuf> {
     if dir.join(DB_FILE_NAME).exists() {
         return vec![];
@@ -88,6 +176,24 @@ pub fn networks_below(dir: &Path) -> Vec<PathBuf> {
 /// opens. A symbolic link (a database kept on another disk) means the file
 /// it points to, so that a restore replaces that file rather than the link;
 /// a link to nothing is refused.
+///
+/// ```
+/// use cln_backup::restore::{resolve_destination, DB_FILE_NAME};
+/// use cln_backup::Error;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let base = tempfile::tempdir()?;
+/// let network = base.path().join("regtest");
+/// std::fs::create_dir(&network)?;
+/// assert_eq!(resolve_destination(&network)?, network.join(DB_FILE_NAME));
+/// std::fs::write(network.join(DB_FILE_NAME), b"")?;
+/// // The base directory above it is refused, naming the network directory.
+/// let err = resolve_destination(base.path()).unwrap_err();
+/// assert!(matches!(&err, Error::BaseDirectory { network: n, .. } if *n == network), "{err}");
+/// // A file is itself.
+/// let file = base.path().join("copy.sqlite3");
+/// assert_eq!(resolve_destination(&file)?, file);
+/// # Ok(()) }
+/// ```
 pub fn resolve_destination(dest: &Path) -> Result<PathBuf> {
     let db = if dest.is_dir() {
         let below = networks_below(dest);
@@ -137,6 +243,30 @@ pub(crate) fn existing_side_files(db: &Path) -> Vec<PathBuf> {
 }
 
 /// A file a restore moved out of the way, and where to.
+///
+/// ```
+/// use cln_backup::{restore, Error, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// let dest = dir.path().join("lightningd.sqlite3");
+/// restore::restore_store(&store, &dest, &Default::default())?;
+/// // A crashed SQLite left a journal beside the database.
+/// let journal = dir.path().join("lightningd.sqlite3-journal");
+/// std::fs::write(&journal, b"hot journal")?;
+/// let err = restore::restore_store(&store, &dest, &Default::default()).unwrap_err();
+/// assert!(matches!(err, Error::StaleSideFile { .. }), "{err}");
+/// // Replacing the database moves the old one aside with its journal, as a pair.
+/// let report = restore::restore_store(&store, &dest, &restore::Options { force: true, ..Default::default() })?;
+/// let moved: Vec<_> = report.moved_aside.iter().map(|m| m.from.clone()).collect();
+/// assert_eq!(moved, [dest.clone(), journal.clone()]);
+/// let old = report.moved_aside[0].to.to_str().unwrap();
+/// assert!(old.starts_with(&format!("{}.replaced-", dest.display())), "{old}");
+/// assert_eq!(report.moved_aside[1].to.to_str(), Some(format!("{old}-journal").as_str()));
+/// assert!(std::path::Path::new(old).is_file() && !journal.exists());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct MovedAside {
@@ -326,7 +456,24 @@ fn report(seq: Seq, replayed: &replay::Replayed, placed: Placed) -> Report {
 /// [`Destination::restore_source`]: the same safety as [`restore_store`]
 /// (staging, side files, ownership, the version reread in place) for any
 /// destination, local or not.
+///
+/// ```
+/// use cln_backup::{restore, FileDestination, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # store.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+/// // Any destination: here a local store; a `socket:` server or object storage alike.
+/// let source = FileDestination::new(store);
+/// let dest = dir.path().join("app.sqlite3");
+/// let opts = restore::Options { to_version: Some(1), ..Default::default() };
+/// let report = restore::restore_from(&source, &dest, &opts)?;
+/// assert_eq!((report.path, report.version), (dest, 1));
+/// # Ok(()) }
+/// ```
 pub fn restore_from(source: &dyn Destination, dest: &Path, opts: &Options) -> Result<Report> {
+    refuse_time(opts, source.location())?;
     restore_with(Path::new(source.location()), dest, opts, |image| {
         let from = source.restore_source(opts.to_version, image)?;
         Ok((from.upto, from.model, from.foreign_keys, from.changes))
@@ -371,6 +518,15 @@ pub fn restore_store(store: &Store, dest: &Path, opts: &Options) -> Result<Repor
 /// foreign-key state at the start and the changes; they are replayed into the staged file, which
 /// is then placed (see [`Staged::persist`]). `source` is the file read from,
 /// never to be written over. On any error the staged file is removed.
+/// A source other than a store keeps no record times: a restore to a time
+/// is refused rather than quietly giving the head (or `to_version`).
+pub(crate) fn refuse_time(opts: &Options, source_name: &str) -> Result<()> {
+    match opts.to_time_ms {
+        Some(_) => Err(Error::NoRecordTimes { source_name: source_name.to_string() }),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn restore_with<I>(
     source: &Path,
     dest: &Path,

@@ -18,6 +18,19 @@
 //! Decision: times before 1970-01-01T00:00:00Z are refused (no store holds
 //! a version from before the Unix epoch, and the result is unsigned), and so
 //! are years above 9999 (RFC 3339 has four digits for the year).
+//!
+//! ```
+//! use cln_backup::timespec::{parse_age, parse_point};
+//! use cln_backup::utc_iso8601;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let at = parse_point("2026-12-07T11:30:00.9999+01:00")?;
+//! // Truncated to the millisecond, and shown in UTC.
+//! assert_eq!(utc_iso8601(at, true), "2026-12-07T10:30:00.999Z");
+//! // A retention age of a day and a half, before that time.
+//! let cutoff = at - parse_age("1d12h")?.as_millis() as u64;
+//! assert_eq!(utc_iso8601(cutoff, false), "2026-12-05T22:30:00Z");
+//! # Ok(()) }
+//! ```
 
 use std::time::Duration;
 
@@ -33,6 +46,17 @@ const AGE_FORMS: &str = "a number and a unit (s, m, h, d or w) such as 30d, 12h 
 /// place of the `T` too) or a Unix time in seconds with an optional
 /// fraction (`1796640000`, `1796640000.5`). Returns milliseconds since the
 /// Unix epoch; the error names `text` and what is wrong with it.
+///
+/// ```
+/// use cln_backup::timespec::parse_point;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ms = parse_point("2026-12-07T10:30:00.250Z")?;
+/// assert_eq!(parse_point("2026-12-07 11:30:00.250+01:00")?, ms);
+/// assert_eq!(parse_point("1796639400.25")?, ms);
+/// let err = parse_point("yesterday").unwrap_err();
+/// assert!(err.starts_with("\"yesterday\" is not a time"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn parse_point(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let parsed =
@@ -45,6 +69,17 @@ pub fn parse_point(text: &str) -> Result<u64, String> {
 /// to the smallest, each at most once; an age of zero is refused (it would
 /// drop every snapshot but the newest at once, which is never what was
 /// meant). The error names `text`.
+///
+/// ```
+/// use cln_backup::timespec::parse_age;
+/// use std::time::Duration;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// assert_eq!(parse_age("1d12h")?, Duration::from_secs(36 * 3600));
+/// assert_eq!(parse_age("2w")?, Duration::from_secs(14 * 86_400));
+/// assert!(parse_age("0d").is_err(), "an age of zero");
+/// assert!(parse_age("12h1d").is_err(), "units from the largest");
+/// # Ok(()) }
+/// ```
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     age(text.trim()).map_err(|why| format!("{text:?} is not an age: {why} (expected {AGE_FORMS})"))
 }

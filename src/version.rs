@@ -5,16 +5,51 @@
 //! (`epoch << 32 | data_version`) so that order survives the wrap. Also owns
 //! recognising the version bump that ends every lightningd transaction.
 //! It must not touch storage.
+//!
+//! ```
+//! use cln_backup::version::{bump_statement, data_version, next, transaction_bump};
+//!
+//! // The change after data_version 4294967295 is data_version 0, one epoch on.
+//! let last = u64::from(u32::MAX);
+//! assert_eq!(data_version(next(last)), 0);
+//! assert!(next(last) > last);
+//! // The bump that ends lightningd's transaction to version 8 raises 7.
+//! assert_eq!(transaction_bump(&[bump_statement(8)]), Some(7));
+//! ```
 
 /// A store version: monotonic, extended across u32 wraps of `data_version`.
+///
+/// ```
+/// use cln_backup::{version, Seq};
+///
+/// // data_version 5, after one wrap of the u32.
+/// let seq: Seq = (1 << 32) | 5;
+/// assert_eq!(version::data_version(seq), 5);
+/// assert!(seq > Seq::from(u32::MAX));
+/// ```
 pub type Seq = u64;
 
 /// The `data_version` lightningd reports for a store version.
+///
+/// ```
+/// use cln_backup::version::data_version;
+///
+/// assert_eq!(data_version(42), 42);
+/// assert_eq!(data_version((2 << 32) | 42), 42);
+/// ```
 pub fn data_version(seq: Seq) -> u32 {
     seq as u32
 }
 
 /// The store version that follows `seq` (wraps `data_version` into the next epoch).
+///
+/// ```
+/// use cln_backup::version::{data_version, next};
+///
+/// assert_eq!(next(7), 8);
+/// let wrapped = next(u64::from(u32::MAX));
+/// assert_eq!((wrapped >> 32, data_version(wrapped)), (1, 0));
+/// ```
 pub fn next(seq: Seq) -> Seq {
     seq + 1
 }
@@ -51,12 +86,30 @@ pub(crate) fn bump_from(stmt: &str) -> Option<u32> {
 }
 
 /// The bump a transaction ends with, if it ends with one.
+///
+/// ```
+/// use cln_backup::version::{bump_statement, transaction_bump};
+///
+/// let txn = ["INSERT INTO vars VALUES ('x', 1)".to_string(), bump_statement(8)];
+/// assert_eq!(transaction_bump(&txn), Some(7));
+/// // Only the last statement counts.
+/// assert_eq!(transaction_bump(&[bump_statement(8), "DELETE FROM peers".to_string()]), None);
+/// ```
 pub fn transaction_bump<S: AsRef<str>>(statements: &[S]) -> Option<u32> {
     statements.last().and_then(|s| bump_from(s.as_ref()))
 }
 
 /// Is this transaction a lone `PRAGMA foreign_keys = ...` report, which lightningd
 /// ran outside any transaction? Returns the state it sets.
+///
+/// ```
+/// use cln_backup::version::lone_foreign_keys_pragma;
+///
+/// assert_eq!(lone_foreign_keys_pragma(&["PRAGMA foreign_keys = OFF;"]), Some(false));
+/// assert_eq!(lone_foreign_keys_pragma(&["pragma foreign_keys=1"]), Some(true));
+/// // Not alone: part of a transaction.
+/// assert_eq!(lone_foreign_keys_pragma(&["PRAGMA foreign_keys = ON", "DELETE FROM peers"]), None);
+/// ```
 pub fn lone_foreign_keys_pragma<S: AsRef<str>>(statements: &[S]) -> Option<bool> {
     match statements {
         [only] => foreign_keys_pragma(only.as_ref()),
@@ -79,6 +132,17 @@ pub(crate) fn foreign_keys_pragma(stmt: &str) -> Option<bool> {
 }
 
 /// The bump statement lightningd would write for a transaction that produces `version`.
+///
+/// ```
+/// use cln_backup::version::{bump_statement, transaction_bump};
+///
+/// assert_eq!(
+///     bump_statement(1),
+///     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// );
+/// // The bump to 0 raises the last u32.
+/// assert_eq!(transaction_bump(&[bump_statement(0)]), Some(u32::MAX));
+/// ```
 pub fn bump_statement(version: u32) -> String {
     format!("{BUMP_PREFIX}{}", version.wrapping_sub(1))
 }
@@ -86,6 +150,14 @@ pub fn bump_statement(version: u32) -> String {
 /// The restorable versions `lo` to `hi` as an operator reads them. Version 0
 /// of a log without a snapshot is the empty database before the first
 /// change: the command line does not restore it, so the range is shown from 1.
+///
+/// ```
+/// use cln_backup::version::range_text;
+///
+/// assert_eq!(range_text(5, 9, true), "5 to 9");
+/// assert_eq!(range_text(0, 3, false), "1 to 3; 0 is the empty database before the first change");
+/// assert_eq!(range_text(0, 0, false), "none yet, the backup holds no change");
+/// ```
 pub fn range_text(lo: Seq, hi: Seq, has_snapshot: bool) -> String {
     match (has_snapshot, lo, hi) {
         (false, 0, 0) => "none yet, the backup holds no change".to_string(),

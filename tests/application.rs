@@ -232,3 +232,45 @@ fn errors_say_whether_to_try_again() {
     let missing = Store::open(dir.path().join("none.redb")).unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::Refused, "{missing}");
 }
+
+#[test]
+fn a_reader_whose_store_was_dropped_says_so_and_is_not_worth_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.redb");
+    let store = Store::create_with(&path, FK_ON).unwrap();
+    store.add_change(1, &["CREATE TABLE t (x)"]).unwrap();
+    let reader = store.reader().unwrap();
+    assert_eq!(reader.changes_after(0, 1).unwrap().count(), 1);
+    drop(store);
+    // redb closes the file with the last handle: the view cannot read any
+    // more, and no retry would change that.
+    let closed = match reader.changes_after(0, 1) {
+        Ok(mut changes) => changes.next().unwrap().unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(matches!(closed, Error::StoreClosed { .. }), "{closed}");
+    assert_eq!(closed.kind(), ErrorKind::Refused);
+    assert!(closed.to_string().contains("app.redb"), "{closed}");
+    // Opened again, the store reads as before.
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(store.reader().unwrap().changes_after(0, 1).unwrap().count(), 1);
+}
+
+#[test]
+fn versions_the_store_cannot_restore_are_refused_as_such_not_reported_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create_with(dir.path().join("app.redb"), FK_ON).unwrap();
+    for v in 1..=3 {
+        store.add_change(v, &[format!("CREATE TABLE t{v} (x)")]).unwrap();
+    }
+    let reader = store.reader().unwrap();
+    // Past the head: the caller's mistake, named with the range it may ask.
+    let past = reader.changes(9).err().expect("changes(9) is refused");
+    assert!(matches!(past, Error::NotRestorable { asked: 9, .. }), "{past}");
+    let after = reader.changes_after(5, 9).err().expect("changes_after(5, 9) is refused");
+    assert!(matches!(after, Error::NotRestorable { asked: 5, .. }), "{after}");
+    assert_eq!(after.kind(), ErrorKind::Refused);
+    // Version 0 of a log without a snapshot is the empty database: no time.
+    assert_eq!(reader.time_of(0).unwrap(), cln_backup::TIME_NOT_RECORDED);
+    assert!(reader.time_of(3).unwrap() > 0);
+}

@@ -292,4 +292,13 @@ fn a_restore_reads_any_destination_through_the_trait() {
         other => panic!("expected NotRestorable, got {other:?}"),
     }
     assert!(!dest.exists());
+
+    // A time is refused too: only a store keeps times, and a source read
+    // through the trait gives none, so the head must not be given instead.
+    let opts = cln_backup::restore::Options { to_time_ms: Some(cln_backup::now_ms()), ..Default::default() };
+    match cln_backup::restore::restore_from(&memory, &dest, &opts) {
+        Err(e @ Error::NoRecordTimes { .. }) => assert!(!e.is_retryable(), "{e}"),
+        other => panic!("expected NoRecordTimes, got {other:?}"),
+    }
+    assert!(!dest.exists());
 }

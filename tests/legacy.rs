@@ -149,6 +149,14 @@ fn fixture_restores_directly_to_the_reference_dump() {
     // A directory destination means DIR/lightningd.sqlite3; it now exists, so it is refused.
     let err = legacy::restore_dbak(Path::new(FIXTURE_DBAK), dir.path(), &restore::Options::default()).unwrap_err();
     assert!(matches!(err, Error::DestinationExists { .. }), "{err}");
+
+    // A .dbak keeps no times: a restore to a time is refused, naming it,
+    // instead of restoring its head.
+    let other = dir.path().join("at-a-time.sqlite3");
+    let opts = restore::Options { to_time_ms: Some(cln_backup::now_ms()), ..Default::default() };
+    let err = legacy::restore_dbak(Path::new(FIXTURE_DBAK), &other, &opts).unwrap_err();
+    assert!(matches!(err, Error::NoRecordTimes { .. }) && err.to_string().contains("pre-4090-backup.dbak"), "{err}");
+    assert!(!other.exists());
 }
 
 #[test]

@@ -26,6 +26,24 @@
 //! store), `socket/` ([`SocketDestination`], a remote backup server) and
 //! `object/` (`ObjectDestination`, object storage, behind the
 //! `object-store` feature).
+//!
+//! ```
+//! use cln_backup::destination::{self, Access};
+//! use cln_backup::lockfile::Entry;
+//! use cln_backup::Store;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("node.redb");
+//! drop(Store::create(&path)?);
+//! let dest = destination::open(format!("file://{}", path.display()), Access::Write)?;
+//! assert_eq!(dest.head()?.version, 0);
+//! assert!(dest.local_store().is_some());
+//!
+//! // A backup server alone is allowed; object storage alone is not.
+//! assert!(destination::check_destinations(&[Entry::new("socket:127.0.0.1:8700")]).is_ok());
+//! assert!(destination::check_destinations(&[Entry::new("s3://bucket/node")]).is_err());
+//! # Ok(()) }
+//! ```
 
 mod file;
 #[cfg(feature = "object-store")]
@@ -64,6 +82,28 @@ pub(crate) const SUPPORTED: &str =
 
 /// The head of a destination: what the first write after a start is
 /// checked against.
+///
+/// ```
+/// use cln_backup::destination::{Destination, FileDestination, Head};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// # store.add_change(2, &["INSERT INTO vars VALUES ('v2', 2)".to_string(), bump_statement(2)])?;
+/// let dest = FileDestination::new(store);
+/// assert_eq!(dest.head()?, Head::new(2, Some(1), true));
+/// dest.rewind()?;
+/// let head = dest.head()?;
+/// assert_eq!(head.version, 1);
+/// assert!(!head.rewind_allowed, "only one rewind in a row");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Head {
@@ -79,6 +119,16 @@ impl Head {
     /// A head at `version`, after `prev_version` when there is a last
     /// change, and whether that change may be rewound: what a
     /// [`Destination`] outside this crate returns from its `head`.
+    ///
+    /// ```
+    /// use cln_backup::destination::Head;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A destination at version 7 whose last change took it from 6.
+    /// let head = Head::new(7, Some(6), true);
+    /// assert_eq!((head.version, head.prev_version, head.rewind_allowed), (7, Some(6), true));
+    /// assert_ne!(head, Head::new(7, None, false));
+    /// # Ok(()) }
+    /// ```
     pub fn new(version: u32, prev_version: Option<u32>, rewind_allowed: bool) -> Head {
         Head { version, prev_version, rewind_allowed }
     }
@@ -86,6 +136,30 @@ impl Head {
 
 /// What a destination reports about itself, for `info` of a remote copy
 /// and `backup-status`: its head, and what it can restore when it knows.
+///
+/// ```
+/// use cln_backup::destination::{Destination, FileDestination};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::{compact, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+/// # }
+/// // A snapshot at 2 and the change to 3.
+/// compact::compact(&store, &Default::default())?;
+/// let summary = FileDestination::new(store).summary()?;
+/// assert_eq!(summary.head.version, 3);
+/// assert_eq!(summary.snapshot_version, Some(2));
+/// assert_eq!(summary.restorable, Some((2, 3)));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Summary {
@@ -105,6 +179,16 @@ pub struct Summary {
 impl Summary {
     /// A summary with the head alone: what [`Destination::summary`]
     /// reports unless a destination says more.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Head, Summary};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let summary = Summary::new(Head::new(5, Some(4), true));
+    /// assert_eq!(summary.head.version, 5);
+    /// assert_eq!(summary.restorable, None);
+    /// assert!(summary.details.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn new(head: Head) -> Summary {
         Summary { head, restorable: None, snapshot_version: None, details: Vec::new() }
     }
@@ -112,6 +196,33 @@ impl Summary {
 
 /// What a restore reads from a destination, from one consistent view of it
 /// (see [`Destination::restore_source`]).
+///
+/// ```
+/// use cln_backup::destination::{Destination, FileDestination};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::{Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+/// # }
+/// let dest = FileDestination::new(store);
+/// let mut image = Vec::new();
+/// let source = dest.restore_source(Some(2), &mut image)?;
+/// assert_eq!(source.upto, 2);
+/// assert_eq!(source.model, Model::Lightningd);
+/// // No snapshot: the changes start from an empty database.
+/// assert!(image.is_empty());
+/// let versions: Vec<u32> = source.changes.map(|c| c.map(|c| c.data_version())).collect::<Result<_, _>>()?;
+/// assert_eq!(versions, [1, 2]);
+/// # Ok(()) }
+/// ```
 #[non_exhaustive]
 pub struct RestoreSource {
     /// The store version the restore reaches.
@@ -130,6 +241,28 @@ pub struct RestoreSource {
 impl RestoreSource {
     /// A source reaching `upto`, starting with `foreign_keys`, yielding
     /// `changes`: what a [`Destination`] outside this crate returns.
+    ///
+    /// ```
+    /// use cln_backup::destination::RestoreSource;
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # store.add_change(2, &["INSERT INTO vars VALUES ('v2', 2)".to_string(), bump_statement(2)])?;
+    /// // The changes of a store, as a destination of its own would read them.
+    /// let reader = store.reader()?;
+    /// let source = RestoreSource::new(reader.head(), true, Box::new(reader.changes(reader.head())?));
+    /// assert_eq!(source.model, Model::Lightningd);
+    /// assert_eq!(source.upto, 2);
+    /// assert_eq!(source.changes.count(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn new(
         upto: Seq,
         foreign_keys: bool,
@@ -168,16 +301,90 @@ impl std::fmt::Debug for RestoreSource {
 /// that is not a local store returns `None` from
 /// [`local_store`](Destination::local_store); `backup-status` and compaction
 /// use that store.
+///
+/// ```
+/// use cln_backup::destination::{Destination, FileDestination};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// // The plugin's list: a primary store and a replica of it on a second disk.
+/// let destinations: Vec<Box<dyn Destination>> = vec![
+///     Box::new(FileDestination::new(Store::create(dir.path().join("node.redb"))?)),
+///     Box::new(FileDestination::new(Store::create(dir.path().join("replica.redb"))?)),
+/// ];
+/// let bump = bump_statement(1);
+/// let statements = ["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", bump.as_str()];
+/// for dest in &destinations {
+///     dest.add_change(1, &statements)?;
+/// }
+/// // Every one has the change: lightningd may go on.
+/// for dest in &destinations {
+///     assert_eq!(dest.head()?.version, 1);
+/// }
+/// # Ok(()) }
+/// ```
 pub trait Destination: Send + Sync + std::fmt::Debug {
     /// The destination as messages name it: the store's path, or the URL.
+    ///
+    /// ```
+    /// use cln_backup::destination::{self, Access};
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// drop(Store::create(&path)?);
+    /// // A local store is named by its path, even when opened by its URL.
+    /// let dest = destination::open(format!("file://{}", path.display()), Access::Write)?;
+    /// assert_eq!(dest.location(), path.display().to_string());
+    /// # Ok(()) }
+    /// ```
     fn location(&self) -> &str;
 
     /// The head and whether the last change may be rewound.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # store.add_change(2, &["INSERT INTO vars VALUES ('v2', 2)".to_string(), bump_statement(2)])?;
+    /// let dest = FileDestination::new(store);
+    /// let head = dest.head()?;
+    /// assert_eq!((head.version, head.prev_version), (2, Some(1)));
+    /// assert!(head.rewind_allowed);
+    /// # Ok(()) }
+    /// ```
     fn head(&self) -> Result<Head>;
 
     /// Store one transaction lightningd reported with `data_version ==
     /// version`, under the change-log rules of [`Store::add_change`].
     /// Durable when it returns `Ok`.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::{Added, Error, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let dest = FileDestination::new(Store::create(dir.path().join("node.redb"))?);
+    /// let bump = bump_statement(1);
+    /// let added = dest.add_change(1, &["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", &bump])?;
+    /// assert_eq!(added, Added::New(1));
+    /// // Version 2 is missing: the change for 3 is refused, and nothing is stored.
+    /// let bump = bump_statement(3);
+    /// let refused = dest.add_change(3, &["INSERT INTO vars VALUES ('a', 1)", &bump]);
+    /// assert!(matches!(refused, Err(Error::Gap { .. })));
+    /// assert_eq!(dest.head()?.version, 1);
+    /// # Ok(()) }
+    /// ```
     fn add_change(&self, version: u32, statements: &[&str]) -> Result<Added>;
 
     /// Store several consecutive changes read from a local store (a
@@ -187,6 +394,30 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// on `Err`, a prefix of them may be stored, and
     /// [`head`](Destination::head) says how far it got. A destination that
     /// can ship many changes as one object overrides it.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::{Change, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let primary = Store::create(dir.path().join("node.redb"))?;
+    /// # primary.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # for v in 2..=3 {
+    /// #     primary.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+    /// # }
+    /// let replica = FileDestination::new(Store::create(dir.path().join("replica.redb"))?);
+    /// // Everything the primary holds, shipped in one call.
+    /// let reader = primary.reader()?;
+    /// let changes: Vec<Change> = reader.changes(reader.head())?.collect::<Result<_, _>>()?;
+    /// replica.add_changes(&changes)?;
+    /// assert_eq!(replica.head()?.version, 3);
+    /// # Ok(()) }
+    /// ```
     fn add_changes(&self, changes: &[Change]) -> Result<()> {
         for change in changes {
             for transaction in &change.transactions {
@@ -198,9 +429,50 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     }
 
     /// Remove the last change: lightningd reported it but did not commit it.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # store.add_change(2, &["INSERT INTO vars VALUES ('v2', 2)".to_string(), bump_statement(2)])?;
+    /// let dest = FileDestination::new(store);
+    /// // lightningd's COMMIT of version 2 failed: take it back out.
+    /// assert_eq!(dest.rewind()?, 1);
+    /// assert_eq!(dest.head()?.version, 1);
+    /// assert!(dest.rewind().is_err(), "only one rewind in a row");
+    /// # Ok(()) }
+    /// ```
     fn rewind(&self) -> Result<Seq>;
 
     /// Store a whole SQLite image as the base snapshot at `version`.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::rusqlite::Connection;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let db = dir.path().join("lightningd.sqlite3");
+    /// Connection::open(&db)?.execute_batch(
+    ///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER); INSERT INTO vars VALUES ('data_version', 5);",
+    /// )?;
+    /// let dest = FileDestination::new(Store::create(dir.path().join("node.redb"))?);
+    /// let info = dest.add_snapshot(5, &mut std::fs::File::open(&db)?)?;
+    /// assert_eq!(info.version, 5);
+    /// // The store now starts at 5, with nothing to rewind.
+    /// let head = dest.head()?;
+    /// assert_eq!(head.version, 5);
+    /// assert!(!head.rewind_allowed);
+    /// # Ok(()) }
+    /// ```
     fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo>;
 
     /// Stream what a restore to `to_version` (a `data_version`, or the head
@@ -209,10 +481,56 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// an empty database), and the changes after it come back in a
     /// [`RestoreSource`]. A version outside the restorable range is
     /// [`Error::NotRestorable`].
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::{Error, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+    /// # }
+    /// let dest = FileDestination::new(store);
+    /// let mut image = Vec::new();
+    /// let source = dest.restore_source(None, &mut image)?;
+    /// assert_eq!(source.upto, 3);
+    /// assert_eq!(source.changes.count(), 3);
+    /// // Beyond the head: not restorable.
+    /// let beyond = dest.restore_source(Some(9), &mut image);
+    /// assert!(matches!(beyond, Err(Error::NotRestorable { asked: 9, .. })));
+    /// # Ok(()) }
+    /// ```
     fn restore_source(&self, to_version: Option<u64>, image: &mut dyn Write) -> Result<RestoreSource>;
 
     /// The local store, for what reads or rewrites it whole in place:
     /// `backup-status`, compaction.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # store.add_change(2, &["INSERT INTO vars VALUES ('v2', 2)".to_string(), bump_statement(2)])?;
+    /// let dest = FileDestination::new(store);
+    /// let local = dest.local_store().expect("a file destination is a local store");
+    /// assert_eq!(local.version(), 2);
+    /// assert_eq!(local.status()?.changes, 2);
+    /// # Ok(()) }
+    /// ```
     fn local_store(&self) -> Option<&Store>;
 
     /// Ask a destination that compacts itself (a backup server) to do so
@@ -220,6 +538,29 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// such request (a local store is compacted through
     /// [`local_store`](Destination::local_store), object storage by the
     /// snapshots it is sent).
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::{compact, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+    /// # }
+    /// let dest = FileDestination::new(store);
+    /// // A local store has no such request: it is compacted as a store.
+    /// assert!(dest.compact_remote().is_none());
+    /// let store = dest.local_store().expect("a local store");
+    /// assert_eq!(compact::compact(store, &Default::default())?.snapshot_version, Some(2));
+    /// # Ok(()) }
+    /// ```
     fn compact_remote(&self) -> Option<Result<serde_json::Value>> {
         None
     }
@@ -227,6 +568,27 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// What the destination holds, for `info` and `backup-status`. By
     /// default the head alone (a local store adds its restorable range and
     /// snapshot); a destination that knows more overrides it.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// # store.add_change(2, &["INSERT INTO vars VALUES ('v2', 2)".to_string(), bump_statement(2)])?;
+    /// let summary = FileDestination::new(store).summary()?;
+    /// assert_eq!(summary.head.version, 2);
+    /// // No snapshot: from the empty database (0) to the head.
+    /// assert_eq!(summary.restorable, Some((0, 2)));
+    /// assert_eq!(summary.snapshot_version, None);
+    /// # Ok(()) }
+    /// ```
     fn summary(&self) -> Result<Summary> {
         let head = self.head()?;
         let Some(store) = self.local_store() else {
@@ -243,6 +605,25 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
 }
 
 /// How [`open`] opens a local store.
+///
+/// ```
+/// use cln_backup::destination::{self, Access};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::{Error, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("node.redb");
+/// drop(Store::create(&path)?);
+/// let reader = destination::open(&path, Access::ReadOnly)?;
+/// let bump = bump_statement(1);
+/// let refused = reader.add_change(1, &["CREATE TABLE t (x)", &bump]);
+/// assert!(matches!(refused, Err(Error::ReadOnly { .. })));
+/// drop(reader);
+/// let writer = destination::open(&path, Access::Write)?;
+/// writer.add_change(1, &["CREATE TABLE t (x)", &bump])?;
+/// assert_eq!(writer.head()?.version, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// The one writer ([`Store::open`]): the plugin, compaction, imports.
@@ -251,8 +632,27 @@ pub enum Access {
     ReadOnly,
 }
 
-/// What a store argument or `backend_url` names. Remote locations will be
-/// further variants, so a match outside the crate needs a wildcard arm.
+/// What a store argument or `backend_url` names. Other kinds of location
+/// may become further variants, so a match outside the crate needs a
+/// wildcard arm.
+///
+/// ```
+/// use cln_backup::destination::{parse, Location};
+/// use std::path::{Path, PathBuf};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let describe = |arg: &str| -> cln_backup::Result<String> {
+///     Ok(match parse(Path::new(arg))? {
+///         Location::File(path) => format!("the file {}", path.display()),
+///         Location::Socket(url) => format!("the server at {}", url.target.to_url_form()),
+///         _ => format!("the remote copy {arg}"),
+///     })
+/// };
+/// assert_eq!(describe("node.redb")?, "the file node.redb");
+/// assert_eq!(describe("socket:[::1]:8700")?, "the server at [::1]:8700");
+/// assert_eq!(describe("s3://bucket/node")?, "the remote copy s3://bucket/node");
+/// assert_eq!(parse(Path::new("node.redb"))?, Location::File(PathBuf::from("node.redb")));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Location {
@@ -265,6 +665,22 @@ pub enum Location {
 }
 
 /// How [`open_with`] opens a destination: what each kind needs beyond its URL.
+///
+/// ```
+/// use cln_backup::destination::{open_with, Access, OpenOptions};
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("node.redb");
+/// drop(Store::create(&path)?);
+/// let options = OpenOptions::new(Access::ReadOnly);
+/// let dest = open_with(&path, &options)?;
+/// assert!(dest.local_store().is_some_and(|store| store.is_read_only()));
+///
+/// // Object storage is refused without its key source.
+/// assert!(open_with("s3://bucket/node", &options).is_err());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct OpenOptions {
@@ -283,6 +699,15 @@ pub struct OpenOptions {
 
 impl OpenOptions {
     /// Options for `access` and nothing else.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Access, OpenOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = OpenOptions::new(Access::Write);
+    /// assert_eq!(options.access, Access::Write);
+    /// assert!(options.key.is_none() && options.token_file.is_none() && options.owner.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn new(access: Access) -> OpenOptions {
         OpenOptions { access, key: None, credentials_file: None, token_file: None, owner: None }
     }
@@ -290,6 +715,20 @@ impl OpenOptions {
     /// Options for the `backup.lock` entry `entry`: its key source,
     /// credentials and token files, opened for `access` on behalf of the
     /// local store `owner`.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Access, OpenOptions};
+    /// use cln_backup::lockfile::Entry;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut entry = Entry::new("socket:127.0.0.1:8700");
+    /// entry.token_file = Some(dir.path().join("backup.token"));
+    /// let options = OpenOptions::for_entry(&entry, Access::Write, None);
+    /// assert_eq!(options.token_file, entry.token_file);
+    /// assert_eq!(options.access, Access::Write);
+    /// assert!(options.key.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn for_entry(entry: &Entry, access: Access, owner: Option<[u8; 16]>) -> OpenOptions {
         OpenOptions {
             access,
@@ -303,12 +742,38 @@ impl OpenOptions {
 
 /// Open the destination of the `backup.lock` entry `entry` (see
 /// [`OpenOptions::for_entry`]).
+///
+/// ```
+/// use cln_backup::destination::{open_entry, Access};
+/// use cln_backup::lockfile::Entry;
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("node.redb");
+/// let store = Store::create(&path)?;
+/// let (entry, owner) = (Entry::local(&path)?, store.id());
+/// drop(store);
+/// assert!(entry.url.starts_with("file:///"));
+/// let dest = open_entry(&entry, Access::Write, Some(owner))?;
+/// assert_eq!(dest.local_store().map(|s| s.id()), Some(owner));
+/// # Ok(()) }
+/// ```
 pub fn open_entry(entry: &Entry, access: Access, owner: Option<[u8; 16]>) -> Result<Box<dyn Destination>> {
     open_with(&entry.url, &OpenOptions::for_entry(entry, access, owner))
 }
 
 /// What kind of location a URL names, as `backup-status` shows it:
 /// `local`, `socket` or `object`.
+///
+/// ```
+/// use cln_backup::destination::{kind, parse};
+/// use std::path::Path;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// assert_eq!(kind(&parse(Path::new("node.redb"))?), "local");
+/// assert_eq!(kind(&parse(Path::new("socket:127.0.0.1:8700"))?), "socket");
+/// assert_eq!(kind(&parse(Path::new("gs://bucket/node"))?), "object");
+/// # Ok(()) }
+/// ```
 pub fn kind(location: &Location) -> &'static str {
     match location {
         Location::File(_) => "local",
@@ -320,6 +785,26 @@ pub fn kind(location: &Location) -> &'static str {
 /// Check a list of destinations (the entries of `backup.lock`, or what
 /// `init` is about to write there) against the rules in this module's
 /// documentation; the error names the entry's URL and the rule.
+///
+/// ```
+/// use cln_backup::destination::check_destinations;
+/// use cln_backup::lockfile::{Entry, Mode};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let local = Entry::new(format!("file://{}", dir.path().join("node.redb").display()));
+/// let mut server = Entry::new("socket:127.0.0.1:8700");
+/// server.mode = Mode::Async;
+/// // A local primary, and a backup server shipped to from it.
+/// check_destinations(&[local.clone(), server.clone()])?;
+/// // The local store is the primary: a list that puts it later is refused.
+/// let err = check_destinations(&[server, local]).unwrap_err();
+/// assert!(err.to_string().contains("list it first"), "{err}");
+/// // Object storage without a key source is refused.
+/// let bucket = Entry::new("s3://bucket/node");
+/// let first = Entry::new(format!("file://{}", dir.path().join("node.redb").display()));
+/// assert!(check_destinations(&[first, bucket]).unwrap_err().to_string().contains("encrypted"));
+/// # Ok(()) }
+/// ```
 pub fn check_destinations(entries: &[Entry]) -> Result<()> {
     let refuse = |url: &str, what: &str| Err(Error::Destination { url: url.to_string(), what: what.to_string() });
     let Some(first) = entries.first() else {
@@ -389,11 +874,51 @@ pub fn check_destinations(entries: &[Entry]) -> Result<()> {
 /// Open the destination `url_or_path` names (see [`parse`]) with `access`
 /// and no other option: enough for a local store or a `socket:` server
 /// without a token; object storage needs [`open_with`] and its key.
+///
+/// ```
+/// use cln_backup::destination::{open, Access};
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("node.redb");
+/// drop(Store::create(&path)?);
+/// let dest = open(&path, Access::Write)?;
+/// assert_eq!(dest.head()?.version, 0);
+/// // A scheme this version does not serve is refused before anything is opened.
+/// let err = open("https://example.com/node", Access::Write).unwrap_err();
+/// assert!(err.to_string().contains("not supported"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn open(url_or_path: impl AsRef<Path>, access: Access) -> Result<Box<dyn Destination>> {
     open_with(url_or_path, &OpenOptions::new(access))
 }
 
 /// Open the destination `url_or_path` names, with what its kind needs.
+///
+/// ```
+/// use cln_backup::destination::{open_with, serve_connection, Access, OpenOptions, ServeOptions};
+/// use cln_backup::Store;
+/// use std::net::TcpListener;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # // A backup server on this machine, asking for a token.
+/// # let store = Store::create(dir.path().join("server.redb"))?;
+/// # let listener = TcpListener::bind("127.0.0.1:0")?;
+/// # let url = format!("socket:{}", listener.local_addr()?);
+/// # let mut serve = ServeOptions::new();
+/// # serve.token = Some(b"s3cret".to_vec());
+/// # let server = std::thread::spawn(move || serve_connection(&store, &listener.accept().unwrap().0, &serve));
+/// let token = dir.path().join("backup.token");
+/// std::fs::write(&token, "s3cret\n")?;
+/// let mut options = OpenOptions::new(Access::Write);
+/// options.token_file = Some(token);
+/// let dest = open_with(&url, &options)?;
+/// assert_eq!(dest.location(), url);
+/// assert_eq!(dest.head()?.version, 0);
+/// # drop(dest);
+/// # server.join().unwrap()?;
+/// # Ok(()) }
+/// ```
 pub fn open_with(url_or_path: impl AsRef<Path>, options: &OpenOptions) -> Result<Box<dyn Destination>> {
     match parse(url_or_path.as_ref())? {
         Location::File(path) => {
@@ -438,6 +963,18 @@ fn open_object(url: &str, _options: &OpenOptions) -> Result<Box<dyn Destination>
 
 /// The local file a store argument names; other locations are refused (see
 /// [`parse`]).
+///
+/// ```
+/// use cln_backup::destination::local_path;
+/// use std::path::Path;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("node.redb");
+/// let url = format!("file://{}", path.display());
+/// assert_eq!(local_path(Path::new(&url))?, path);
+/// assert!(local_path(Path::new("socket:127.0.0.1:8700")).is_err());
+/// # Ok(()) }
+/// ```
 pub fn local_path(url_or_path: &Path) -> Result<PathBuf> {
     match parse(url_or_path)? {
         Location::File(path) => Ok(path),
@@ -471,6 +1008,24 @@ const REMOTE_SCHEMES: &[&str] = &["socket", "s3", "gs", "az", "http", "https", "
 ///   version.
 ///
 /// A path that is not UTF-8 cannot be a URL and is taken as a path.
+///
+/// ```
+/// use cln_backup::destination::{parse, Location};
+/// use std::path::{Path, PathBuf};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// // A colon in a file name is not a scheme.
+/// assert_eq!(parse(Path::new("node:1.redb"))?, Location::File(PathBuf::from("node:1.redb")));
+/// let path = dir.path().join("node.redb");
+/// let url = format!("file://localhost{}", path.display());
+/// assert_eq!(parse(Path::new(&url))?, Location::File(path));
+/// assert!(parse(Path::new("file://backup-host/node.redb")).is_err());
+/// assert!(matches!(parse(Path::new("socket:127.0.0.1:8700"))?, Location::Socket(u) if u.target.port == 8700));
+/// assert_eq!(parse(Path::new("s3://bucket/node"))?, Location::Object("s3://bucket/node".into()));
+/// let err = parse(Path::new("sftp://host/node.redb")).unwrap_err();
+/// assert!(err.to_string().contains("the sftp: scheme is not supported"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn parse(url_or_path: &Path) -> Result<Location> {
     let Some(s) = url_or_path.to_str() else {
         return Ok(Location::File(url_or_path.to_path_buf()));

@@ -22,6 +22,33 @@
 //! rewound) and is otherwise refused as diverged, naming both heads. This
 //! read-back streams the replica's snapshot and is rare: once after such a
 //! version, never on the path of each write.
+//!
+//! ```
+//! use cln_backup::destination::{replica, FileDestination};
+//! use cln_backup::version::bump_statement;
+//! use cln_backup::Store;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let primary = Store::create(dir.path().join("node.redb"))?;
+//! # primary.add_change(1, &[
+//! #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+//! #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+//! #     bump_statement(1),
+//! # ])?;
+//! primary.add_change(2, &["INSERT INTO vars VALUES ('a', 1)".to_string(), bump_statement(2)])?;
+//! let second_disk = FileDestination::new(Store::create(dir.path().join("replica.redb"))?);
+//! replica::catch_up(&primary, &second_disk)?;
+//!
+//! // lightningd did not commit version 2: the primary rewinds it, then
+//! // stores another change at that version.
+//! primary.rewind()?;
+//! primary.add_change(2, &["INSERT INTO vars VALUES ('b', 2)".to_string(), bump_statement(2)])?;
+//! let done = replica::catch_up(&primary, &second_disk)?;
+//! assert!(done.rewound, "the replica held the rewound change");
+//! assert_eq!((done.to, done.transactions), (2, 1));
+//! # Ok(()) }
+//! ```
 
 use super::{Destination, SnapshotInfo};
 use crate::store::Store;
@@ -41,6 +68,31 @@ const BATCH_BYTES: usize = 8 << 20;
 const PIPE_CHUNKS: usize = 4;
 
 /// What [`catch_up`] did.
+///
+/// ```
+/// use cln_backup::destination::{replica, FileDestination};
+/// use cln_backup::{compact, Store};
+/// # use cln_backup::version::bump_statement;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let primary = Store::create(dir.path().join("node.redb"))?;
+/// # primary.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// # for v in 2..=4 {
+/// #     primary.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+/// # }
+/// // Versions 1 to 4, the first three folded into a snapshot at 3.
+/// compact::compact(&primary, &Default::default())?;
+/// let empty = FileDestination::new(Store::create(dir.path().join("replica.redb"))?);
+/// let done = replica::catch_up(&primary, &empty)?;
+/// assert_eq!((done.from, done.to), (0, 4));
+/// assert_eq!((done.snapshot, done.transactions, done.rewound), (Some(3), 1, false));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CaughtUp {
@@ -69,6 +121,38 @@ struct Position {
 /// `dest` is empty or behind it, then the changes it lacks; a change the
 /// primary rewound is rewound on `dest`. A `dest` that holds what the
 /// primary never had is refused, naming both heads.
+///
+/// ```
+/// use cln_backup::destination::{replica::catch_up, Destination, FileDestination};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::Store;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let primary = Store::create(dir.path().join("node.redb"))?;
+/// # primary.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// primary.add_change(2, &["INSERT INTO vars VALUES ('a', 1)".to_string(), bump_statement(2)])?;
+/// let replica = FileDestination::new(Store::create(dir.path().join("replica.redb"))?);
+/// assert_eq!(catch_up(&primary, &replica)?.transactions, 2);
+/// assert_eq!(replica.head()?.version, 2);
+/// // Nothing new: nothing sent.
+/// assert_eq!(catch_up(&primary, &replica)?.transactions, 0);
+///
+/// // A copy that is ahead of the primary is refused.
+/// let older = Store::create(dir.path().join("older.redb"))?;
+/// # older.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// let err = catch_up(&older, &replica).unwrap_err();
+/// assert!(err.to_string().contains("diverged"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn catch_up(primary: &Store, dest: &dyn Destination) -> Result<CaughtUp> {
     let mut report = CaughtUp::default();
     let position = align(primary, dest, &mut report, true)?;
@@ -362,6 +446,19 @@ fn send_batch(dest: &dyn Destination, batch: &[Change], position: Position, repo
 }
 
 /// How an [`AsyncReplica`] keeps up, and when writes wait for it.
+///
+/// ```
+/// use cln_backup::destination::replica::ReplicaOptions;
+/// use std::time::Duration;
+///
+/// let mut options = ReplicaOptions::default();
+/// assert_eq!((options.max_lag_changes, options.max_lag), (1000, Duration::from_secs(60)));
+/// assert_eq!((options.min_retry, options.max_retry), (Duration::from_secs(1), Duration::from_secs(300)));
+/// // A slow link: let the copy fall further behind before writes wait.
+/// options.max_lag_changes = 10_000;
+/// options.max_lag = Duration::from_secs(600);
+/// assert_ne!(options, ReplicaOptions::default());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReplicaOptions {
@@ -392,6 +489,38 @@ impl Default for ReplicaOptions {
 }
 
 /// What an [`AsyncReplica`] reports, for `backup-status`.
+///
+/// ```
+/// use cln_backup::destination::replica::{AsyncReplica, Opener, ReplicaOptions};
+/// use cln_backup::destination::{self, Access, Destination, FileDestination};
+/// use cln_backup::Store;
+/// use std::sync::Arc;
+///
+/// # use cln_backup::version::bump_statement;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+/// let missing = dir.path().join("unmounted").join("replica.redb");
+/// let open: Opener = Box::new({
+///     let missing = missing.clone();
+///     move || destination::open(&missing, Access::Write)
+/// });
+/// let replica =
+///     AsyncReplica::start_opening(primary, missing.display().to_string(), open, ReplicaOptions::default())?;
+/// // The copy cannot be opened: the replica is failing, and says why.
+/// assert!(!replica.flush());
+/// let status = replica.status();
+/// assert_eq!((status.head, status.lag_changes, status.transitions), (None, None, 1));
+/// assert!(status.last_error.unwrap().contains(&missing.display().to_string()));
+/// assert!(status.last_error_ms.is_some() && status.last_success_ms.is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReplicaStatus {
@@ -430,6 +559,36 @@ struct Inner {
 /// Opens a replica's destination: again after each failure, so that a
 /// destination unreachable at start, or whose connection broke, is retried
 /// whole.
+///
+/// ```
+/// use cln_backup::destination::replica::{AsyncReplica, Opener, ReplicaOptions};
+/// use cln_backup::destination::{self, Access, Destination, FileDestination};
+/// use cln_backup::Store;
+/// use std::sync::Arc;
+///
+/// # use cln_backup::version::bump_statement;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+/// let path = dir.path().join("replica.redb");
+/// # drop(Store::create(&path)?);
+/// let open: Opener = Box::new({
+///     let path = path.clone();
+///     move || destination::open(&path, Access::Write)
+/// });
+/// let replica =
+///     AsyncReplica::start_opening(primary, path.display().to_string(), open, ReplicaOptions::default())?;
+/// assert!(replica.flush());
+/// drop(replica);
+/// assert_eq!(Store::open(&path)?.version(), 1);
+/// # Ok(()) }
+/// ```
 pub type Opener = Box<dyn Fn() -> Result<Box<dyn Destination>> + Send + Sync>;
 
 struct Shared {
@@ -479,6 +638,36 @@ impl Shared {
 /// [`ReplicaOptions`] is reached, [`wait_within_bound`](AsyncReplica::wait_within_bound)
 /// holds the writer until the replica is back within it (back-pressure), so
 /// a healthy async copy is never far behind.
+///
+/// ```
+/// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+/// use cln_backup::destination::{Destination, FileDestination};
+/// use cln_backup::Store;
+/// use std::sync::Arc;
+///
+/// # use cln_backup::version::bump_statement;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+/// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+/// let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), ReplicaOptions::default())?;
+/// for v in 2..=5 {
+///     primary.add_change(v, &[&format!("INSERT INTO vars VALUES ('v{v}', {v})"), &bump_statement(v)])?;
+///     replica.notify();
+///     replica.wait_within_bound();
+/// }
+/// // At shutdown: wait for the copy, then stop the thread.
+/// assert!(replica.flush());
+/// drop(replica);
+/// assert_eq!(copy.head()?.version, 5);
+/// # Ok(()) }
+/// ```
 pub struct AsyncReplica {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -493,6 +682,30 @@ impl std::fmt::Debug for AsyncReplica {
 impl AsyncReplica {
     /// Start replicating the local store `primary` (a destination whose
     /// [`local_store`](Destination::local_store) is `Some`) into `dest`.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+    /// let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), ReplicaOptions::default())?;
+    /// // Its first round runs at once: the copy gets version 1.
+    /// assert!(replica.flush());
+    /// assert_eq!(copy.head()?.version, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn start(
         primary: Arc<dyn Destination>,
         dest: Arc<dyn Destination>,
@@ -506,6 +719,35 @@ impl AsyncReplica {
     /// `open` opens: at the first round, and again after each failure. A
     /// destination that cannot be opened at start is a failing replica (in
     /// [`status`](AsyncReplica::status), retried), not an error.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, Opener, ReplicaOptions};
+    /// use cln_backup::destination::{self, Access, Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// // A disk that is not mounted yet: the replica starts all the same.
+    /// let missing = dir.path().join("unmounted").join("replica.redb");
+    /// let open: Opener = Box::new({
+    ///     let missing = missing.clone();
+    ///     move || destination::open(&missing, Access::Write)
+    /// });
+    /// let replica =
+    ///     AsyncReplica::start_opening(primary, missing.display().to_string(), open, ReplicaOptions::default())?;
+    /// assert!(!replica.flush(), "failing, retried later");
+    /// assert!(replica.status().last_error.is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn start_opening(
         primary: Arc<dyn Destination>,
         location: impl Into<String>,
@@ -567,12 +809,61 @@ impl AsyncReplica {
     }
 
     /// The destination, as messages name it.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+    /// let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), ReplicaOptions::default())?;
+    /// assert_eq!(replica.location(), copy.location());
+    /// assert!(replica.location().ends_with("copy.redb"));
+    /// # Ok(()) }
+    /// ```
     pub fn location(&self) -> &str {
         &self.shared.location
     }
 
     /// The primary stored a change: wake the thread (unless it is waiting
     /// out a failure's backoff).
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+    /// # let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), ReplicaOptions::default())?;
+    /// # assert!(replica.flush());
+    /// primary.add_change(2, &["INSERT INTO vars VALUES ('a', 1)", &bump_statement(2)])?;
+    /// replica.notify();
+    /// assert!(replica.flush());
+    /// assert_eq!(copy.head()?.version, 2);
+    /// # Ok(()) }
+    /// ```
     pub fn notify(&self) {
         let mut inner = self.shared.lock();
         inner.woken = true;
@@ -586,6 +877,37 @@ impl AsyncReplica {
     /// Back-pressure: while the destination is healthy and behind by the
     /// bound or more, wait until it is back within it. Returns at once
     /// while it is failing (writes go on), or when it starts failing.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+    /// let mut options = ReplicaOptions::default();
+    /// options.max_lag_changes = 1; // as good as sync, for the example
+    /// let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), options)?;
+    /// # assert!(replica.flush());
+    /// for v in 2..=4 {
+    ///     primary.add_change(v, &[&format!("INSERT INTO vars VALUES ('v{v}', {v})"), &bump_statement(v)])?;
+    ///     replica.notify();
+    ///     // One change behind is the bound: this waits until the copy has it.
+    ///     replica.wait_within_bound();
+    ///     assert_eq!(copy.head()?.version, v);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn wait_within_bound(&self) {
         let mut inner = self.shared.lock();
         while !inner.stop && !inner.failing && self.over_bound(&inner) {
@@ -609,11 +931,65 @@ impl AsyncReplica {
 
     /// How many times the replica started failing or recovered: cheap
     /// to read on every write, to tell whether its state changed.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, Opener, ReplicaOptions};
+    /// use cln_backup::destination::{self, Access, Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// # let missing = dir.path().join("unmounted").join("replica.redb");
+    /// # let open: Opener = Box::new({
+    /// #     let missing = missing.clone();
+    /// #     move || destination::open(&missing, Access::Write)
+    /// # });
+    /// # let replica =
+    /// #     AsyncReplica::start_opening(primary, missing.display().to_string(), open, ReplicaOptions::default())?;
+    /// // A replica whose copy cannot be opened: its first round fails.
+    /// assert!(!replica.flush());
+    /// assert_eq!(replica.transitions(), 1, "healthy to failing");
+    /// # Ok(()) }
+    /// ```
     pub fn transitions(&self) -> u64 {
         self.shared.lock().status.transitions
     }
 
     /// Where the replica stands.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+    /// let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), ReplicaOptions::default())?;
+    /// assert!(replica.flush());
+    /// let status = replica.status();
+    /// assert_eq!((status.head, status.lag_changes, status.lag_seconds), (Some(1), Some(0), 0));
+    /// assert!(status.last_error.is_none() && status.last_success_ms.is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> ReplicaStatus {
         let inner = self.shared.lock();
         let mut status = inner.status.clone();
@@ -630,6 +1006,35 @@ impl AsyncReplica {
     /// Wait until the replica holds the primary's head, or its current
     /// attempt failed; `true` when it holds it. For a clean shutdown and
     /// for tests.
+    ///
+    /// ```
+    /// use cln_backup::destination::replica::{AsyncReplica, ReplicaOptions};
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// use std::sync::Arc;
+    ///
+    /// # use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("node.redb"))?;
+    /// # store.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+    /// #     bump_statement(1),
+    /// # ])?;
+    /// let primary: Arc<dyn Destination> = Arc::new(FileDestination::new(store));
+    /// let copy: Arc<dyn Destination> = Arc::new(FileDestination::new(Store::create(dir.path().join("copy.redb"))?));
+    /// let replica = AsyncReplica::start(Arc::clone(&primary), Arc::clone(&copy), ReplicaOptions::default())?;
+    /// for v in 2..=3 {
+    ///     primary.add_change(v, &[&format!("INSERT INTO vars VALUES ('v{v}', {v})"), &bump_statement(v)])?;
+    ///     replica.notify();
+    /// }
+    /// // A clean shutdown: everything sent before the thread stops.
+    /// assert!(replica.flush());
+    /// drop(replica);
+    /// assert_eq!(copy.head()?.version, 3);
+    /// # Ok(()) }
+    /// ```
     pub fn flush(&self) -> bool {
         if self.shared.lock().failing {
             return false;

@@ -27,6 +27,32 @@ use std::path::Path;
 /// Write the whole database at `upto` as `sqlite3`'s `.dump` would: the
 /// snapshot and changes are replayed into a temporary database beside `out`,
 /// which is then dumped (see [`dump`]).
+///
+/// ```
+/// use cln_backup::compare::{compare_databases_with, Labels, Rows};
+/// use cln_backup::{export, restore, rusqlite::Connection, Error};
+/// # use cln_backup::{Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE notes (body TEXT, n REAL)"])?;
+/// # store.add_change(2, &["INSERT INTO notes VALUES ('it''s', 0.1), (NULL, 2.0)"])?;
+/// let reader = store.reader()?;
+/// let out = dir.path().join("dump.sql");
+/// let report = export::export_dump(&reader, reader.head(), &out, false, None)?;
+/// assert_eq!(report.version, 2);
+/// // An existing output is replaced only when asked.
+/// let again = export::export_dump(&reader, reader.head(), &out, false, None);
+/// assert!(matches!(again, Err(Error::DestinationExists { .. })));
+///
+/// // Reloaded, the dump holds what a restore holds (its rowids numbered afresh).
+/// let reloaded = dir.path().join("reloaded.sqlite3");
+/// Connection::open(&reloaded)?.execute_batch(&std::fs::read_to_string(&out)?)?;
+/// let restored = restore::restore_store(&store, &dir.path().join("restored.sqlite3"), &Default::default())?;
+/// let labels = Labels::RESTORED_AND_EXPECTED;
+/// assert_eq!(compare_databases_with(&restored.path, &reloaded, labels, Rows::AsMultiset)?, None);
+/// # Ok(()) }
+/// ```
 pub fn export_dump(
     reader: &Reader,
     upto: Seq,
@@ -60,6 +86,24 @@ pub fn export_dump(
 }
 
 /// Write the dump of `conn` (the database at `db_path`) to `out` (the file at `out_path`).
+///
+/// ```
+/// use cln_backup::{export, rusqlite::Connection};
+/// use std::path::Path;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let db = dir.path().join("db.sqlite3");
+/// let conn = Connection::open(&db)?;
+/// conn.execute_batch("CREATE TABLE t (x, y); INSERT INTO t VALUES (1.0, 'it''s'), (NULL, x'00ff')")?;
+/// let mut out = Vec::new();
+/// export::dump(&conn, &db, &mut out, Path::new("dump.sql"))?;
+/// assert_eq!(
+///     String::from_utf8(out)?,
+///     "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE t (x, y);\n\
+///      INSERT INTO t VALUES(1.0,'it''s');\nINSERT INTO t VALUES(NULL,X'00ff');\nCOMMIT;\n"
+/// );
+/// # Ok(()) }
+/// ```
 pub fn dump(conn: &Connection, db_path: &Path, out: &mut dyn Write, out_path: &Path) -> Result<()> {
     let sq = |e| Error::sqlite(db_path, e);
     let io = |e| Error::io(out_path, e);

@@ -13,6 +13,23 @@
 //! - [`export_dump`]: the database at a version as `sqlite3`'s `.dump`
 //!   writes it (inside: `dump`, which also serves [`dump()`] of any open
 //!   database).
+//!
+//! ```
+//! use cln_backup::{export, Model, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+//! store.add_change(1, &["CREATE TABLE t (x)"])?;
+//! store.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+//! let reader = store.reader()?;
+//! let log = export::export_sql(&reader, reader.head(), &dir.path().join("log.sql"), false, None)?;
+//! let dump = export::export_dump(&reader, reader.head(), &dir.path().join("dump.sql"), false, None)?;
+//! assert_eq!((log.version, dump.version), (2, 2));
+//! // The log holds the statements as reported; the dump, the database they made.
+//! assert!(std::fs::read_to_string(&log.path)?.contains("\nINSERT INTO t VALUES (2);\n"));
+//! assert!(std::fs::read_to_string(&dump.path)?.contains("\nINSERT INTO t VALUES(2);\n"));
+//! # Ok(()) }
+//! ```
 
 mod dump;
 mod sql;
@@ -27,6 +44,24 @@ use crate::version::Seq;
 use std::path::{Path, PathBuf};
 
 /// What an export wrote.
+///
+/// ```
+/// use cln_backup::{export, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let reader = store.reader()?;
+/// let out = dir.path().join("log.sql");
+/// let report = export::export_sql(&reader, 2, &out, false, None)?;
+/// assert_eq!(report.path, out);
+/// assert_eq!((report.version, report.snapshot_version, report.records), (2, None, 2));
+/// assert_eq!(report.bytes, std::fs::metadata(&out)?.len());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ExportReport {
@@ -36,7 +71,9 @@ pub struct ExportReport {
     pub version: u32,
     /// Version of the store's snapshot the export starts from, if any.
     pub snapshot_version: Option<u32>,
-    /// Transactions written (legacy records for `.dbak`, including the snapshot record).
+    /// Transactions written: SQL transactions for `export_sql`, the changes
+    /// replayed into the dump for `export_dump`, legacy records for `.dbak`
+    /// (including the snapshot record).
     pub records: u64,
     /// Bytes of the output file.
     pub bytes: u64,

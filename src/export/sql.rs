@@ -24,6 +24,36 @@ use std::path::Path;
 /// comment says so ([`super::export_dump`] writes the whole database instead). A change
 /// imported from a `.dbak`, which records no times, is headed
 /// `-- version N (time not recorded: imported from a .dbak)`.
+///
+/// ```
+/// use cln_backup::{export, restore, rusqlite::Connection};
+/// use cln_backup::compare::{compare_databases, Labels};
+/// # use cln_backup::{version::bump_statement, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+/// # }
+/// let reader = store.reader()?;
+/// let out = dir.path().join("log.sql");
+/// export::export_sql(&reader, reader.head(), &out, false, None)?;
+/// let text = std::fs::read_to_string(&out)?;
+/// assert!(text.contains("PRAGMA foreign_keys = ON;\n\n-- version 1 ("));
+/// assert!(text.contains("INSERT INTO vars VALUES ('v3', 3);\n"));
+///
+/// // Run on an empty database, it makes what a restore makes.
+/// let replayed = dir.path().join("replayed.sqlite3");
+/// Connection::open(&replayed)?.execute_batch(&text)?;
+/// let restored = restore::restore_store(&store, &dir.path().join("restored.sqlite3"), &Default::default())?;
+/// assert_eq!(compare_databases(&restored.path, &replayed, Labels::RESTORED_AND_EXPECTED)?, None);
+/// # Ok(()) }
+/// ```
 pub fn export_sql(
     reader: &Reader,
     upto: Seq,

@@ -29,6 +29,27 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 const RECORD_HEADER_LEN: u64 = 9;
 
 /// What a record holds.
+///
+/// ```
+/// use cln_backup::legacy::{DbakReader, DbakWriter, Kind};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let image = dir.path().join("image.sqlite3");
+/// # let conn = cln_backup::rusqlite::Connection::open(&image)?;
+/// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+/// #                     INSERT INTO vars VALUES ('data_version', 1);")?;
+/// # drop(conn);
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_snapshot(1, std::fs::metadata(&image)?.len(), &mut std::fs::File::open(&image)?)?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let kinds: Vec<Kind> = DbakReader::open(&dbak)?.scan()?.iter().map(|r| r.kind).collect();
+/// assert_eq!(kinds, [Kind::Snapshot, Kind::Transaction]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Type 1: one transaction's statements, joined by NUL bytes.
@@ -48,6 +69,23 @@ impl Kind {
 
 /// The file header. The Python reader trusts `version` only; the offsets
 /// are written for its writer's benefit.
+///
+/// ```
+/// use cln_backup::legacy::{DbakReader, DbakWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let dbak = dir.path().join("backup.dbak");
+/// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// w.add_transaction(1, &["CREATE TABLE t (x)"])?;
+/// w.add_transaction(2, &["INSERT INTO t VALUES (2)"])?;
+/// let (_, written) = w.finish()?;
+/// let header = DbakReader::open(&dbak)?.header();
+/// assert_eq!(header, written);
+/// assert_eq!((header.version, header.prev_version, header.version_count), (2, 1, 2));
+/// assert_eq!(header.offset0, std::fs::metadata(&dbak)?.len(), "nothing was rewound");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Header {
@@ -113,6 +151,29 @@ fn be64(b: &[u8]) -> u64 {
 }
 
 /// Where one record sits in the file, as [`DbakReader::scan`] found it.
+///
+/// ```
+/// use cln_backup::legacy::{DbakReader, DbakWriter, Kind};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let records = DbakReader::open(&dbak)?.scan()?;
+/// assert_eq!(records[0].offset, 512, "records start after the 512-byte header");
+/// // Each record is its 9-byte header and its payload.
+/// assert_eq!(records[1].offset, records[0].offset + 9 + u64::from(records[0].length));
+/// assert_eq!((records[1].version, records[1].kind), (2, Kind::Transaction));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
@@ -142,6 +203,30 @@ impl Record {
 /// Does `path` look like a legacy file? True when it starts with
 /// `00 00 00 01` (file_version 1) and holds at least a whole header.
 /// A redb store starts with `redb`, an SQLite file with `SQLite format 3`.
+///
+/// ```
+/// use cln_backup::legacy::{is_dbak, DbakWriter};
+/// use cln_backup::Store;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// assert!(is_dbak(&dbak));
+/// let store = dir.path().join("node.redb");
+/// Store::create(&store)?;
+/// assert!(!is_dbak(&store));
+/// assert!(!is_dbak(&dir.path().join("missing.dbak")));
+/// # Ok(()) }
+/// ```
 pub fn is_dbak(path: &Path) -> bool {
     let Ok(mut f) = File::open(path) else {
         return false;
@@ -155,6 +240,32 @@ pub fn is_dbak(path: &Path) -> bool {
 }
 
 /// An open legacy file.
+///
+/// ```
+/// use cln_backup::legacy::{DbakReader, DbakWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let mut file = DbakReader::open(&dbak)?;
+/// let mut versions = Vec::new();
+/// for record in file.scan()? {
+///     let statements = file.statements(&record)?;
+///     assert!(statements.last().unwrap().starts_with("UPDATE vars SET intval"));
+///     versions.push(record.version);
+/// }
+/// assert_eq!(versions, [1, 2]);
+/// # Ok(()) }
+/// ```
 pub struct DbakReader {
     path: PathBuf,
     file: File,
@@ -164,6 +275,21 @@ pub struct DbakReader {
 
 impl DbakReader {
     /// Open `path` and read its header.
+    ///
+    /// ```
+    /// use cln_backup::legacy::DbakReader;
+    /// use cln_backup::{Error, Store};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = dir.path().join("node.redb");
+    /// Store::create(&store)?;
+    /// // A store given where a legacy file was expected is told apart.
+    /// let err = DbakReader::open(&store).err().unwrap();
+    /// assert!(matches!(err, Error::NotADbak { .. }), "{err}");
+    /// assert!(err.to_string().contains("redb"), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: &Path) -> Result<DbakReader> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -181,11 +307,54 @@ impl DbakReader {
     }
 
     /// The file's path.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let dbak = dir.path().join("backup.dbak");
+    /// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// # w.add_transaction(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)",
+    /// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+    /// # ])?;
+    /// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+    /// # w.add_transaction(2, &v2)?;
+    /// # w.finish()?;
+    /// let file = DbakReader::open(&dbak)?;
+    /// assert_eq!(file.path(), dbak);
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The header as read.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let dbak = dir.path().join("backup.dbak");
+    /// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// # w.add_transaction(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)",
+    /// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+    /// # ])?;
+    /// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+    /// # w.add_transaction(2, &v2)?;
+    /// # w.finish()?;
+    /// let mut file = DbakReader::open(&dbak)?;
+    /// let header = file.header();
+    /// // The last record acknowledged to lightningd, and the one before it.
+    /// assert_eq!((header.version, header.prev_version), (2, 1));
+    /// assert_eq!(header.version_count, file.scan()?.len() as u64);
+    /// # Ok(()) }
+    /// ```
     pub fn header(&self) -> Header {
         self.header
     }
@@ -193,6 +362,31 @@ impl DbakReader {
     /// Every record from byte 512 to the end of the file, in order. Reads
     /// the 9-byte record headers only. A record that runs past the end of the
     /// file, or a type other than 1 or 2, is an error naming its offset.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let dbak = dir.path().join("backup.dbak");
+    /// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// # w.add_transaction(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)",
+    /// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+    /// # ])?;
+    /// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+    /// # w.add_transaction(2, &v2)?;
+    /// # w.finish()?;
+    /// let records = DbakReader::open(&dbak)?.scan()?;
+    /// assert_eq!(records.len(), 2);
+    /// // Cut the last record short.
+    /// let f = std::fs::OpenOptions::new().write(true).open(&dbak)?;
+    /// f.set_len(std::fs::metadata(&dbak)?.len() - 1)?;
+    /// let err = DbakReader::open(&dbak)?.scan().unwrap_err().to_string();
+    /// assert!(err.contains(&format!("truncated record at offset {}", records[1].offset)), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub fn scan(&mut self) -> Result<Vec<Record>> {
         match self.scan_prefix()? {
             (records, None) => Ok(records),
@@ -254,6 +448,21 @@ impl DbakReader {
     }
 
     /// The statements of a type-1 record.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dbak = dir.path().join("backup.dbak");
+    /// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// w.add_transaction(7, &["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"])?;
+    /// w.finish()?;
+    /// let mut file = DbakReader::open(&dbak)?;
+    /// let record = file.scan()?[0];
+    /// assert_eq!(file.statements(&record)?, ["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"]);
+    /// # Ok(()) }
+    /// ```
     pub fn statements(&mut self, rec: &Record) -> Result<Vec<String>> {
         if rec.kind != Kind::Transaction {
             return Err(Error::legacy(
@@ -281,6 +490,33 @@ impl DbakReader {
     }
 
     /// The payload of a type-2 record as a stream of exactly its length.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    /// use std::io::Read;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let image = dir.path().join("image.sqlite3");
+    /// # let conn = cln_backup::rusqlite::Connection::open(&image)?;
+    /// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+    /// #                     INSERT INTO vars VALUES ('data_version', 1);")?;
+    /// # drop(conn);
+    /// # let dbak = dir.path().join("backup.dbak");
+    /// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// # w.add_snapshot(1, std::fs::metadata(&image)?.len(), &mut std::fs::File::open(&image)?)?;
+    /// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+    /// # w.add_transaction(2, &v2)?;
+    /// # w.finish()?;
+    /// let mut file = DbakReader::open(&dbak)?;
+    /// let records = file.scan()?;
+    /// let mut image = Vec::new();
+    /// file.snapshot(&records[0])?.read_to_end(&mut image)?;
+    /// assert_eq!(image.len(), records[0].length as usize);
+    /// assert!(image.starts_with(b"SQLite format 3\0"));
+    /// assert!(file.snapshot(&records[1]).is_err(), "a transaction record");
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot(&mut self, rec: &Record) -> Result<std::io::Take<&mut File>> {
         if rec.kind != Kind::Snapshot {
             return Err(Error::legacy(
@@ -293,6 +529,33 @@ impl DbakReader {
     }
 
     /// Copy a snapshot record's payload to `out`, checking its length.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// # let image = dir.path().join("image.sqlite3");
+    /// # let conn = cln_backup::rusqlite::Connection::open(&image)?;
+    /// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+    /// #                     INSERT INTO vars VALUES ('data_version', 1);")?;
+    /// # drop(conn);
+    /// # let dbak = dir.path().join("backup.dbak");
+    /// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// # w.add_snapshot(1, std::fs::metadata(&image)?.len(), &mut std::fs::File::open(&image)?)?;
+    /// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+    /// # w.add_transaction(2, &v2)?;
+    /// # w.finish()?;
+    /// let mut file = DbakReader::open(&dbak)?;
+    /// let base = file.scan()?[0];
+    /// let copy = dir.path().join("base.sqlite3");
+    /// let bytes = file.copy_snapshot(&base, &mut std::fs::File::create(&copy)?)?;
+    /// assert_eq!(bytes, u64::from(base.length));
+    /// let conn = cln_backup::rusqlite::Connection::open(&copy)?;
+    /// let version: u32 = conn.query_row("SELECT intval FROM vars WHERE name = 'data_version'", [], |r| r.get(0))?;
+    /// assert_eq!(version, base.version);
+    /// # Ok(()) }
+    /// ```
     pub fn copy_snapshot(&mut self, rec: &Record, out: &mut dyn Write) -> Result<u64> {
         let path = self.path.clone();
         let mut r = self.snapshot(rec)?;
@@ -312,6 +575,27 @@ impl DbakReader {
 
 /// Writes a legacy file the way the Python plugin's `add_change` does:
 /// records appended in order, the header rewritten at the end.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let dbak = dir.path().join("backup.dbak");
+/// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// w.add_transaction(1, &[
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+///     "INSERT INTO vars VALUES ('data_version', 0)",
+///     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// ])?;
+/// let (file, header) = w.finish()?;
+/// file.sync_all()?;
+/// assert_eq!(header.version, 1);
+/// // A file the import (and the Python plugin) reads.
+/// let restored = legacy::restore_dbak(&dbak, &dir.path().join("lightningd.sqlite3"), &Default::default())?;
+/// assert_eq!(restored.version, 1);
+/// # Ok(()) }
+/// ```
 pub struct DbakWriter {
     path: PathBuf,
     out: BufWriter<File>,
@@ -321,6 +605,21 @@ pub struct DbakWriter {
 impl DbakWriter {
     /// Start a legacy file in `file` (empty, positioned at 0), written to `path`.
     /// The header starts as the Python plugin's `init` writes it: version 0.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dbak = dir.path().join("backup.dbak");
+    /// let w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// assert_eq!((w.header().version, w.header().version_count), (0, 0));
+    /// w.finish()?;
+    /// // A file with a header and no record yet.
+    /// assert_eq!(std::fs::metadata(&dbak)?.len(), 512);
+    /// assert_eq!(DbakReader::open(&dbak)?.scan()?, []);
+    /// # Ok(()) }
+    /// ```
     pub fn new(file: File, path: &Path) -> Result<DbakWriter> {
         let header = Header { version: 0, offset0: HEADER_LEN, prev_version: 0, offset1: 0, version_count: 0 };
         let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -329,6 +628,22 @@ impl DbakWriter {
     }
 
     /// The header as it will be written.
+    ///
+    /// ```
+    /// use cln_backup::legacy::DbakWriter;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dbak = dir.path().join("backup.dbak");
+    /// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// let before = w.header();
+    /// w.add_transaction(1, &["CREATE TABLE t (x)"])?;
+    /// let after = w.header();
+    /// // The new record starts where the next one was to go.
+    /// assert_eq!((after.version, after.prev_version, after.offset1), (1, before.version, before.offset0));
+    /// assert_eq!(after.version_count, before.version_count + 1);
+    /// # Ok(()) }
+    /// ```
     pub fn header(&self) -> Header {
         self.header
     }
@@ -358,6 +673,24 @@ impl DbakWriter {
     }
 
     /// Append a type-1 record.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dbak = dir.path().join("backup.dbak");
+    /// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// w.add_transaction(1, &["CREATE TABLE t (x TEXT)", "INSERT INTO t VALUES ('a')"])?;
+    /// // NUL separates the statements: a statement holding one is refused.
+    /// assert!(w.add_transaction(2, &["INSERT INTO t VALUES ('a\0b')"]).is_err());
+    /// w.finish()?;
+    /// let mut file = DbakReader::open(&dbak)?;
+    /// let records = file.scan()?;
+    /// assert_eq!(records.len(), 1);
+    /// assert_eq!(file.statements(&records[0])?, ["CREATE TABLE t (x TEXT)", "INSERT INTO t VALUES ('a')"]);
+    /// # Ok(()) }
+    /// ```
     pub fn add_transaction<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<()> {
         let mut length = 0u64;
         for (i, s) in statements.iter().enumerate() {
@@ -402,6 +735,31 @@ impl DbakWriter {
     }
 
     /// Append a type-2 record streamed from `image`, which must hold exactly `length` bytes.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter, Kind};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let image = dir.path().join("lightningd.sqlite3");
+    /// # let conn = cln_backup::rusqlite::Connection::open(&image)?;
+    /// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+    /// #                     INSERT INTO vars VALUES ('data_version', 5);")?;
+    /// # drop(conn);
+    /// let len = std::fs::metadata(&image)?.len();
+    /// let dbak = dir.path().join("backup.dbak");
+    /// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// w.add_snapshot(5, len, &mut std::fs::File::open(&image)?)?;
+    /// // An image shorter than announced is refused.
+    /// assert!(w.add_snapshot(6, len + 1, &mut std::fs::File::open(&image)?).is_err());
+    /// # drop(w);
+    /// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// # w.add_snapshot(5, len, &mut std::fs::File::open(&image)?)?;
+    /// w.finish()?;
+    /// let record = DbakReader::open(&dbak)?.scan()?[0];
+    /// assert_eq!((record.kind, record.version, u64::from(record.length)), (Kind::Snapshot, 5, len));
+    /// # Ok(()) }
+    /// ```
     pub fn add_snapshot(&mut self, version: u32, length: u64, image: &mut dyn Read) -> Result<()> {
         let path = self.path.clone();
         self.add_snapshot_with(version, length, |out| {
@@ -410,6 +768,20 @@ impl DbakWriter {
     }
 
     /// Write the header and flush; returns the file (not yet synced) and the header.
+    ///
+    /// ```
+    /// use cln_backup::legacy::{DbakReader, DbakWriter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dbak = dir.path().join("backup.dbak");
+    /// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+    /// w.add_transaction(1, &["CREATE TABLE t (x)"])?;
+    /// let (file, header) = w.finish()?;
+    /// file.sync_all()?;
+    /// assert_eq!(DbakReader::open(&dbak)?.header(), header);
+    /// # Ok(()) }
+    /// ```
     pub fn finish(self) -> Result<(File, Header)> {
         let path = self.path;
         let header = self.header;

@@ -30,6 +30,32 @@ use std::path::Path;
 /// harmless, since they change no data (the pragma is a connection setting,
 /// not stored in the database), and writing them keeps the file complete:
 /// importing it again gives back the same change log.
+///
+/// ```
+/// use cln_backup::{legacy, Store};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # for v in 2..=3 {
+/// #     let statements = [format!("INSERT INTO vars VALUES ('v{v}', {v})"), cln_backup::version::bump_statement(v)];
+/// #     store.add_change(v, &statements)?;
+/// # }
+/// let reader = store.reader()?;
+/// let out = dir.path().join("backup.dbak");
+/// let report = legacy::export_dbak(&reader, reader.head(), &out, false, None)?;
+/// assert_eq!((report.version, report.records), (3, 3));
+/// assert!(legacy::is_dbak(&out));
+/// // Imported again, it gives the same store version.
+/// let again = legacy::import_new(&out, &dir.path().join("again.redb"))?;
+/// assert_eq!(again.version, store.version());
+/// # Ok(()) }
+/// ```
 pub fn export_dbak(
     reader: &Reader,
     upto: Seq,

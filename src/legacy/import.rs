@@ -21,6 +21,29 @@ use std::iter::Peekable;
 use std::path::Path;
 
 /// What an import did.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let image = dir.path().join("image.sqlite3");
+/// # let conn = cln_backup::rusqlite::Connection::open(&image)?;
+/// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+/// #                     INSERT INTO vars VALUES ('data_version', 1);")?;
+/// # drop(conn);
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_snapshot(1, std::fs::metadata(&image)?.len(), &mut std::fs::File::open(&image)?)?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let report = legacy::import_new(&dbak, &dir.path().join("node.redb"))?;
+/// assert_eq!(report.snapshot_version, Some(1));
+/// assert_eq!((report.records, report.changes, report.version), (2, 1, 2));
+/// assert_eq!((report.rewound, report.unacknowledged), (0, 0));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ImportReport {
@@ -55,6 +78,31 @@ fn report(plan: &Plan) -> ImportReport {
 /// it was. Rewound transactions are never added (so the store needs no
 /// rewind). An error while writing (disk full, say) can leave the store
 /// partly filled: use [`import_new`] to get all or nothing.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+/// use cln_backup::Store;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// let report = legacy::import(&dbak, &store)?;
+/// assert_eq!(store.version(), report.version);
+/// // Only into an empty store.
+/// let err = legacy::import(&dbak, &store).unwrap_err().to_string();
+/// assert!(err.contains("the store is not empty"), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn import(dbak: &Path, store: &Store) -> Result<ImportReport> {
     let status = store.status()?;
     if status.changes != 0 || status.snapshot.is_some() || status.seq != 0 {
@@ -119,6 +167,30 @@ fn apply(file: &mut DbakReader, plan: &Plan, store: &Store, progress: Option<&Pr
 /// store that appeared meanwhile; on failure the partial file is removed, so
 /// no store exists at `store_path`. An existing `store_path` is refused. The
 /// temporary of an interrupted import is removed by the next one.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+/// use cln_backup::Store;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let store = dir.path().join("node.redb");
+/// let report = legacy::import_new(&dbak, &store)?;
+/// assert_eq!(Store::open(&store)?.version(), report.version);
+/// // Never over an existing store.
+/// assert!(legacy::import_new(&dbak, &store).is_err());
+/// # Ok(()) }
+/// ```
 pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
     import_new_with_progress(dbak, store_path, None)
 }
@@ -126,6 +198,32 @@ pub fn import_new(dbak: &Path, store_path: &Path) -> Result<ImportReport> {
 /// [`import_new`], calling `progress` with the number of records imported so
 /// far (the legacy header's `version_count` is their number, near enough for
 /// a progress bar).
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+/// use cln_backup::replay::Progress;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let done = Arc::new(AtomicU64::new(0));
+/// let seen = done.clone();
+/// let progress: Progress = Arc::new(move |n| seen.store(n, Ordering::Relaxed));
+/// let report = legacy::import_new_with_progress(&dbak, &dir.path().join("node.redb"), Some(&progress))?;
+/// assert_eq!(done.load(Ordering::Relaxed), report.changes, "the last call gives the total");
+/// # Ok(()) }
+/// ```
 pub fn import_new_with_progress(dbak: &Path, store_path: &Path, progress: Option<&Progress>) -> Result<ImportReport> {
     if crate::atomic_file::same_file(dbak, store_path) {
         return Err(Error::SameFile { input: dbak.to_path_buf(), output: store_path.to_path_buf() });
@@ -151,6 +249,28 @@ pub fn import_new_with_progress(dbak: &Path, store_path: &Path, progress: Option
 
 /// What a restore of a legacy file to a version would start from and reach,
 /// read as [`restore_dbak`] reads the file, without writing anything.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let image = dir.path().join("image.sqlite3");
+/// # let conn = cln_backup::rusqlite::Connection::open(&image)?;
+/// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER);
+/// #                     INSERT INTO vars VALUES ('data_version', 1);")?;
+/// # drop(conn);
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_snapshot(1, std::fs::metadata(&image)?.len(), &mut std::fs::File::open(&image)?)?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let r = legacy::restorable(&dbak, None)?;
+/// assert!(r.snapshot, "the file starts from a snapshot");
+/// assert_eq!((r.target, r.head), (2, 2));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Restorable {
@@ -166,6 +286,28 @@ pub struct Restorable {
 /// version; `None` for the head) would restore from `dbak`, refused as it
 /// would be when the file does not hold that version. Reads every record
 /// header of the file; writes nothing.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// assert_eq!(legacy::restorable(&dbak, None)?.target, 2);
+/// assert_eq!(legacy::restorable(&dbak, Some(1))?.target, 1);
+/// assert!(legacy::restorable(&dbak, Some(3)).is_err(), "the file does not reach version 3");
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1, "nothing written");
+/// # Ok(()) }
+/// ```
 pub fn restorable(dbak: &Path, to_version: Option<u64>) -> Result<Restorable> {
     let mut file = DbakReader::open(dbak)?;
     let (plan, target) = plan_for(&mut file, to_version)?;
@@ -202,7 +344,34 @@ fn plan_for(file: &mut DbakReader, to_version: Option<u64>) -> Result<(Plan, Seq
 /// Restore a legacy file straight into `dest`, with the same reading as
 /// [`import`] (rewound transactions dropped). `opts.to_version` picks an
 /// earlier version the file holds.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+/// use cln_backup::restore;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// # let dbak = dir.path().join("backup.dbak");
+/// # let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// # w.add_transaction(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+/// #     "INSERT INTO vars VALUES ('data_version', 0)",
+/// #     "UPDATE vars SET intval = intval + 1 WHERE name = 'data_version' AND intval = 0",
+/// # ])?;
+/// # let v2 = ["INSERT INTO vars VALUES ('v2', 2)".to_string(), cln_backup::version::bump_statement(2)];
+/// # w.add_transaction(2, &v2)?;
+/// # w.finish()?;
+/// let dest = dir.path().join("lightningd.sqlite3");
+/// let opts = restore::Options { to_version: Some(1), ..Default::default() };
+/// let report = legacy::restore_dbak(&dbak, &dest, &opts)?;
+/// assert_eq!((report.version, report.path.as_path()), (1, dest.as_path()));
+/// let conn = cln_backup::rusqlite::Connection::open(&dest)?;
+/// let version: u32 = conn.query_row("SELECT intval FROM vars WHERE name = 'data_version'", [], |r| r.get(0))?;
+/// assert_eq!(version, 1);
+/// # Ok(()) }
+/// ```
 pub fn restore_dbak(dbak: &Path, dest: &Path, opts: &restore::Options) -> Result<restore::Report> {
+    restore::refuse_time(opts, &dbak.display().to_string())?;
     let mut file = DbakReader::open(dbak)?;
     let (plan, target) = plan_for(&mut file, opts.to_version)?;
     let (file, plan) = (&mut file, &plan);

@@ -31,9 +31,45 @@ pub type Hash = [u8; 32];
 /// `time_ms` of a transaction whose source recorded no time: a `.dbak`
 /// file carries none, so an import cannot know when lightningd made its
 /// changes, and says so rather than stamp them with the import's time.
+///
+/// ```
+/// use cln_backup::legacy::{self, DbakWriter};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::{Store, TIME_NOT_RECORDED};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let dbak = dir.path().join("backup.dbak");
+/// let mut w = DbakWriter::new(std::fs::File::create(&dbak)?, &dbak)?;
+/// w.add_transaction(1, &[
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+///     "INSERT INTO vars VALUES ('data_version', 0)",
+///     bump_statement(1).as_str(),
+/// ])?;
+/// w.finish()?;
+/// let path = dir.path().join("node.redb");
+/// legacy::import_new(&dbak, &path)?;
+/// // A `.dbak` file records no times: the imported change says so.
+/// let store = Store::open(&path)?;
+/// assert_eq!(store.reader()?.time_of(1)?, TIME_NOT_RECORDED);
+/// # Ok(()) }
+/// ```
 pub const TIME_NOT_RECORDED: u64 = 0;
 
 /// One transaction as lightningd reported it, with the time it was stored.
+///
+/// ```
+/// use cln_backup::{now_ms, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// let before = now_ms();
+/// store.add_change(1, &["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"])?;
+/// let change = store.reader()?.changes(1)?.next().expect("version 1")?;
+/// let txn = &change.transactions[0];
+/// assert_eq!(txn.statements, ["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"]);
+/// assert!(txn.time_ms >= before && txn.time_ms <= now_ms());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transaction {
     /// Milliseconds since the Unix epoch when the store took it, or
@@ -47,6 +83,27 @@ pub struct Transaction {
 ///
 /// Usually one; lone `PRAGMA foreign_keys` reports that repeat the version follow
 /// the transaction they came after, in order.
+///
+/// ```
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// store.add_change(1, &[
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+///     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+///     bump_statement(1),
+/// ])?;
+/// // lightningd switched foreign keys outside a transaction: a lone report
+/// // that repeats the version.
+/// store.add_change(1, &["PRAGMA foreign_keys = OFF"])?;
+/// let changes: Vec<_> = store.reader()?.changes(1)?.collect::<Result<_, _>>()?;
+/// assert_eq!(changes.len(), 1);
+/// assert_eq!(changes[0].transactions.len(), 2);
+/// assert_eq!(changes[0].transactions[1].statements, ["PRAGMA foreign_keys = OFF"]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// Store version (extended across u32 wraps).
@@ -57,6 +114,14 @@ pub struct Change {
 
 impl Change {
     /// lightningd's `data_version` for this change.
+    ///
+    /// ```
+    /// use cln_backup::Change;
+    ///
+    /// // The change after the first wrap of lightningd's u32 to 5.
+    /// let change = Change { seq: (1 << 32) | 5, transactions: vec![] };
+    /// assert_eq!(change.data_version(), 5);
+    /// ```
     pub fn data_version(&self) -> u32 {
         crate::version::data_version(self.seq)
     }
@@ -234,6 +299,23 @@ impl SnapshotHeader {
 }
 
 /// What the last compaction did, kept for status.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// assert!(store.status()?.last_compaction.is_none());
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// for v in 2..=4 {
+///     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// }
+/// compact::compact(&store, &Default::default())?;
+/// let last = store.status()?.last_compaction.expect("a compaction ran");
+/// assert_eq!(last.snapshot_seq, 3);
+/// assert_eq!((last.changes_before, last.changes_after), (4, 1));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CompactionRecord {
@@ -280,6 +362,14 @@ impl Meta {
 
 /// A record time (milliseconds since the Unix epoch) as ISO 8601 UTC,
 /// `2023-11-14T22:13:20Z`, with `.mmm` milliseconds when `millis` is set.
+///
+/// ```
+/// use cln_backup::utc_iso8601;
+///
+/// assert_eq!(utc_iso8601(1_700_000_000_250, true), "2023-11-14T22:13:20.250Z");
+/// assert_eq!(utc_iso8601(1_700_000_000_250, false), "2023-11-14T22:13:20Z");
+/// assert_eq!(utc_iso8601(0, false), "1970-01-01T00:00:00Z");
+/// ```
 pub fn utc_iso8601(ms: u64, millis: bool) -> String {
     let secs = ms / 1000;
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
@@ -308,6 +398,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Milliseconds since the Unix epoch.
+///
+/// ```
+/// use cln_backup::{now_ms, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let before = now_ms();
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// let created = store.status()?.created_ms;
+/// assert!(before <= created && created <= now_ms());
+/// # Ok(()) }
+/// ```
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

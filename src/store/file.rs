@@ -164,6 +164,28 @@ pub(super) fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
 
 impl Store {
     /// Give space freed by pruning back to the file system. Needs exclusive use.
+    ///
+    /// ```
+    /// use cln_backup::rusqlite::Connection;
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let (large, small) = (dir.path().join("large.sqlite3"), dir.path().join("small.sqlite3"));
+    /// # Connection::open(&large)?.execute_batch(
+    /// #     "CREATE TABLE t (x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+    /// #      INSERT INTO t SELECT randomblob(1000) FROM n;",
+    /// # )?;
+    /// # Connection::open(&small)?.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?;
+    /// let path = dir.path().join("app.redb");
+    /// let mut store = Store::create_with(&path, Model::Application { foreign_keys: true })?;
+    /// store.add_snapshot_file(1, &large)?;
+    /// // A smaller snapshot replaces the large one: the file keeps its length until shrunk.
+    /// store.add_snapshot_file(1, &small)?;
+    /// let before = std::fs::metadata(&path)?.len();
+    /// assert!(store.shrink_file()?);
+    /// assert!(std::fs::metadata(&path)?.len() < before);
+    /// # Ok(()) }
+    /// ```
     pub fn shrink_file(&mut self) -> Result<bool> {
         let path = self.path.clone();
         let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner());

@@ -34,6 +34,22 @@
 //! - record times never go back;
 //! - head and prev_version are derived from the log's keys, never stored
 //!   twice, so adding a change touches one table.
+//!
+//! ```
+//! use cln_backup::{Model, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("app.redb");
+//! let store = Store::create_with(&path, Model::Application { foreign_keys: true })?;
+//! store.add_change(1, &["CREATE TABLE t (x)"])?;
+//! store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+//! drop(store);
+//! // All of it is in the one file, read back through a read view.
+//! let reader = Store::open_read_only(&path)?.reader()?;
+//! let versions: Vec<u64> = reader.changes(reader.head())?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+//! assert_eq!(versions, [1, 2]);
+//! # Ok(()) }
+//! ```
 
 mod file;
 #[cfg(test)]
@@ -109,6 +125,30 @@ enum Db {
 /// [`Store::status`], ...) never waits for a write: a write holds the state
 /// lock across its commit and its sync, and publishes the state it leaves
 /// once it is durable; those calls read what was last published.
+///
+/// ```
+/// use cln_backup::{Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// std::thread::scope(|s| {
+///     // Four writers store one change each; one that lost a race tries the next version.
+///     let writers: Vec<_> = (0..4)
+///         .map(|_| {
+///             s.spawn(|| loop {
+///                 match store.add_change(store.version() + 1, &["INSERT INTO t VALUES (1)"]) {
+///                     Err(e) if e.is_retryable() => continue,
+///                     done => break done,
+///                 }
+///             })
+///         })
+///         .collect();
+///     writers.into_iter().try_for_each(|w| w.join().expect("a writer panicked").map(drop))
+/// })?;
+/// assert_eq!((store.version(), store.status()?.changes), (5, 5));
+/// # Ok(()) }
+/// ```
 pub struct Store {
     path: PathBuf,
     /// Replaced whole, under the state lock, when a compaction puts a
@@ -161,6 +201,19 @@ impl Store {
     /// Create a new, empty store at `path` (mode 0600) for lightningd's
     /// changes ([`Model::Lightningd`](crate::Model)). Refuses an existing
     /// path.
+    ///
+    /// ```
+    /// use cln_backup::{Error, Model, Store};
+    /// use std::os::unix::fs::PermissionsExt;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// let store = Store::create(&path)?;
+    /// assert_eq!((store.model(), store.version()), (Model::Lightningd, 0));
+    /// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+    /// assert!(matches!(Store::create(&path), Err(Error::AlreadyExists { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn create(path: impl AsRef<Path>) -> Result<Store> {
         Store::create_with(path, crate::Model::Lightningd)
     }
@@ -236,6 +289,17 @@ impl Store {
     /// much of a store (compaction): redb trusts the pages it frees, and a
     /// damaged one met while committing can abort the process, where a
     /// damaged page met while reading is an error.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.redb");
+    /// Store::create_with(&path, Model::Application { foreign_keys: true })?.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let store = Store::open_checked(&path)?;
+    /// assert_eq!((store.version(), store.is_read_only()), (1, false));
+    /// # Ok(()) }
+    /// ```
     pub fn open_checked(path: impl AsRef<Path>) -> Result<Store> {
         Store::open_write(path.as_ref(), true)
     }
@@ -369,11 +433,33 @@ impl Store {
     }
 
     /// The store's file.
+    ///
+    /// ```
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// assert_eq!(Store::create(&path)?.path(), path);
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Whether the store was opened with [`Store::open_read_only`].
+    /// Whether this handle refuses writes: it was opened with
+    /// [`Store::open_read_only`], or a write through it failed in storage
+    /// ([`Error::WriteFailed`](crate::Error::WriteFailed) until the store is
+    /// opened again).
+    ///
+    /// ```
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// assert!(!Store::create(&path)?.is_read_only());
+    /// assert!(Store::open_read_only(&path)?.is_read_only());
+    /// # Ok(()) }
+    /// ```
     pub fn is_read_only(&self) -> bool {
         !matches!(self.db(), Db::Write(_))
     }
@@ -441,7 +527,30 @@ impl Store {
         self.compacting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a compaction is running on this store now.
+    /// Whether a compaction is running on this store now (or a [`BulkLoad`],
+    /// which holds the same lock: a compaction waits for it).
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let model = Model::Application { foreign_keys: true };
+    /// let store = Arc::new(Store::create_with(dir.path().join("app.redb"), model)?);
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let seen = Arc::new(AtomicBool::new(false));
+    /// let (during, watched) = (seen.clone(), store.clone());
+    /// // The replay's progress is reported while the compaction runs.
+    /// let progress = Arc::new(move |_| during.store(watched.is_compacting(), Ordering::SeqCst));
+    /// compact::compact(&store, &compact::Options { progress: Some(progress), ..Default::default() })?;
+    /// assert!(seen.load(Ordering::SeqCst));
+    /// assert!(!store.is_compacting());
+    /// # Ok(()) }
+    /// ```
     pub fn is_compacting(&self) -> bool {
         self.compacting.try_lock().is_err()
     }

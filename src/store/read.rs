@@ -69,6 +69,25 @@ impl Store {
 /// read transaction keeps the file's pages it sees), so it may outlive the
 /// borrow of the [`Store`] it came from and move to another thread; writes
 /// to the store go on while it is held.
+///
+/// ```
+/// use cln_backup::rusqlite::Connection;
+/// use cln_backup::{replay, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # store.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+/// let reader = store.reader()?;
+/// store.add_change(3, &["INSERT INTO t VALUES (3)"])?;
+/// // The view is still at version 2: replayed, it is the database as it was then.
+/// let db = dir.path().join("at-2.sqlite3");
+/// std::fs::File::create(&db)?;
+/// replay::replay_store(&reader, reader.head(), &db, None)?;
+/// let rows: i64 = Connection::open(&db)?.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+/// assert_eq!((rows, store.version()), (1, 3));
+/// # Ok(()) }
+/// ```
 pub struct Reader {
     path: PathBuf,
     /// Always `Some` until dropped (see `Drop`).
@@ -92,38 +111,139 @@ impl Reader {
     }
 
     /// The change model of the store read (see [`crate::Model`]).
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: false })?;
+    /// assert_eq!(store.reader()?.model(), Model::Application { foreign_keys: false });
+    /// # Ok(()) }
+    /// ```
     pub fn model(&self) -> crate::Model {
         self.state.model
     }
 
     /// The store's file.
+    ///
+    /// ```
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create(dir.path().join("node.redb"))?;
+    /// assert_eq!(store.reader()?.path(), dir.path().join("node.redb"));
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The head as of this view.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let reader = store.reader()?;
+    /// store.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+    /// assert_eq!((reader.head(), store.head()), (1, 2));
+    /// assert_eq!(store.reader()?.head(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn head(&self) -> Seq {
         self.state.head
     }
 
     /// The newest snapshot, if any: where a restore to the head starts.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// assert_eq!(store.reader()?.snapshot(), None);
+    /// compact::compact(&store, &Default::default())?;
+    /// let snapshot = store.reader()?.snapshot().expect("a compaction leaves a snapshot");
+    /// assert_eq!(snapshot.version, 3);
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot(&self) -> Option<SnapshotInfo> {
         self.state.snapshot_info()
     }
 
     /// Every snapshot the store keeps, oldest first.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// compact::compact(&store, &Default::default())?;
+    /// store.add_change(5, &["INSERT INTO t VALUES (5)"])?;
+    /// store.add_change(6, &["INSERT INTO t VALUES (6)"])?;
+    /// compact::compact(&store, &Default::default())?;
+    /// let kept: Vec<u32> = store.reader()?.snapshots().iter().map(|s| s.version).collect();
+    /// assert_eq!(kept, [3, 5]);
+    /// # Ok(()) }
+    /// ```
     pub fn snapshots(&self) -> Vec<SnapshotInfo> {
         self.state.snapshot_infos()
     }
 
     /// The newest snapshot at or below `seq`: where a restore to `seq`
     /// starts (`None`: from an empty database).
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// # compact::compact(&store, &Default::default())?;
+    /// # for v in 5..=6 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// # compact::compact(&store, &Default::default())?;
+    /// # // Snapshots at 3 and 5, the head at 6.
+    /// let reader = store.reader()?;
+    /// assert_eq!(reader.snapshot_for(4).map(|s| s.version), Some(3));
+    /// assert_eq!(reader.snapshot_for(6).map(|s| s.version), Some(5));
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot_for(&self, seq: Seq) -> Option<SnapshotInfo> {
         self.state.snapshot_for(seq).map(super::state::info)
     }
 
     /// Lowest and highest store version a restore can produce from this
     /// view: from the oldest snapshot kept (or 0) to the head.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// assert_eq!(store.reader()?.restorable(), (0, 4));
+    /// compact::compact(&store, &Default::default())?;
+    /// assert_eq!(store.reader()?.restorable(), (3, 4), "from the snapshot at 3");
+    /// # Ok(()) }
+    /// ```
     pub fn restorable(&self) -> (Seq, Seq) {
         self.state.restorable()
     }
@@ -133,6 +253,22 @@ impl Reader {
     /// version at or below it after the last u32 wrap, refused with
     /// [`Error::NotRestorable`] naming the range when it is outside
     /// [`restorable`](Reader::restorable).
+    ///
+    /// ```
+    /// use cln_backup::{Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let reader = store.reader()?;
+    /// assert_eq!(reader.target(None)?, 3);
+    /// assert_eq!(reader.target(Some(2))?, 2);
+    /// assert!(matches!(reader.target(Some(5)), Err(Error::NotRestorable { asked: 5, .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn target(&self, to_version: Option<u64>) -> Result<Seq> {
         let (lo, hi) = self.restorable();
         crate::version::target(lo, hi, self.snapshot().is_some(), to_version)
@@ -155,6 +291,21 @@ impl Reader {
     }
 
     /// Number of change records.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// assert_eq!(store.reader()?.change_count(), 4);
+    /// compact::compact(&store, &Default::default())?;
+    /// assert_eq!(store.reader()?.change_count(), 1, "1 to 3 are in the snapshot");
+    /// # Ok(()) }
+    /// ```
     pub fn change_count(&self) -> u64 {
         self.state.changes
     }
@@ -163,6 +314,25 @@ impl Reader {
     /// content hash. Returns the bytes written (0 when there is no snapshot).
     /// It pairs with [`changes`](Reader::changes) up to the head; for an
     /// older version, see [`copy_snapshot_for`](Reader::copy_snapshot_for).
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let mut image = Vec::new();
+    /// assert_eq!(store.reader()?.copy_snapshot(&mut image)?, 0, "no snapshot yet");
+    /// compact::compact(&store, &Default::default())?;
+    /// let reader = store.reader()?;
+    /// let written = reader.copy_snapshot(&mut image)?;
+    /// assert_eq!(Some(written), reader.snapshot().map(|s| s.size));
+    /// assert!(image.starts_with(b"SQLite format 3\0"));
+    /// # Ok(()) }
+    /// ```
     pub fn copy_snapshot(&self, out: &mut dyn Write) -> Result<u64> {
         self.copy_snapshot_for(self.state.head, out)
     }
@@ -171,6 +341,34 @@ impl Reader {
     /// `out`, checking its content hash: the start of a restore to `upto`,
     /// which [`changes(upto)`](Reader::changes) continues. Returns the bytes
     /// written (0 when the restore starts from an empty database).
+    ///
+    /// A restore to version 4 by hand, in a store with snapshots at 3 and 5:
+    ///
+    /// ```
+    /// use cln_backup::rusqlite::Connection;
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// # compact::compact(&store, &Default::default())?;
+    /// # for v in 5..=6 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// # compact::compact(&store, &Default::default())?;
+    /// # // Snapshots at 3 and 5, the head at 6.
+    /// let reader = store.reader()?;
+    /// let db = dir.path().join("at-4.sqlite3");
+    /// reader.copy_snapshot_for(4, &mut std::fs::File::create(&db)?)?;
+    /// let rows: i64 = Connection::open(&db)?.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+    /// assert_eq!(rows, 2, "the snapshot at 3 holds the rows of versions 2 and 3");
+    /// let then: Vec<u64> = reader.changes(4)?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(then, [4]);
+    /// # Ok(()) }
+    /// ```
     pub fn copy_snapshot_for(&self, upto: Seq, out: &mut dyn Write) -> Result<u64> {
         guarded(&self.path, || match self.state.snapshot_for(upto) {
             Some((seq, header)) => snapshot::copy(&self.path, snapshot::Views::One(self.txn()?), *seq, header, out),
@@ -188,7 +386,28 @@ impl Reader {
     /// up to and including `upto`, in order, each checked against the hash
     /// chain before it is decoded: what a restore to `upto` replays on top
     /// of that snapshot.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let upto_2: Vec<u64> = store.reader()?.changes(2)?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(upto_2, [1, 2]);
+    /// compact::compact(&store, &Default::default())?;
+    /// // Versions 1 to 3 are in the snapshot at 3: a restore to 4 replays 4 on top of it.
+    /// let upto_4: Vec<u64> = store.reader()?.changes(4)?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(upto_4, [4]);
+    /// # Ok(()) }
+    /// ```
     pub fn changes(&self, upto: Seq) -> Result<Changes> {
+        // A version the store cannot restore is the caller's mistake, not
+        // damage: refused before any record is read.
+        self.check_restorable(upto)?;
         guarded(&self.path, || self.changes_inner(upto))
     }
 
@@ -196,6 +415,29 @@ impl Reader {
     /// the log) to the head, each checked against the hash chain: what
     /// `verify` walks. A newer snapshot's version is passed through, not
     /// started from.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// # compact::compact(&store, &Default::default())?;
+    /// # for v in 5..=6 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// # compact::compact(&store, &Default::default())?;
+    /// # // Snapshots at 3 and 5, the head at 6.
+    /// let reader = store.reader()?;
+    /// let kept: Vec<u64> = reader.log()?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(kept, [4, 5, 6], "from the oldest snapshot, at 3");
+    /// let to_head: Vec<u64> = reader.changes(reader.head())?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(to_head, [6], "from the newest, at 5");
+    /// # Ok(()) }
+    /// ```
     pub fn log(&self) -> Result<Changes> {
         guarded(&self.path, || self.changes_from(self.state.snapshots.first(), self.state.head))
     }
@@ -235,6 +477,20 @@ impl Reader {
     /// is not kept; [`TIME_NOT_RECORDED`](crate::TIME_NOT_RECORDED) when the
     /// source recorded none (an import). Refused outside
     /// [`restorable`](Reader::restorable).
+    ///
+    /// ```
+    /// use cln_backup::{now_ms, Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// let before = now_ms();
+    /// store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// let reader = store.reader()?;
+    /// let received = reader.time_of(1)?;
+    /// assert!(before <= received && received <= now_ms());
+    /// assert!(matches!(reader.time_of(2), Err(Error::NotRestorable { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn time_of(&self, seq: Seq) -> Result<u64> {
         guarded(&self.path, || {
             self.check_restorable(seq)?;
@@ -251,6 +507,9 @@ impl Reader {
                 }
                 None => match self.state.snapshot_for(seq) {
                     Some((s, h)) if *s == seq => Ok(h.version_time_ms),
+                    // The empty database before the first change of a log
+                    // without a snapshot: nothing was received then.
+                    None if seq == self.state.base() => Ok(crate::record::TIME_NOT_RECORDED),
                     _ => Err(Error::corrupt(
                         &self.path,
                         format!("change record for version {} is missing", data_version(seq)),
@@ -266,6 +525,23 @@ impl Reader {
     /// this is a binary search. Refused with [`Error::TimeNotRestorable`]
     /// when `time_ms` is before the oldest restorable version's time, or
     /// when that version's time is not known.
+    ///
+    /// ```
+    /// use cln_backup::{now_ms, Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let reader = store.reader()?;
+    /// assert_eq!(reader.target_time(now_ms())?, 3);
+    /// let first = reader.time_of(1)?;
+    /// assert!(reader.target_time(first)? >= 1);
+    /// assert!(matches!(reader.target_time(first - 1), Err(Error::TimeNotRestorable { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn target_time(&self, time_ms: u64) -> Result<Seq> {
         let (lo, hi) = self.timed_range();
         if hi < lo {
@@ -329,10 +605,26 @@ impl Reader {
     /// [`changes`](Reader::changes): the first one chains from the record at
     /// `after` (or from the base when there is none there). What a replica
     /// that already holds everything up to `after` is sent.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let reader = store.reader()?;
+    /// // A replica that holds everything up to version 2 is sent 3 and 4.
+    /// let sent: Vec<u64> = reader.changes_after(2, 4)?.map(|c| c.map(|c| c.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(sent, [3, 4]);
+    /// # Ok(()) }
+    /// ```
     pub fn changes_after(&self, after: Seq, upto: Seq) -> Result<Changes> {
         guarded(&self.path, || {
             let base = self.state.base();
-            if after < base {
+            if after < base || after > self.restorable().1 {
                 return Err(self.not_restorable(after));
             }
             let prev_hash = match record_in(&self.path, self.txn()?, after)? {
@@ -368,6 +660,23 @@ impl Reader {
     }
 
     /// Bytes of each stored change record, for size accounting.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let bytes = store.reader()?.stored_change_bytes()?;
+    /// assert!(bytes > 0);
+    /// assert_eq!(bytes, store.status()?.bytes_since_snapshot, "no snapshot: every record counts");
+    /// store.rewind()?;
+    /// assert!(store.reader()?.stored_change_bytes()? < bytes);
+    /// # Ok(()) }
+    /// ```
     pub fn stored_change_bytes(&self) -> Result<u64> {
         guarded(&self.path, || self.stored_change_bytes_inner())
     }
@@ -392,6 +701,20 @@ impl Reader {
 
 /// Iterator over checked, decoded change records: sealed segments first,
 /// then the tail.
+///
+/// ```
+/// use cln_backup::{Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// store.add_change(2, &["INSERT INTO t VALUES (1)"])?;
+/// let reader = store.reader()?;
+/// let changes = reader.changes(reader.head())?.collect::<Result<Vec<_>, _>>()?;
+/// assert_eq!(changes.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+/// assert_eq!(changes[1].transactions[0].statements, ["INSERT INTO t VALUES (1)"]);
+/// # Ok(()) }
+/// ```
 pub struct Changes {
     path: PathBuf,
     records: Records,
@@ -408,6 +731,27 @@ pub struct Changes {
 
 impl Changes {
     /// Chain hash of the last record yielded (the origin if none was).
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=3 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let reader = store.reader()?;
+    /// let mut all = reader.changes(3)?;
+    /// let origin = all.last_hash();
+    /// assert_eq!(all.by_ref().collect::<Result<Vec<_>, _>>()?.len(), 3);
+    /// assert_ne!(all.last_hash(), origin);
+    /// // The hash of version 3's record, however the iteration reached it.
+    /// let mut rest = reader.changes_after(2, 3)?;
+    /// rest.by_ref().collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(rest.last_hash(), all.last_hash());
+    /// # Ok(()) }
+    /// ```
     pub fn last_hash(&self) -> Hash {
         self.prev_hash
     }

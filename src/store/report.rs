@@ -15,6 +15,24 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 /// A snapshot a store keeps, as status reports it.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=4 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let received = store.reader()?.time_of(3)?;
+/// compact::compact(&store, &Default::default())?;
+/// let info = store.status()?.snapshot.expect("a compaction leaves a snapshot");
+/// assert_eq!((info.seq, info.version), (3, 3));
+/// assert!(info.size > 0 && info.stored_bytes > 0 && info.foreign_keys);
+/// assert_eq!(info.version_time_ms, received);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct SnapshotInfo {
@@ -38,6 +56,24 @@ pub struct SnapshotInfo {
 }
 
 /// What a store holds, for `info`, `backup-status` and embedding callers.
+///
+/// ```
+/// use cln_backup::{compact, Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+/// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=4 {
+/// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// compact::compact(&store, &Default::default())?;
+/// let status = store.status()?;
+/// assert_eq!((status.version, status.prev_version, status.format), (4, Some(3), 3));
+/// // Versions 1 to 3 are in the snapshot; the last change stays a change, and may be rewound.
+/// assert_eq!((status.changes, status.changes_since_snapshot, status.rewind_allowed), (1, 1, true));
+/// assert_eq!((status.restorable, status.snapshots.len()), ((3, 4), 1));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct Status {
@@ -74,7 +110,7 @@ pub struct Status {
     pub created_ms: u64,
     /// The last compaction published into the store, if any.
     pub last_compaction: Option<CompactionRecord>,
-    /// Whether a compaction is running now.
+    /// Whether a compaction (or a [`BulkLoad`](super::BulkLoad)) is running now.
     pub compacting: bool,
 }
 
@@ -129,6 +165,22 @@ impl Store {
     /// Changes after the newest snapshot and their stored bytes, as
     /// [`Status`] reports them, without reading the file's length: what an
     /// automatic compaction policy checks after each write.
+    ///
+    /// ```
+    /// use cln_backup::{compact, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// # for v in 2..=4 {
+    /// #     store.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// # }
+    /// let (changes, bytes) = store.since_snapshot();
+    /// assert_eq!((changes, bytes), (4, store.status()?.bytes_since_snapshot));
+    /// compact::compact(&store, &Default::default())?;
+    /// assert_eq!(store.since_snapshot().0, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn since_snapshot(&self) -> (u64, u64) {
         let st = self.published();
         (st.changes_since_snapshot(), st.bytes_since_snapshot)
@@ -154,6 +206,17 @@ impl Store {
     /// The store's identity: 16 random bytes fixed when it was created, the
     /// same for every open of the file (a replica's single-writer lease
     /// names its writer by it).
+    ///
+    /// ```
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// let id = Store::create(&path)?.id();
+    /// assert_eq!(Store::open_read_only(&path)?.id(), id);
+    /// assert_ne!(Store::create(dir.path().join("other.redb"))?.id(), id);
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> [u8; 16] {
         self.published().meta.store_id
     }
@@ -162,16 +225,59 @@ impl Store {
     /// change at the version after it was removed (and may have been
     /// replaced since). A replica holding that version may hold the
     /// removed change.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// # store.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// store.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+    /// assert_eq!(store.rewound_at(), None);
+    /// store.rewind()?;
+    /// // Version 2 is stored again, with other statements: the store remembers the rewind.
+    /// store.add_change(2, &["INSERT INTO t VALUES (20)"])?;
+    /// assert_eq!(store.rewound_at(), Some(1));
+    /// # Ok(()) }
+    /// ```
     pub fn rewound_at(&self) -> Option<Seq> {
         self.published().meta.rewound_at
     }
 
     /// The change model the store records (see [`crate::Model`]).
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// assert_eq!(Store::create(dir.path().join("node.redb"))?.model(), Model::Lightningd);
+    /// let app = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: false })?;
+    /// assert_eq!(app.model(), Model::Application { foreign_keys: false });
+    /// # Ok(()) }
+    /// ```
     pub fn model(&self) -> crate::Model {
         self.published().model
     }
 
     /// The head as a store version.
+    ///
+    /// ```
+    /// use cln_backup::rusqlite::Connection;
+    /// use cln_backup::{version, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let image = dir.path().join("lightningd.sqlite3");
+    /// # let conn = Connection::open(&image)?;
+    /// # conn.execute_batch("CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)")?;
+    /// # conn.execute("INSERT INTO vars VALUES ('data_version', ?1)", [u32::MAX])?;
+    /// # drop(conn);
+    /// let store = Store::create(dir.path().join("node.redb"))?;
+    /// store.add_snapshot_file(u32::MAX, &image)?;
+    /// // lightningd's data_version wraps to 0; the store's version goes on counting.
+    /// store.add_change(0, &["INSERT INTO vars VALUES ('x', 1)".to_string(), version::bump_statement(0)])?;
+    /// assert_eq!((store.version(), store.head()), (0, 1 << 32));
+    /// # Ok(()) }
+    /// ```
     pub fn head(&self) -> Seq {
         self.published().head
     }

@@ -50,6 +50,23 @@ use std::io::Read;
 use std::path::Path;
 
 /// What `add_change` did.
+///
+/// ```
+/// use cln_backup::{version, Added, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// let first = [
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+///     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+///     version::bump_statement(1),
+/// ];
+/// assert_eq!(store.add_change(1, &first)?, Added::New(1));
+/// // lightningd reports a lone PRAGMA outside a transaction with the version it is at.
+/// assert_eq!(store.add_change(1, &["PRAGMA foreign_keys = OFF;"])?, Added::Repeated(1));
+/// assert_eq!(store.reader()?.changes(1)?.next().transpose()?.map(|c| c.transactions.len()), Some(2));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Added {
     /// A new version was appended.
@@ -273,6 +290,21 @@ impl Store {
     /// While a `BulkLoad` is alive it holds the store's write transaction:
     /// other writes to the store wait for it, so it must not be interleaved
     /// with them on one thread.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// let mut load = store.bulk_load()?;
+    /// load.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// for v in 2..=100 {
+    ///     load.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// }
+    /// load.finish()?;
+    /// assert_eq!((store.version(), store.status()?.changes), (100, 100));
+    /// # Ok(()) }
+    /// ```
     pub fn bulk_load(&self) -> Result<BulkLoad<'_>> {
         self.writer()?;
         // A compaction would put a new file in place under the load's open
@@ -391,6 +423,23 @@ impl Store {
     /// `data_version`. Decision: to check it, the image is first copied to a
     /// temporary file beside the store (removed when done), so the store's
     /// disk needs room for it once more while it is taken.
+    ///
+    /// ```
+    /// use cln_backup::rusqlite::Connection;
+    /// use cln_backup::{Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("app.sqlite3");
+    /// # Connection::open(&db)?.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?;
+    /// let image: Vec<u8> = std::fs::read(&db)?;
+    /// let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// let info = store.add_snapshot(7, &mut image.as_slice())?;
+    /// assert_eq!((info.version, info.size), (7, image.len() as u64));
+    /// assert_eq!(store.version(), 7, "an empty store starts at the snapshot");
+    /// let refused = store.add_snapshot(7, &mut &b"not a database"[..]);
+    /// assert!(matches!(refused, Err(Error::SnapshotImage { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn add_snapshot(&self, version: u32, image: &mut dyn Read) -> Result<SnapshotInfo> {
         self.writer()?;
         let mut copy = crate::atomic_file::TempFile::create(&self.path, "snapshot")?;
@@ -491,6 +540,32 @@ impl Store {
 }
 
 /// Changes added in bulk: see [`Store::bulk_load`].
+///
+/// An import, as a copy of another store's log:
+///
+/// ```
+/// use cln_backup::{Model, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let model = Model::Application { foreign_keys: true };
+/// # let old = Store::create_with(dir.path().join("old.redb"), model)?;
+/// # old.add_change(1, &["CREATE TABLE t (x)"])?;
+/// # for v in 2..=5 {
+/// #     old.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+/// # }
+/// let new = Store::create_with(dir.path().join("new.redb"), model)?;
+/// let reader = old.reader()?;
+/// let mut load = new.bulk_load()?;
+/// for change in reader.changes(reader.head())? {
+///     let change = change?;
+///     for txn in &change.transactions {
+///         load.add_change(change.data_version(), &txn.statements)?;
+///     }
+/// }
+/// load.finish()?;
+/// assert_eq!(new.version(), 5);
+/// # Ok(()) }
+/// ```
 pub struct BulkLoad<'s> {
     store: &'s Store,
     /// The open batch, committed every [`BULK_BATCH`] changes.
@@ -516,6 +591,22 @@ impl std::fmt::Debug for BulkLoad<'_> {
 impl BulkLoad<'_> {
     /// Add one change, with exactly the checks of [`Store::add_change`]. Not
     /// durable until [`BulkLoad::finish`].
+    ///
+    /// ```
+    /// use cln_backup::{Added, Error, Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// let mut load = store.bulk_load()?;
+    /// assert_eq!(load.add_change(1, &["CREATE TABLE t (x)"])?, Added::New(1));
+    /// // Refused, as by `Store::add_change`; the load goes on.
+    /// let gap = load.add_change(3, &["INSERT INTO t VALUES (3)"]);
+    /// assert!(matches!(gap, Err(Error::Gap { expected: 2, .. })));
+    /// load.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+    /// load.finish()?;
+    /// assert_eq!(store.version(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn add_change<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
         let path = self.store.path.clone();
         let store = self.store;
@@ -526,6 +617,18 @@ impl BulkLoad<'_> {
     /// (a `.dbak` import): it is stored with
     /// [`TIME_NOT_RECORDED`](crate::record::TIME_NOT_RECORDED), not the
     /// time of the load, which would pass for when lightningd made it.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store, TIME_NOT_RECORDED};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// let mut load = store.bulk_load()?;
+    /// load.add_change_without_time(1, &["CREATE TABLE t (x)"])?;
+    /// load.finish()?;
+    /// assert_eq!(store.reader()?.time_of(1)?, TIME_NOT_RECORDED);
+    /// # Ok(()) }
+    /// ```
     pub fn add_change_without_time<S: AsRef<str>>(&mut self, version: u32, statements: &[S]) -> Result<Added> {
         let path = self.store.path.clone();
         let store = self.store;
@@ -585,6 +688,21 @@ impl BulkLoad<'_> {
     }
 
     /// Commit what is left and make everything added durable (one sync).
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.redb");
+    /// let store = Store::create_with(&path, Model::Application { foreign_keys: true })?;
+    /// let mut load = store.bulk_load()?;
+    /// load.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// load.add_change(2, &["INSERT INTO t VALUES (2)"])?;
+    /// load.finish()?;
+    /// drop(store);
+    /// assert_eq!(Store::open(&path)?.version(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn finish(mut self) -> Result<()> {
         let path = self.store.path.clone();
         let store = self.store;
@@ -607,6 +725,21 @@ impl BulkLoad<'_> {
 
     /// Commits made so far (each batch, and the final durable one): the test
     /// suite checks that a bulk load does not commit once per change.
+    ///
+    /// ```
+    /// use cln_backup::{Model, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create_with(dir.path().join("app.redb"), Model::Application { foreign_keys: true })?;
+    /// let mut load = store.bulk_load()?;
+    /// load.add_change(1, &["CREATE TABLE t (x)"])?;
+    /// for v in 2..=100 {
+    ///     load.add_change(v, &[format!("INSERT INTO t VALUES ({v})")])?;
+    /// }
+    /// assert_eq!(load.commits(), 0, "100 changes fit in one batch, committed by finish");
+    /// load.finish()?;
+    /// # Ok(()) }
+    /// ```
     pub fn commits(&self) -> u64 {
         self.commits
     }

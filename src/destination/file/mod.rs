@@ -12,6 +12,25 @@ use crate::Result;
 use std::io::{Read, Write};
 
 /// A [`Store`] as a [`Destination`].
+///
+/// ```
+/// use cln_backup::destination::{Destination, FileDestination};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::{Added, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let dest: Box<dyn Destination> = Box::new(FileDestination::new(Store::create(dir.path().join("node.redb"))?));
+/// let added = dest.add_change(1, &[
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+///     "INSERT INTO vars VALUES ('data_version', 0)",
+///     &bump_statement(1),
+/// ])?;
+/// assert_eq!(added, Added::New(1));
+/// // The store's rules, unchanged: a gap is refused.
+/// assert!(dest.add_change(3, &["INSERT INTO vars VALUES ('a', 1)", &bump_statement(3)]).is_err());
+/// assert_eq!(dest.head()?.version, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct FileDestination {
     store: Store,
@@ -20,17 +39,56 @@ pub struct FileDestination {
 
 impl FileDestination {
     /// Serve `store`; messages name it by its path.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("node.redb");
+    /// let dest = FileDestination::new(Store::create(&path)?);
+    /// assert_eq!(dest.location(), path.display().to_string());
+    /// # Ok(()) }
+    /// ```
     pub fn new(store: Store) -> FileDestination {
         let location = store.path().display().to_string();
         FileDestination { store, location }
     }
 
     /// The store itself.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let dest = FileDestination::new(Store::create(dir.path().join("node.redb"))?);
+    /// dest.add_change(1, &["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", &bump_statement(1)])?;
+    /// // What went through the destination is in the store.
+    /// assert_eq!(dest.store().version(), 1);
+    /// assert_eq!(dest.store().status()?.changes, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// Give the store back.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, FileDestination};
+    /// use cln_backup::version::bump_statement;
+    /// use cln_backup::Store;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let dest = FileDestination::new(Store::create(dir.path().join("node.redb"))?);
+    /// dest.add_change(1, &["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", &bump_statement(1)])?;
+    /// let store = dest.into_store();
+    /// assert_eq!(store.version(), 1);
+    /// assert!(!store.is_read_only());
+    /// # Ok(()) }
+    /// ```
     pub fn into_store(self) -> Store {
         self.store
     }

@@ -65,6 +65,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How to open an object-storage destination.
+///
+/// ```
+/// use cln_backup::destination::{Access, Destination, ObjectDestination, ObjectOptions};
+/// use cln_backup::encryption::Key;
+/// use cln_backup::Store;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// let mut options = ObjectOptions::new(Access::Write, Key::from_bytes([7; 32]));
+/// options.owner = Some(store.id()); // the lease names the local store
+/// // `memory:///`, the object_store crate's in-memory store, stands in for a bucket.
+/// let remote = ObjectDestination::open("memory:///node", &options)?;
+/// assert_eq!(remote.head()?.version, 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ObjectOptions {
@@ -82,12 +98,52 @@ pub struct ObjectOptions {
 
 impl ObjectOptions {
     /// Options for `access` with `key`, no credentials file and no owner.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Access, ObjectDestination, ObjectOptions};
+    /// use cln_backup::encryption::Key;
+    ///
+    /// let options = ObjectOptions::new(Access::Write, Key::from_bytes([7; 32]));
+    /// assert!(options.owner.is_none() && options.credentials_file.is_none());
+    /// // Without an owner, writing is refused: nothing would hold the lease.
+    /// let err = ObjectDestination::open("memory:///node", &options).unwrap_err();
+    /// assert!(err.to_string().contains("store's id"), "{err}");
+    /// ```
     pub fn new(access: Access, key: Key) -> ObjectOptions {
         ObjectOptions { access, key, credentials_file: None, owner: None }
     }
 }
 
 /// What `info` shows of a remote copy ([`ObjectDestination::describe`]).
+///
+/// ```
+/// use cln_backup::destination::{replica, Access, ObjectDestination, ObjectOptions};
+/// use cln_backup::encryption::Key;
+/// use cln_backup::Store;
+/// # use cln_backup::version::bump_statement;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// # for v in 2..=3 {
+/// #     store.add_change(v, &[format!("INSERT INTO vars VALUES ('v{v}', {v})"), bump_statement(v)])?;
+/// # }
+/// let mut options = ObjectOptions::new(Access::Write, Key::from_bytes([7; 32]));
+/// options.owner = Some(store.id());
+/// // `memory:///`, the object_store crate's in-memory store, stands in for a bucket.
+/// let remote = ObjectDestination::open("memory:///node", &options)?;
+/// replica::catch_up(&store, &remote)?;
+/// let summary = remote.describe()?;
+/// assert_eq!((summary.url.as_str(), summary.version), ("memory:///node", 3));
+/// assert_eq!((summary.snapshot, summary.segments), (None, 1), "one catch-up, one segment");
+/// assert!(summary.stored_bytes > 0 && summary.lease.is_some());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RemoteSummary {
@@ -112,6 +168,34 @@ pub struct RemoteSummary {
 }
 
 /// A prefix in an object store.
+///
+/// ```
+/// use cln_backup::destination::{replica, Access, Destination, ObjectDestination, ObjectOptions};
+/// use cln_backup::encryption::Key;
+/// use cln_backup::Store;
+/// # use cln_backup::version::bump_statement;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("node.redb"))?;
+/// # store.add_change(1, &[
+/// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)".to_string(),
+/// #     "INSERT INTO vars VALUES ('data_version', 0)".to_string(),
+/// #     bump_statement(1),
+/// # ])?;
+/// let mut options = ObjectOptions::new(Access::Write, Key::from_bytes([7; 32]));
+/// options.owner = Some(store.id());
+/// // `memory:///`, the object_store crate's in-memory store, stands in for a bucket.
+/// let remote = ObjectDestination::open("memory:///node", &options)?;
+/// // A replica of the local store: sent what it lacks, then each new change.
+/// replica::catch_up(&store, &remote)?;
+/// remote.add_change(2, &["INSERT INTO vars VALUES ('a', 1)", &bump_statement(2)])?;
+/// assert_eq!(remote.head()?.version, 2);
+/// // Read back as a restore reads it.
+/// let source = remote.restore_source(None, &mut std::io::sink())?;
+/// assert_eq!(source.changes.count(), 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct ObjectDestination {
     url: String,
@@ -424,6 +508,24 @@ impl ObjectDestination {
     /// Open the prefix `url` names. A writer takes the lease (see the
     /// module's decisions) and publishes a manifest with a new epoch; a
     /// reader reads only.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Access, Destination, ObjectDestination, ObjectOptions};
+    /// use cln_backup::encryption::Key;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = Key::from_bytes([7; 32]);
+    /// let mut options = ObjectOptions::new(Access::Write, key.clone());
+    /// options.owner = Some([1; 16]);
+    /// // `memory:///`, the object_store crate's in-memory store, stands in for a bucket.
+    /// let writer = ObjectDestination::open("memory:///node", &options)?;
+    /// assert!(writer.describe()?.lease.is_some_and(|l| l.contains("01010101")));
+    ///
+    /// // A reader takes no lease and refuses to write.
+    /// let reader = ObjectDestination::open("memory:///node", &ObjectOptions::new(Access::ReadOnly, key))?;
+    /// assert!(reader.add_change(1, &["CREATE TABLE t (x)"]).is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn open(url: &str, options: &ObjectOptions) -> Result<ObjectDestination> {
         let credentials = match &options.credentials_file {
             Some(path) => remote::read_credentials(path)?,
@@ -459,6 +561,25 @@ impl ObjectDestination {
 
     /// What `info` shows of the copy: head, restorable range, snapshot,
     /// segments, stored bytes and the lease holder. Reads only.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Access, Destination, ObjectDestination, ObjectOptions};
+    /// use cln_backup::encryption::Key;
+    /// # use cln_backup::version::bump_statement;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut options = ObjectOptions::new(Access::Write, Key::from_bytes([7; 32]));
+    /// options.owner = Some([1; 16]);
+    /// // `memory:///`, the object_store crate's in-memory store, stands in for a bucket.
+    /// let remote = ObjectDestination::open("memory:///node", &options)?;
+    /// let empty = remote.describe()?;
+    /// assert_eq!((empty.version, empty.segments, empty.manifest), (0, 0, Some(1)));
+    /// remote.add_change(1, &["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", &bump_statement(1)])?;
+    /// let summary = remote.describe()?;
+    /// assert_eq!((summary.version, summary.restorable, summary.segments), (1, (0, 1), 1));
+    /// assert!(summary.stored_bytes > empty.stored_bytes);
+    /// # Ok(()) }
+    /// ```
     pub fn describe(&self) -> Result<RemoteSummary> {
         let sh = &self.shared;
         let view = sh.view()?;

@@ -141,6 +141,39 @@ struct Conn {
 }
 
 /// A remote backup server reached over the socket protocol.
+///
+/// ```
+/// use cln_backup::destination::{Destination, SocketDestination, SocketUrl};
+/// use cln_backup::restore;
+/// use cln_backup::version::bump_statement;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use cln_backup::destination::{serve_connection, ServeOptions};
+/// # let dir = tempfile::tempdir()?;
+/// # // A backup server on this machine, for one connection.
+/// # let store = cln_backup::Store::create(dir.path().join("server.redb"))?;
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = SocketUrl::parse(&format!("socket:{}", listener.local_addr()?))?;
+/// # let server = std::thread::spawn(move || {
+/// #     serve_connection(&store, &listener.accept().unwrap().0, &ServeOptions::new())
+/// # });
+/// let dest = SocketDestination::connect(&url, None)?;
+/// dest.add_change(1, &[
+///     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+///     "INSERT INTO vars VALUES ('data_version', 0)",
+///     &bump_statement(1),
+/// ])?;
+/// dest.add_change(2, &["INSERT INTO vars VALUES ('a', 1)", &bump_statement(2)])?;
+/// assert_eq!(dest.head()?.version, 2);
+/// assert!(dest.local_store().is_none(), "the server is the only copy");
+///
+/// // Rebuild the database from what the server streams back.
+/// let db = dir.path().join("lightningd.sqlite3");
+/// let report = restore::restore_from(&dest, &db, &restore::Options::default())?;
+/// assert_eq!(report.version, 2);
+/// # drop(dest);
+/// # assert_eq!(server.join().unwrap()?.changes, 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct SocketDestination {
     url: SocketUrl,
@@ -163,6 +196,28 @@ enum AtBase {
 impl SocketDestination {
     /// Connect to the server `url` names, sending `token` (a pre-shared
     /// token) first when given, and read its metadata.
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, SocketDestination, SocketUrl};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use cln_backup::destination::{serve_connection, ServeOptions};
+    /// # let dir = tempfile::tempdir()?;
+    /// # // A backup server on this machine, for one connection.
+    /// # let store = cln_backup::Store::create(dir.path().join("server.redb"))?;
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = SocketUrl::parse(&format!("socket:{}", listener.local_addr()?))?;
+    /// # let server = std::thread::spawn(move || {
+    /// #     serve_connection(&store, &listener.accept().unwrap().0, &ServeOptions::new())
+    /// # });
+    /// let dest = SocketDestination::connect(&url, None)?;
+    /// assert_eq!(dest.location(), url.url);
+    /// assert_eq!(dest.head()?.version, 0);
+    /// // A token that is only white space is refused before anything is sent.
+    /// assert!(SocketDestination::connect(&url, Some(b"\n".to_vec())).is_err());
+    /// # drop(dest);
+    /// # server.join().unwrap()?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect(url: &SocketUrl, token: Option<Vec<u8>>) -> Result<SocketDestination> {
         let token = token.map(|t| trim_token(&t).to_vec());
         if token.as_ref().is_some_and(|t| t.is_empty()) {
@@ -185,6 +240,38 @@ impl SocketDestination {
     }
 
     /// Ask the server to compact its store; returns its statistics (JSON).
+    ///
+    /// ```
+    /// use cln_backup::destination::{Destination, SocketDestination, SocketUrl};
+    /// use cln_backup::version::bump_statement;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use cln_backup::destination::{serve_connection, ServeOptions};
+    /// # let dir = tempfile::tempdir()?;
+    /// # // A backup server on this machine, for one connection.
+    /// # let store = cln_backup::Store::create(dir.path().join("server.redb"))?;
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = SocketUrl::parse(&format!("socket:{}", listener.local_addr()?))?;
+    /// # let server = std::thread::spawn(move || {
+    /// #     serve_connection(&store, &listener.accept().unwrap().0, &ServeOptions::new())
+    /// # });
+    /// # let dest = SocketDestination::connect(&url, None)?;
+    /// # dest.add_change(1, &[
+    /// #     "CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)",
+    /// #     "INSERT INTO vars VALUES ('data_version', 0)",
+    /// #     &bump_statement(1),
+    /// # ])?;
+    /// # for v in 2..=3 {
+    /// #     dest.add_change(v, &[&format!("INSERT INTO vars VALUES ('v{v}', {v})"), &bump_statement(v)])?;
+    /// # }
+    /// // The server holds versions 1 to 3: it folds 1 and 2 into a snapshot.
+    /// let stats = dest.compact()?;
+    /// assert_eq!(stats["compacted"], true);
+    /// assert_eq!(stats["snapshot_version"], 2);
+    /// assert_eq!(dest.head()?.version, 3);
+    /// # drop(dest);
+    /// # server.join().unwrap()?;
+    /// # Ok(()) }
+    /// ```
     pub fn compact(&self) -> Result<serde_json::Value> {
         let mut conn = self.lock();
         let stream = self.connected(&mut conn)?;

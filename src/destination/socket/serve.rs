@@ -48,6 +48,28 @@ pub const PACKET_TIMEOUT: Duration = Duration::from_secs(120);
 pub type OthersWaiting = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How [`serve_connection`] serves.
+///
+/// ```
+/// use cln_backup::destination::{serve_connection, ServeOptions, SocketDestination, SocketUrl};
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("server.redb"))?;
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = SocketUrl::parse(&format!("socket:{}", listener.local_addr()?))?;
+/// let mut options = ServeOptions::new();
+/// options.token = Some(b"s3cret".to_vec());
+/// options.scratch_dir = Some(dir.path().to_path_buf());
+/// // A client without the token is refused; one with it is served.
+/// for (token, accepted) in [(None, false), (Some(b"s3cret\n".to_vec()), true)] {
+///     let url = url.clone();
+///     let client = std::thread::spawn(move || SocketDestination::connect(&url, token).map(drop));
+///     let (stream, _) = listener.accept()?;
+///     assert_eq!(serve_connection(&store, &stream, &options).is_ok(), accepted);
+///     assert_eq!(client.join().unwrap().is_ok(), accepted);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ServeOptions {
@@ -97,12 +119,50 @@ impl Default for ServeOptions {
 impl ServeOptions {
     /// No token, snapshots staged beside the store, a quiet connection
     /// closed after 5 seconds only when another client waits.
+    ///
+    /// ```
+    /// use cln_backup::destination::ServeOptions;
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = ServeOptions::new();
+    /// assert!(options.token.is_none() && options.scratch_dir.is_none());
+    /// assert_eq!(options.idle_timeout, None);
+    /// assert_eq!(options.yield_after, Duration::from_secs(5));
+    /// assert!(options.others_waiting.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> ServeOptions {
         ServeOptions::default()
     }
 }
 
 /// What one connection did.
+///
+/// ```
+/// use cln_backup::destination::{serve_connection, Destination, ServeOptions, SocketDestination, SocketUrl};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::create(dir.path().join("server.redb"))?;
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = SocketUrl::parse(&format!("socket:{}", listener.local_addr()?))?;
+/// let client = std::thread::spawn(move || -> cln_backup::Result<()> {
+///     let dest = SocketDestination::connect(&url, None)?;
+///     dest.add_change(1, &["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", &bump_statement(1)])?;
+///     dest.add_change(2, &["INSERT INTO vars VALUES ('a', 1)", &bump_statement(2)])?;
+///     dest.rewind()?;
+///     // A gap: refused, and the connection goes on.
+///     assert!(dest.add_change(5, &["INSERT INTO vars VALUES ('b', 2)", &bump_statement(5)]).is_err());
+///     Ok(())
+/// });
+/// let (stream, _) = listener.accept()?;
+/// let served = serve_connection(&store, &stream, &ServeOptions::new())?;
+/// client.join().unwrap()?;
+/// assert_eq!((served.changes, served.rewinds, served.refused), (2, 1, 1));
+/// assert!(!served.idle, "the client closed the connection");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Served {
@@ -127,6 +187,30 @@ pub struct Served {
 /// quiet (see [`ServeOptions::yield_after`]); an error naming the peer when the
 /// connection failed or was closed by us for a packet that breaks the
 /// protocol or a missing or wrong token.
+///
+/// ```
+/// use cln_backup::destination::{serve_connection, Destination, ServeOptions, SocketDestination, SocketUrl};
+/// use cln_backup::version::bump_statement;
+/// use cln_backup::Store;
+/// use std::net::TcpListener;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("server.redb"))?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let url = SocketUrl::parse(&format!("socket:{}", listener.local_addr()?))?;
+/// // A client in another thread: its change is acknowledged once the store has it.
+/// let client = std::thread::spawn(move || -> cln_backup::Result<()> {
+///     let dest = SocketDestination::connect(&url, None)?;
+///     dest.add_change(1, &["CREATE TABLE vars (name TEXT PRIMARY KEY, intval INTEGER)", &bump_statement(1)])?;
+///     Ok(())
+/// });
+/// let (stream, _) = listener.accept()?;
+/// let served = serve_connection(&store, &stream, &ServeOptions::new())?;
+/// client.join().unwrap()?;
+/// assert_eq!(served.changes, 1);
+/// assert_eq!(store.version(), 1);
+/// # Ok(()) }
+/// ```
 pub fn serve_connection(store: &Store, stream: &TcpStream, options: &ServeOptions) -> Result<Served> {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "peer".into());
     let fail = |what: String| Error::Protocol { peer: peer.clone(), what };

@@ -8,6 +8,14 @@
 use crate::{Error, Result};
 
 /// A host and port as written in a `socket:` URL.
+///
+/// ```
+/// use cln_backup::destination::{HostPort, SocketUrl};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = SocketUrl::parse("socket:[::1]:8700")?;
+/// assert_eq!(url.target, HostPort { host: "::1".into(), port: 8700 });
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPort {
     /// The host: an IPv4 or IPv6 address (without brackets) or a name.
@@ -18,6 +26,16 @@ pub struct HostPort {
 
 impl HostPort {
     /// `host:port`, with brackets around an IPv6 address.
+    ///
+    /// ```
+    /// use cln_backup::destination::HostPort;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let v6 = HostPort { host: "::1".into(), port: 8700 };
+    /// assert_eq!(v6.to_url_form(), "[::1]:8700");
+    /// let name = HostPort { host: "backup.example".into(), port: 8700 };
+    /// assert_eq!(name.to_url_form(), "backup.example:8700");
+    /// # Ok(()) }
+    /// ```
     pub fn to_url_form(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -28,6 +46,17 @@ impl HostPort {
 }
 
 /// A parsed `socket:` URL.
+///
+/// ```
+/// use cln_backup::destination::SocketUrl;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = SocketUrl::parse("socket:abcdefghij.onion:8700?proxy=socks5:127.0.0.1:9050")?;
+/// assert_eq!(url.url, "socket:abcdefghij.onion:8700?proxy=socks5:127.0.0.1:9050");
+/// // The name is kept for the proxy to resolve.
+/// assert_eq!(url.target.host, "abcdefghij.onion");
+/// assert_eq!(url.proxy.map(|p| p.to_url_form()).as_deref(), Some("127.0.0.1:9050"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SocketUrl {
@@ -44,6 +73,20 @@ impl SocketUrl {
     /// IPv4 address, a bracketed IPv6 address (`socket:[::1]:8700`) or a
     /// name; the one parameter is `proxy`, of type `socks5`. Anything else
     /// is [`Error::Destination`] naming the URL and what is wrong.
+    ///
+    /// ```
+    /// use cln_backup::destination::SocketUrl;
+    /// use cln_backup::Error;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = SocketUrl::parse("socket:192.0.2.7:8700")?;
+    /// assert_eq!((url.target.host.as_str(), url.target.port), ("192.0.2.7", 8700));
+    /// assert!(url.proxy.is_none());
+    /// // An IPv6 address needs brackets.
+    /// let err = SocketUrl::parse("socket:::1:8700").unwrap_err();
+    /// assert!(matches!(&err, Error::Destination { url, .. } if url == "socket:::1:8700"));
+    /// assert!(err.to_string().contains("must be in brackets"), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub fn parse(url: &str) -> Result<SocketUrl> {
         let refuse = |what: String| Error::Destination { url: url.to_string(), what };
         let Some(rest) = url.strip_prefix("socket:") else {

@@ -448,7 +448,7 @@ impl Store {
 
     /// Whether this handle refuses writes: it was opened with
     /// [`Store::open_read_only`], or a write through it failed in storage
-    /// ([`Error::WriteFailed`](crate::Error::WriteFailed) until the store is
+    /// ([`Error::WriteFailed`] until the store is
     /// opened again).
     ///
     /// ```

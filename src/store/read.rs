@@ -623,10 +623,8 @@ impl Reader {
     /// ```
     pub fn changes_after(&self, after: Seq, upto: Seq) -> Result<Changes> {
         guarded(&self.path, || {
+            self.check_restorable(after)?;
             let base = self.state.base();
-            if after < base || after > self.restorable().1 {
-                return Err(self.not_restorable(after));
-            }
             let prev_hash = match record_in(&self.path, self.txn()?, after)? {
                 Some(bytes) => {
                     StoredChange::from_bytes(&bytes)
